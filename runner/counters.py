@@ -1,0 +1,61 @@
+"""Live counters a poller keeps for its bridge, shown in the status file (DESIGN §4.4).
+
+Plain mutable dataclasses owned by one bridge's tasks (one event loop, so no locking).
+They never hold secret values: `last_error` strings are built from status codes,
+exception class names and messages that never include resolved secrets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+@dataclass
+class SourceCounters:
+    last_poll_time: datetime | None = None
+    last_successful_poll_time: datetime | None = None
+    users_tracked: int = 0
+    pages_read: int = 0  # total since start
+    scans: int = 0  # complete scans since start
+    last_scan_duration: float | None = None  # seconds
+    throttles: int = 0
+    last_error: str | None = None
+
+    def to_status(self) -> dict[str, Any]:
+        return {
+            "lastPollTime": _iso(self.last_poll_time),
+            "lastSuccessfulPollTime": _iso(self.last_successful_poll_time),
+            "usersTracked": self.users_tracked,
+            "pagesRead": self.pages_read,
+            "scans": self.scans,
+            "lastScanDurationSeconds": self.last_scan_duration,
+            "throttles": self.throttles,
+            "lastError": self.last_error,
+        }
+
+
+@dataclass
+class SinkCounters:
+    delivered: int = 0
+    pending: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    parked: int = 0
+    emitted: int = 0  # events committed to the outbox since start
+    last_delivery_time: datetime | None = None
+    last_error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_status(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k not in ("extra", "last_delivery_time",
+                                                                     "last_error", "dead_lettered")}
+        out["deadLettered"] = self.dead_lettered
+        out["lastDeliveryTime"] = _iso(self.last_delivery_time)
+        out["lastError"] = self.last_error
+        return out

@@ -1,0 +1,238 @@
+"""The typed, frozen model every part of bridge-runner shares.
+
+The loader (`runner.config`) turns a file into a `Bridge` with every default filled in,
+or into located `Problem`s. Nothing here does I/O. Secret values never live in the
+model: a `SecretRef` says where the value comes from, and `runner.secrets` resolves it
+at run time. A model can therefore be printed or logged safely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+from typing import Any, Literal
+
+API_VERSION = "bridge-runner/v1alpha1"
+KIND_BRIDGE = "Bridge"
+TRIGGERMESH_API_VERSION = "sources.triggermesh.io/v1alpha1"
+TRIGGERMESH_KIND = "AWSCognitoUserPoolSource"
+
+EVENT_TYPE_SYNC = "com.amazon.cognito-idp.sync_trigger"
+EVENT_TYPE_DELETED = "com.amazon.cognito-idp.user_deleted"
+
+BRIDGE_SUFFIXES = (".yaml", ".yml")
+STATUS_SUFFIX = ".status.json"
+
+Severity = Literal["error", "warning"]
+SinkFormat = Literal["binary", "structured", "batch"]
+BackoffPolicy = Literal["exponential", "linear"]
+InitialSync = Literal["baseline", "emit"]
+ChangeType = Literal["created", "updated", "deleted"]
+SecretSource = Literal["value", "env", "file", "secret"]
+
+def frozen_map(items: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """A read-only copy of `items`, for mapping fields of the frozen model."""
+    return MappingProxyType(dict(items or {}))
+
+
+def bridge_id_for(root: Path, path: Path) -> str:
+    """A bridge's id: its path relative to the bridges directory, POSIX-style, without suffix."""
+    rel = PurePosixPath(path.relative_to(root).as_posix())
+    return str(rel.with_suffix("")) if rel.suffix in BRIDGE_SUFFIXES else str(rel)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One located finding about a bridge file.
+
+    `line` and `column` are 1-based (None when the finding has no position, e.g. an
+    unreadable file). `path` is the dotted JSON path in the file's own terms
+    (`spec.sink.uri`, `spec.arn` for TriggerMesh manifests, `spec.sink.headers.X-Token`,
+    `spec.delivery.retry`, `metadata.labels` ...); "" means the whole document.
+    """
+
+    file: str
+    line: int | None
+    column: int | None
+    path: str
+    message: str
+    severity: Severity = "error"
+
+    def render(self) -> str:
+        """`file:line:col: severity: message [path]` — the `check --format text` line."""
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        suffix = f" [{self.path}]" if self.path else ""
+        return f"{where}: {self.severity}: {self.message}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """Where a secret value comes from; never the resolved value.
+
+    source == "value":  `literal` holds the plain-text value written in the file (check warns);
+    source == "env":    `name` is the environment variable;
+    source == "file":   `name` is a path relative to --secrets-dir;
+    source == "secret": `name`/`key` address `<secrets-dir>/<name>/<key>`.
+    """
+
+    source: SecretSource
+    name: str = ""
+    key: str = ""
+    literal: str = field(default="", repr=False, compare=True)
+
+    def describe(self) -> str:
+        """A safe, human description of the reference (never the value)."""
+        if self.source == "value":
+            return "inline value"
+        if self.source == "env":
+            return f"environment variable {self.name}"
+        if self.source == "file":
+            return f"secrets file {self.name}"
+        return f"secret {self.name}/{self.key}"
+
+    def __repr__(self) -> str:
+        return f"SecretRef({self.describe()})"
+
+
+# A header value is either a plain string or a secret reference.
+HeaderValue = str | SecretRef
+
+
+@dataclass(frozen=True, slots=True)
+class PoolArn:
+    """A parsed Cognito user pool ARN (`arn:<partition>:cognito-idp:<region>:<account>:userpool/<id>`)."""
+
+    arn: str
+    partition: str
+    region: str
+    account: str
+    pool_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AwsCredentials:
+    access_key_id: SecretRef
+    secret_access_key: SecretRef
+    session_token: SecretRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AwsAuth:
+    """None credentials means boto3's default chain; `assume_role_arn` is applied on top."""
+
+    credentials: AwsCredentials | None = None
+    assume_role_arn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CognitoSource:
+    pool: PoolArn
+    auth: AwsAuth = AwsAuth()
+    endpoint: str | None = None
+    poll_interval: float = 30.0  # seconds
+    initial_sync: InitialSync = "baseline"
+    emit_deletions: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where events go: an http(s) URL or a JSON-lines file under the state directory.
+
+    For `file:` URIs, `file_path` is the path relative to --state-dir (validated not to
+    leave it); for http(s) it is None.
+    """
+
+    uri: str
+    file_path: str | None = None
+
+    @property
+    def is_file(self) -> bool:
+        return self.file_path is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Sink:
+    target: Target
+    format: SinkFormat = "binary"
+    max_batch_size: int = 100
+    headers: Mapping[str, HeaderValue] = field(default_factory=frozen_map)
+    timeout: float = 10.0  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    retry: int | None = None  # retries after the first attempt; None: until delivered
+    backoff_policy: BackoffPolicy = "exponential"
+    backoff_delay: float = 0.5  # seconds
+    max_backoff: float = 300.0  # seconds
+    dead_letter: Target | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Bridge:
+    """One bridge, with every default filled in.
+
+    `digest` is the sha256 of the *effective* spec (what the poller runs): a change to it
+    restarts the bridge. `file_digest` is the sha256 of the file's bytes (observedDigest).
+    `origin` tells which format the file was written in; error paths use that format's terms.
+    """
+
+    id: str
+    file: Path
+    name: str
+    source: CognitoSource
+    sink: Sink
+    delivery: Delivery = Delivery()
+    labels: Mapping[str, str] = field(default_factory=frozen_map)
+    suspend: bool = False
+    ce_extensions: Mapping[str, str] = field(default_factory=frozen_map)
+    origin: Literal["Bridge", "AWSCognitoUserPoolSource"] = "Bridge"
+    digest: str = ""
+    file_digest: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """What loading one file gives: a bridge (when valid) and every problem found."""
+
+    file: Path
+    id: str
+    bridge: Bridge | None
+    problems: tuple[Problem, ...] = ()
+    file_digest: str | None = None
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "warning")
+
+    @property
+    def valid(self) -> bool:
+        return self.bridge is not None and not self.errors
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One CloudEvent waiting in the outbox, as committed with its scan.
+
+    `attributes` are the CloudEvents context attributes (specversion, id, source, type,
+    subject, time as RFC 3339 string, datacontenttype, changetype and extensions), `data`
+    the JSON payload. Build a fresh `cloudevents` event from copies of them for each send:
+    the SDK writes into the dict it is given.
+    """
+
+    seq: int
+    bridge_id: str
+    event_id: str
+    attributes: Mapping[str, Any]
+    data: Mapping[str, Any]
+    attempts: int = 0

@@ -1,0 +1,1 @@
+"""Event sources: where changes come from (today, Amazon Cognito user pools)."""

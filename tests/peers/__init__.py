@@ -1,0 +1,1 @@
+"""Real local peers for tests: moto's Cognito server, a loopback CloudEvents sink, fault proxies."""

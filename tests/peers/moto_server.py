@@ -1,0 +1,1 @@
+"""Placeholder: moto Cognito server fixtures are added by the poller work."""

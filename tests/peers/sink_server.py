@@ -1,0 +1,1 @@
+"""Placeholder: loopback CloudEvents sink fixtures are added by the delivery work."""
