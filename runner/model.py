@@ -32,6 +32,7 @@ InitialSync = Literal["baseline", "emit"]
 ChangeType = Literal["created", "updated", "deleted"]
 SecretSource = Literal["value", "env", "file", "secret"]
 
+
 def frozen_map(items: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     """A read-only copy of `items`, for mapping fields of the frozen model."""
     return MappingProxyType(dict(items or {}))
@@ -106,7 +107,10 @@ HeaderValue = str | SecretRef
 
 @dataclass(frozen=True, slots=True)
 class PoolArn:
-    """A parsed Cognito user pool ARN (`arn:<partition>:cognito-idp:<region>:<account>:userpool/<id>`)."""
+    """A parsed Cognito user pool ARN.
+
+    `arn:<partition>:cognito-idp:<region>:<account>:userpool/<region>_<id>`
+    """
 
     arn: str
     partition: str

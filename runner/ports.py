@@ -18,7 +18,7 @@ class OutboxPort(Protocol):
     run them with `asyncio.to_thread`. Every method commits before it returns."""
 
     def pending(self, bridge_id: str, limit: int) -> list[OutboxEvent]:
-        """Up to `limit` events not yet delivered, dead-lettered or parked, oldest (lowest seq) first."""
+        """Up to `limit` events not yet delivered, dead-lettered or parked, oldest first."""
         ...
 
     def mark_delivered(self, bridge_id: str, seqs: Sequence[int]) -> None:
@@ -34,7 +34,7 @@ class OutboxPort(Protocol):
         ...
 
     def park(self, bridge_id: str, seqs: Sequence[int], error: str) -> None:
-        """Given up or refused with no dead-letter sink: kept in the outbox, not retried, counted."""
+        """Given up or refused with no dead-letter sink: kept, not retried, counted."""
         ...
 
     def count_pending(self, bridge_id: str) -> int:

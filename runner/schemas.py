@@ -1,4 +1,4 @@
-"""The JSON Schemas shipped inside the package (`runner/schemas/`, also `schemas/` at the repo root).
+"""The JSON Schemas shipped inside the package (`runner/schemas/`; `schemas/` at the repo root).
 
 One compiled `Draft202012Validator` per schema, built once and reused: `jsonschema.validate()`
 re-checks the schema on every call and is ~40x slower (DESIGN §8).

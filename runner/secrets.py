@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+from typing import ClassVar
 
 from runner.errors import SecretError
 from runner.model import HeaderValue, SecretRef
@@ -35,8 +36,8 @@ def secret_path_problem(rel: str) -> str | None:
 class Redactor(logging.Filter):
     """A logging filter that masks every secret value resolved in this process."""
 
-    _values: set[str] = set()
-    _lock = threading.Lock()
+    _values: ClassVar[set[str]] = set()
+    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     @classmethod
     def register(cls, value: str) -> None:
