@@ -1,0 +1,231 @@
+"""Benchmark: full Cognito scans against moto's server over HTTP (issue 3 targets).
+
+    .venv/bin/python bench/scan.py            # 5,000 users, median of 5 runs
+    .venv/bin/python bench/scan.py --quick    # 600 users, 1 run (smoke)
+
+1. Overhead. The runner's full scan of a 5,000-user pool (`CognitoPool.scan`, thread pool,
+   token bucket, hooks) plus the diff (`to_record` + `diff_scan` against the pool's own
+   snapshot: no change), beside a bare boto3 ListUsers paginator over the same pool in the
+   same run, alternating. The budget is set out of the way (1e6 requests/s): this part
+   measures overhead, not pacing. Target: ratio <= 1.10.
+
+2. Budget. Through the fault proxy adding 100 ms per request and enforcing 30 requests/s
+   (TooManyRequestsException above it), with a 25 requests/s budget: a segmented scan
+   (16 `sub` prefixes) should reach >= 85% of the budget in pages/s, a sequential one is
+   shown beside it, and the proxy's highest count of requests in any one-second window must
+   not exceed the budget. The same count at the moment each request left is shown beside
+   it: requests paced exactly 1/budget apart can put one more on the edge of a one-second
+   window at the proxy, whose arrival times carry jitter (it shares this process's GIL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.peers
+
+from runner.model import AwsAuth, AwsCredentials, SecretRef
+from runner.ratelimit import RequestBudgets
+from runner.secrets import SecretResolver
+from runner.sources.cognito import CognitoClients, CognitoPool, ScanResult
+from tests.peers.cognito_proxy import CognitoProxy
+from tests.peers.moto_server import CognitoAdmin, PoolInfo
+
+CREDENTIALS = {"BENCH_KEY_ID": "AKIABENCHKEY00000001", "BENCH_SECRET": "bench-secret-value"}
+AUTH = AwsAuth(
+    credentials=AwsCredentials(SecretRef("env", "BENCH_KEY_ID"), SecretRef("env", "BENCH_SECRET"))
+)
+BUDGET = 25.0
+PROXY_CEILING = 30.0
+PROXY_LATENCY = 0.1
+
+
+def median_of(runs: int, fn: Callable[[], float]) -> float:
+    return statistics.median(fn() for _ in range(runs))
+
+
+def load_diff() -> Callable[[list[dict[str, Any]]], Callable[[list[dict[str, Any]]], int]] | None:
+    """`prepare(users) -> diff(users) -> changes`, or None while runner.diff is missing."""
+    try:
+        from runner.diff import SnapshotEntry, diff_scan, to_record
+    except ImportError:
+        return None
+
+    def prepare(first: list[dict[str, Any]]) -> Callable[[list[dict[str, Any]]], int]:
+        snapshot = {r.username: SnapshotEntry(r.fingerprint, r.sub) for r in map(to_record, first)}
+
+        def diff(users: list[dict[str, Any]]) -> int:
+            return len(diff_scan(snapshot, [to_record(u) for u in users], complete=True))
+
+        return diff
+
+    return prepare
+
+
+def bench_overhead(admin: CognitoAdmin, endpoint: str, users: int, runs: int) -> bool:
+    pool = admin.create_pool("bench-overhead")
+    admin.seed_users(pool, users)
+    bare_client = boto3.client(
+        "cognito-idp",
+        region_name=pool.region,
+        endpoint_url=endpoint,
+        aws_access_key_id=CREDENTIALS["BENCH_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["BENCH_SECRET"],
+        config=Config(retries={"mode": "standard"}),
+    )
+    clients = CognitoClients(SecretResolver(env=CREDENTIALS), RequestBudgets(1e6))
+    runner_pool = clients.pool(pool.source(endpoint, auth=AUTH))
+    prepare = load_diff()
+    try:
+        first = asyncio.run(runner_pool.scan())
+        assert first.complete and len(first.users) == users, first
+        diff = prepare(first.users) if prepare else None
+
+        def bare() -> float:
+            started = time.perf_counter()
+            seen = [
+                user
+                for page in bare_client.get_paginator("list_users").paginate(
+                    UserPoolId=pool.id, PaginationConfig={"PageSize": 60}
+                )
+                for user in page["Users"]
+            ]
+            elapsed = time.perf_counter() - started
+            assert len(seen) == users
+            return elapsed
+
+        def ours() -> float:
+            started = time.perf_counter()
+            result = asyncio.run(runner_pool.scan())
+            changes = diff(result.users) if diff else 0
+            elapsed = time.perf_counter() - started
+            assert result.complete and len(result.users) == users and changes == 0
+            return elapsed
+
+        bare_times, our_times = [], []
+        for _ in range(runs):  # alternate, so that drift hits both alike
+            bare_times.append(bare())
+            our_times.append(ours())
+    finally:
+        clients.close()
+        bare_client.close()
+        admin.delete_pool(pool.id)
+
+    bare_s, ours_s = statistics.median(bare_times), statistics.median(our_times)
+    ratio = ours_s / bare_s
+    what = "scan + diff" if prepare else "scan only (runner.diff not available)"
+    print(f"1. full scan of {users} users, median of {runs}")
+    print(f"   bare boto3 paginator     {bare_s:7.3f} s  ({users / bare_s:8.0f} users/s)")
+    print(f"   runner {what:<17} {ours_s:7.3f} s  ({users / ours_s:8.0f} users/s)")
+    ok = ratio <= 1.10
+    print(f"   ratio {ratio:.3f}  (target <= 1.10: {'ok' if ok else 'MISSED'})")
+    return ok
+
+
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    """The most events in any half-open window [t, t + window)."""
+    ordered, best, start = sorted(times), 0, 0
+    for end, t in enumerate(ordered):
+        while ordered[start] <= t - window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def timed_scan(pool: CognitoPool, segments: int) -> ScanResult:
+    result = asyncio.run(pool.scan(segments=segments))
+    assert result.complete, result.error
+    return result
+
+
+def bench_budget(admin: CognitoAdmin, endpoint: str, users: int, runs: int) -> bool:
+    pool: PoolInfo = admin.create_pool("bench-budget")
+    admin.seed_users(pool, users)
+    proxy = CognitoProxy(endpoint).start()
+    proxy.latency = PROXY_LATENCY
+    proxy.max_rps = PROXY_CEILING
+    clients = CognitoClients(SecretResolver(env=CREDENTIALS), RequestBudgets(BUDGET))
+    source = pool.source(proxy.endpoint, auth=AUTH)
+    runner_pool = clients.pool(source)
+    sent: list[float] = []  # when each request left, seen from a hook after our pacing
+    clients.client_for(source).meta.events.register(
+        "before-send.cognito-identity-provider", lambda **_: sent.append(time.monotonic())
+    )
+    rates: dict[int, list[float]] = {1: [], 16: []}
+    throttles = 0
+    try:
+        for _ in range(runs):
+            for segments in (16, 1):
+                result = timed_scan(runner_pool, segments)
+                assert len(result.users) == users
+                rates[segments].append(result.pages / result.duration)
+                throttles += result.throttles
+        max_window = proxy.observed_max_rate
+        throttled = proxy.count("ListUsers", "TooManyRequestsException")
+    finally:
+        clients.close()
+        proxy.stop()
+        admin.delete_pool(pool.id)
+
+    segmented, sequential = statistics.median(rates[16]), statistics.median(rates[1])
+    share = segmented / BUDGET
+    print(
+        f"2. through the proxy (+{PROXY_LATENCY * 1000:.0f} ms/request, ceiling "
+        f"{PROXY_CEILING:.0f}/s), budget {BUDGET:.0f} requests/s, {users} users, median of {runs}"
+    )
+    seq_share = sequential / BUDGET
+    print(f"   sequential scan          {sequential:6.1f} pages/s  ({seq_share:.2f}x budget)")
+    ok_share = share >= 0.85
+    print(
+        f"   segmented scan (16)      {segmented:6.1f} pages/s  ({share:.2f}x budget; "
+        f"target >= 0.85: {'ok' if ok_share else 'MISSED'})"
+    )
+    print(f"   segmented / sequential   {segmented / sequential:6.2f}x")
+    as_sent = max_in_window(sent)
+    # Requests paced exactly 1/budget apart put `budget` requests in a one-second window
+    # and a `budget + 1`-th on its very edge: arrival jitter decides which side it lands.
+    ok_budget = as_sent <= BUDGET and max_window <= BUDGET + 1
+    print(
+        f"   most requests in any 1 s window: {as_sent} as sent, {max_window} at the proxy "
+        f"(budget {BUDGET:.0f}, +1 at the proxy for a request on the window's edge: "
+        f"{'never exceeded' if ok_budget else 'EXCEEDED'})"
+    )
+    print(f"   throttled by the proxy: {throttled}; throttles the scans counted: {throttles}")
+    return ok_share and ok_budget
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small pools, one run (smoke)")
+    args = parser.parse_args(argv)
+    users, runs = (600, 1) if args.quick else (5000, 5)
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    admin = CognitoAdmin(endpoint)
+    try:
+        ok = bench_overhead(admin, endpoint, users, runs)
+        ok = bench_budget(admin, endpoint, users, runs) and ok
+    finally:
+        admin.close()
+        server.stop()
+    return 0 if ok or args.quick else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
