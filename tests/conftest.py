@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.peers.moto_server", "tests.peers.sink_server"]
+pytest_plugins = [
+    "tests.peers.moto_server",
+    "tests.peers.sink_server",
+    "tests.peers.runner_process",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 # ../shared/conformance relative to the project root (as laid out for sessions and CI).
@@ -23,5 +27,5 @@ for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_COGNITO_IDP"):
 @pytest.fixture(scope="session")
 def conformance_dir() -> Path:
     if not CONFORMANCE.is_dir():
-        pytest.fail(f"conformance data not found at {CONFORMANCE}: tests expect ../shared beside the repo")
+        pytest.fail(f"conformance data not found at {CONFORMANCE}: tests expect ../shared beside it")
     return CONFORMANCE

@@ -1,0 +1,149 @@
+"""Finding bridge files: which files under a bridges directory are bridges (DESIGN §2).
+
+`discover_bridge_files(root)` is what the runner and `check DIR` both use:
+
+- `*.yaml` / `*.yml` files at any depth, in sorted order;
+- names starting with `.` are skipped, files and folders alike. That also skips `.git` and the
+  Kubernetes ConfigMap internals (`..data`, `..2024_01_01_...`), while the top-level symlinks
+  into them (`signups.yaml -> ..data/signups.yaml`) are followed like any file;
+- the runner's own status files are never bridges (`*.status.json` is not YAML anyway;
+  `*.status.yaml` / `*.status.yml` are skipped too);
+- symlinks, to files or folders, are followed only when they resolve inside the root: a bridge
+  directory is self-contained, and this also keeps a link to a parent from looping. A file reached
+  by two paths is listed once, under the first path in sorted order (two bridges for one file
+  would poll the same pool twice);
+- broken symlinks and anything that is not a regular file (a FIFO would block the reader) are
+  skipped.
+
+`root` itself may be a symlink (git-sync publishes each checkout by swapping one): it is resolved
+once, so one call walks one version of the tree, and the paths returned are spelled under `root`
+as given, so ids and status-file locations stay stable across swaps.
+
+An error while listing a directory propagates (`OSError`): a partial listing would look like
+deleted bridges and make the runner stop them, so the caller should rather retry later.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from runner.errors import UsageError
+from runner.model import BRIDGE_SUFFIXES, bridge_id_for
+
+# Status files the runner might write in YAML form some day; never bridges.
+_RUNNER_OWN_SUFFIXES = (".status.yaml", ".status.yml")
+
+
+def is_bridge_file_name(name: str) -> bool:
+    """Whether a file called `name` would be read as a bridge (its folders aside)."""
+    return (
+        not name.startswith(".")
+        and name.endswith(BRIDGE_SUFFIXES)
+        and not name.endswith(_RUNNER_OWN_SUFFIXES)
+    )
+
+
+def discover_bridge_files(root: Path) -> list[Path]:
+    """Every bridge file below `root`, sorted, spelled under `root` as given.
+
+    Raises `OSError` (`FileNotFoundError`, `NotADirectoryError`, `PermissionError`) when `root`
+    or a folder below it cannot be listed.
+    """
+    real_root = root.resolve(strict=True)
+    if not real_root.is_dir():
+        raise NotADirectoryError(f"not a directory: {root}")
+    found: list[Path] = []
+    _walk(root, real_root, real_root, visited_dirs={real_root}, seen_files=set(), found=found)
+    return found
+
+
+def _walk(
+    shown_dir: Path,
+    real_dir: Path,
+    real_root: Path,
+    *,
+    visited_dirs: set[Path],
+    seen_files: set[Path],
+    found: list[Path],
+) -> None:
+    # Depth-first over names sorted at every level yields paths already in sorted order.
+    with os.scandir(real_dir) as listing:
+        entries = sorted(listing, key=lambda entry: entry.name)
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        is_dir = entry.is_dir()  # follows symlinks; False for broken ones
+        if not is_dir and not (entry.is_file() and is_bridge_file_name(entry.name)):
+            continue
+        real = Path(os.path.realpath(entry.path)) if entry.is_symlink() else real_dir / entry.name
+        if not real.is_relative_to(real_root):
+            continue
+        if is_dir:
+            if real not in visited_dirs:
+                visited_dirs.add(real)
+                _walk(
+                    shown_dir / entry.name,
+                    real,
+                    real_root,
+                    visited_dirs=visited_dirs,
+                    seen_files=seen_files,
+                    found=found,
+                )
+        elif real not in seen_files:
+            seen_files.add(real)
+            found.append(shown_dir / entry.name)
+
+
+def expand_paths(paths: Sequence[Path]) -> list[tuple[Path, Path]]:
+    """(file, root) pairs for command-line arguments that name files or directories.
+
+    A directory contributes its bridge files (see `discover_bridge_files`) with itself as root;
+    a file is taken as named, whatever its name, with its parent as root (so its id is its stem).
+    A file named twice, directly or through several arguments, is kept once, with the first
+    argument that reached it. Raises `UsageError` for a path that does not exist or is neither
+    a regular file nor a directory.
+    """
+    pairs: list[tuple[Path, Path]] = []
+    seen: set[Path] = set()
+    # One directory lists each file once already: resolving every path is only needed to find
+    # the same file named by several arguments.
+    needs_dedupe = len(paths) > 1
+    for path in paths:
+        if path.is_dir():
+            candidates: Iterable[tuple[Path, Path]] = (
+                (file, path) for file in discover_bridge_files(path)
+            )
+        elif path.is_file():
+            candidates = [(path, path.parent)]
+        elif path.is_symlink() and not path.exists():
+            raise UsageError(f"{path}: broken symbolic link")
+        elif path.exists():
+            raise UsageError(f"{path}: not a regular file or a directory")
+        else:
+            raise UsageError(f"{path}: no such file or directory")
+        for file, root in candidates:
+            if needs_dedupe:
+                real = file.resolve()
+                if real in seen:
+                    continue
+                seen.add(real)
+            pairs.append((file, root))
+    return pairs
+
+
+def find_id_clashes(files: Iterable[Path], root: Path) -> dict[Path, Path]:
+    """Files whose bridge id is already taken by an earlier file under the same root.
+
+    Only `x.yaml` beside `x.yml` can clash: both would be bridge `x` and write `x.status.json`.
+    Maps each later file to the first file that has its id.
+    """
+    first_by_id: dict[str, Path] = {}
+    clashes: dict[Path, Path] = {}
+    for file in files:
+        bridge_id = bridge_id_for(root, file)
+        first = first_by_id.setdefault(bridge_id, file)
+        if first is not file:
+            clashes[file] = first
+    return clashes

@@ -1,0 +1,28 @@
+"""Smoke runs of the benchmarks in bench/ (`--quick`): they run end to end and print their ratios.
+
+Figures are not asserted here (no timed assertions in tests); the full runs are in bench/.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_check_bench_quick() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "check.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("bridges: 100 files, median of 1 run(s) each\n")
+    assert re.search(r"^ratio baseline / check process: +\d+\.\d\dx$", completed.stdout, re.M)
+    assert re.search(r"^ratio baseline / check in-process: +\d+\.\d\dx$", completed.stdout, re.M)
