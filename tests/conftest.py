@@ -27,5 +27,5 @@ for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_COGNITO_IDP"):
 @pytest.fixture(scope="session")
 def conformance_dir() -> Path:
     if not CONFORMANCE.is_dir():
-        pytest.fail(f"conformance data not found at {CONFORMANCE}: tests expect ../shared beside it")
+        pytest.fail(f"no conformance data at {CONFORMANCE}: tests expect ../shared beside the repo")
     return CONFORMANCE
