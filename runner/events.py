@@ -1,0 +1,138 @@
+"""CloudEvents for user changes: attributes and data as DESIGN §3 defines them.
+
+Pure, no I/O. `build_events` turns the `Change`s of one scan into `NewEvent`s, which the
+outbox stores as JSON (`time` as an RFC 3339 string) and delivery sends, rebuilding a
+cloudevents SDK event for each send (`runner.sinks.to_cloudevent`).
+
+Event ids are deterministic, so sinks can dedupe on (source, id): a hash of the pool ARN,
+the username, the change type and a marker (DESIGN §3). The outbox stores each id with its
+event, so every resend carries it. The marker decides which changes share an id:
+
+    created   UserLastModifiedDate + the record's fingerprint: the content alone, so
+              re-emitting a pool after its state was lost repeats the same ids
+    updated   UserLastModifiedDate + the id of the scan that saw the change
+    deleted   the id of the scan that saw the deletion
+
+Updates cannot be keyed by content: the timestamp does not move on every change (moto
+leaves it alone on AdminDisableUser/AdminEnableUser; Cognito's has millisecond
+resolution), so disable -> enable -> disable would give the first and third events one id,
+and a deduping sink would drop the third. A scan sees each change once: the snapshot it
+commits with its events makes the next scan find nothing for that user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from runner.diff import Change, rfc3339
+from runner.model import EVENT_TYPE_DELETED, EVENT_TYPE_SYNC, Bridge, ChangeType
+
+SPECVERSION = "1.0"
+DATACONTENTTYPE = "application/json"
+CHANGETYPE_EXTENSION = "changetype"
+# Attributes an extension from the bridge file may never replace: the CloudEvents context
+# attributes, the JSON format's members, and our own extension.
+RESERVED_ATTRIBUTES = frozenset(
+    {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "subject",
+        "time",
+        "datacontenttype",
+        "dataschema",
+        "data",
+        "data_base64",
+        CHANGETYPE_EXTENSION,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event built from a change, not yet in the outbox.
+
+    `attributes` hold every context attribute (including `id` == `event_id`, `time` as an
+    RFC 3339 string) and extension; `data` is the JSON payload.
+    """
+
+    event_id: str
+    attributes: dict[str, Any]
+    data: dict[str, Any]
+
+
+def event_id(arn: str, username: str, change: ChangeType, marker: str) -> str:
+    """The deterministic id of one change: 32 hex digits of a sha256 over the four fields.
+
+    They are hashed as a JSON array, so no choice of values can make two different
+    tuples produce the same input.
+    """
+    text = json.dumps([arn, username, change, marker], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def build_events(
+    bridge: Bridge,
+    changes: Sequence[Change],
+    *,
+    observed_at: datetime,
+    scan_id: str,
+    emit_deletions: bool | None = None,
+) -> list[NewEvent]:
+    """One event per change, in the order of `changes`.
+
+    `scan_id` identifies the scan (unique per scan, e.g. a uuid4); `observed_at`
+    (timezone-aware) is when it ran: the `time` of deletion events. `emit_deletions`
+    overrides the bridge's `emitDeletions`; when deletions are not emitted, `deleted`
+    changes give no event (the snapshot still drops the user). Extensions from the bridge's
+    `ceOverrides` are added to every event; they never replace an attribute in
+    `RESERVED_ATTRIBUTES` (the loader rejects such names).
+    """
+    if observed_at.tzinfo is None:
+        raise ValueError("observed_at must be timezone-aware")
+    if emit_deletions is None:
+        emit_deletions = bridge.source.emit_deletions
+    arn = bridge.source.pool.arn
+    extensions = {
+        name: value
+        for name, value in bridge.ce_extensions.items()
+        if name not in RESERVED_ATTRIBUTES
+    }
+    deleted_at = rfc3339(observed_at)
+
+    events: list[NewEvent] = []
+    for change in changes:
+        if change.record is not None:
+            data = change.record.data
+            time = data["UserLastModifiedDate"]
+            unique = change.record.fingerprint if change.kind == "created" else scan_id
+            marker = f"{time}/{unique}"
+            event_type = EVENT_TYPE_SYNC
+        elif emit_deletions:
+            sub = change.previous.sub if change.previous is not None else None
+            data = {"Username": change.username, "sub": sub}
+            time = deleted_at
+            marker = scan_id
+            event_type = EVENT_TYPE_DELETED
+        else:
+            continue
+        identifier = event_id(arn, change.username, change.kind, marker)
+        attributes = {
+            **extensions,
+            "specversion": SPECVERSION,
+            "id": identifier,
+            "source": arn,
+            "type": event_type,
+            "subject": bridge.source.pool.pool_id,
+            "time": time,
+            "datacontenttype": DATACONTENTTYPE,
+            CHANGETYPE_EXTENSION: change.kind,
+        }
+        events.append(NewEvent(identifier, attributes, data))
+    return events

@@ -1,0 +1,408 @@
+"""runner.diff: normalizing Cognito users, fingerprints, and created/updated/deleted detection."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from botocore.utils import parse_timestamp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft4Validator
+
+from runner.diff import (
+    Change,
+    SnapshotEntry,
+    UserRecord,
+    diff_scan,
+    normalize_user,
+    rfc3339,
+    to_record,
+)
+from runner.errors import SourceRejected
+from runner.schemas import validator
+from tests.conftest import CONFORMANCE
+
+SUB = "8f3b6a52-9b0d-4c47-a5c4-0e7d9c1f2a11"
+EMAIL = "johndoe@example.com"
+
+
+def boto3_user(**overrides: Any) -> dict[str, Any]:
+    """A user as boto3's ListUsers returns it: epoch dates parsed into tzlocal datetimes."""
+    user: dict[str, Any] = {
+        "Username": "johndoe",
+        "Attributes": [
+            {"Name": "sub", "Value": SUB},
+            {"Name": "email", "Value": EMAIL},
+        ],
+        "UserCreateDate": parse_timestamp(1_704_103_200.0),  # 2024-01-01T10:00:00Z
+        "UserLastModifiedDate": parse_timestamp(1_704_193_200.25),  # 2024-01-02T11:00:00.25Z
+        "Enabled": True,
+        "UserStatus": "CONFIRMED",
+    }
+    user.update(overrides)
+    return user
+
+
+@pytest.fixture(scope="module")
+def conformance_validator() -> Draft4Validator:
+    schema = json.loads(
+        (CONFORMANCE / "triggermesh-cognito-sync_trigger-data.schema.json").read_text()
+    )
+    return Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
+
+
+# -- normalize_user -------------------------------------------------------------------------
+
+
+def test_normalize_user_gives_exactly_the_sync_trigger_data(
+    conformance_validator: Draft4Validator,
+) -> None:
+    raw = boto3_user(MFAOptions=[{"AttributeName": "phone_number", "DeliveryMedium": "SMS"}])
+    raw["SomeFutureField"] = "ignored"
+
+    data = normalize_user(raw)
+
+    assert data == {
+        "Username": "johndoe",
+        "Attributes": [{"Name": "sub", "Value": SUB}, {"Name": "email", "Value": EMAIL}],
+        "UserCreateDate": "2024-01-01T10:00:00Z",
+        "UserLastModifiedDate": "2024-01-02T11:00:00.25Z",
+        "Enabled": True,
+        "UserStatus": "CONFIRMED",
+        "MFAOptions": [{"AttributeName": "phone_number", "DeliveryMedium": "SMS"}],
+    }
+    assert list(data) == [
+        "Username",
+        "Attributes",
+        "UserCreateDate",
+        "UserLastModifiedDate",
+        "Enabled",
+        "UserStatus",
+        "MFAOptions",
+    ]
+    conformance_validator.validate(data)
+    validator("sync_trigger").validate(data)
+
+
+def test_normalize_user_fills_what_the_api_may_leave_out(
+    conformance_validator: Draft4Validator,
+) -> None:
+    raw = boto3_user(Attributes=[{"Name": "custom:empty"}])  # the API makes Value optional
+
+    data = normalize_user(raw)
+
+    assert data["MFAOptions"] == []
+    assert data["Attributes"] == [{"Name": "custom:empty", "Value": ""}]
+    conformance_validator.validate(data)
+    assert normalize_user({**boto3_user(), "Attributes": None})["Attributes"] == []
+
+
+def test_normalize_user_is_idempotent_and_does_not_touch_its_input() -> None:
+    raw = boto3_user()
+    before = copy.deepcopy(raw)
+    data = normalize_user(raw)
+    assert raw == before
+    assert normalize_user(data) == data
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("Username", None),
+        ("UserCreateDate", None),
+        ("UserLastModifiedDate", None),
+        ("Enabled", None),
+        ("UserStatus", None),
+        ("UserCreateDate", "yesterday"),
+        ("UserLastModifiedDate", "2024-01-02T11:00:00"),  # no offset: ambiguous
+        ("UserCreateDate", 1_704_103_200),
+        ("MFAOptions", [{"AttributeName": "phone_number"}]),
+    ],
+)
+def test_an_unreadable_user_is_rejected_without_its_data(field: str, value: Any) -> None:
+    raw = boto3_user()
+    if value is None:
+        del raw[field]
+    else:
+        raw[field] = value
+
+    for convert in (normalize_user, to_record):
+        with pytest.raises(SourceRejected) as caught:
+            convert(raw)
+        assert caught.value.reason == "InvalidUserRecord"
+        for value_seen in (EMAIL, SUB, *([value] if isinstance(value, str) else [])):
+            assert value_seen not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (datetime(2024, 5, 1, 10, 0, tzinfo=UTC), "2024-05-01T10:00:00Z"),
+        (
+            datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=timezone(timedelta(hours=2))),
+            "2024-05-01T10:00:00.25Z",
+        ),
+        (datetime(2024, 5, 1, 10, 0, 0, 1), "2024-05-01T10:00:00.000001Z"),  # naive: UTC
+        (parse_timestamp(1_714_557_600.123), "2024-05-01T10:00:00.123Z"),  # tzlocal
+        ("2024-05-01T10:00:00Z", "2024-05-01T10:00:00Z"),
+        ("2024-05-01T10:00:00.500+00:00", "2024-05-01T10:00:00.5Z"),
+        ("2024-05-01T05:00:00-05:00", "2024-05-01T10:00:00Z"),
+    ],
+)
+def test_rfc3339_writes_utc_like_go_rfc3339nano(value: datetime | str, expected: str) -> None:
+    assert rfc3339(value) == expected
+
+
+def test_rfc3339_refuses_strings_without_an_offset() -> None:
+    with pytest.raises(ValueError, match="offset"):
+        rfc3339("2024-05-01T10:00:00")
+    with pytest.raises(ValueError, match="offset"):
+        rfc3339("2024-05-01")
+
+
+# -- to_record and the fingerprint ----------------------------------------------------------
+
+
+def test_to_record_reads_sub_and_keeps_data_lazy_but_stable() -> None:
+    raw = boto3_user()
+    record = to_record(raw)
+
+    assert record.username == "johndoe"
+    assert record.sub == SUB
+    assert len(record.fingerprint) == 32
+    assert record.data == normalize_user(raw)
+    assert record.data is not record.data  # a fresh dict each time: callers may mutate it
+    assert to_record(boto3_user(Attributes=[{"Name": "email", "Value": EMAIL}])).sub is None
+
+
+def test_record_repr_shows_no_user_data() -> None:
+    text = repr(to_record(boto3_user()))
+    assert "johndoe" in text
+    assert EMAIL not in text
+
+
+def test_the_fingerprint_is_pinned() -> None:
+    # Fingerprints are stored in every snapshot: a change to the canonical form makes every
+    # user of every pool look updated once. If this fails on purpose, bump
+    # FINGERPRINT_VERSION and say so in the release notes.
+    canonical = (
+        "('1', 'johndoe', [('email', 'johndoe@example.com'),"
+        f" ('sub', '{SUB}')], 1704103200000000, 1704193200250000, True, 'CONFIRMED', [])"
+    )
+    expected = hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+    assert expected == "a90125ae77b53258265dc68b03331dbb"
+    assert to_record(boto3_user()).fingerprint == expected
+
+
+def test_same_record_same_fingerprint_whatever_its_form() -> None:
+    raw = boto3_user()
+    utc_dates = boto3_user(
+        UserCreateDate=raw["UserCreateDate"].astimezone(UTC),
+        UserLastModifiedDate=raw["UserLastModifiedDate"].astimezone(UTC),
+    )
+    reordered = boto3_user(Attributes=list(reversed(raw["Attributes"])))
+    expected = to_record(raw)
+    assert to_record(normalize_user(raw)) == expected
+    assert to_record(utc_dates) == expected
+    assert to_record(reordered) == expected
+    assert to_record({**raw, "MFAOptions": []}) == expected
+    assert to_record({**raw, "SomeFutureField": 1}) == expected
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"Username": "janedoe"},
+        {
+            "Attributes": [
+                {"Name": "sub", "Value": SUB},
+                {"Name": "email", "Value": "x@example.com"},
+            ]
+        },
+        {"Attributes": [{"Name": "sub", "Value": SUB}]},
+        {
+            "Attributes": [
+                {"Name": "sub", "Value": SUB},
+                {"Name": "email", "Value": EMAIL},
+                {"Name": "name", "Value": ""},
+            ]
+        },
+        {"UserCreateDate": parse_timestamp(1_704_103_200.001)},
+        {"UserLastModifiedDate": parse_timestamp(1_704_193_201.25)},
+        {"Enabled": False},
+        {"UserStatus": "RESET_REQUIRED"},
+        {"MFAOptions": [{"AttributeName": "phone_number", "DeliveryMedium": "SMS"}]},
+    ],
+)
+def test_any_change_to_the_record_changes_the_fingerprint(change: Mapping[str, Any]) -> None:
+    assert to_record(boto3_user(**change)).fingerprint != to_record(boto3_user()).fingerprint
+
+
+def test_values_cannot_be_shifted_between_fields_without_changing_the_fingerprint() -> None:
+    a = boto3_user(Attributes=[{"Name": "a", "Value": "b,c"}])
+    b = boto3_user(Attributes=[{"Name": "a,b", "Value": "c"}])
+    c = boto3_user(Attributes=[{"Name": "a", "Value": "b"}, {"Name": "c", "Value": ""}])
+    assert len({to_record(u).fingerprint for u in (a, b, c)}) == 3
+
+
+def test_non_ascii_values_are_fingerprinted_by_code_point() -> None:
+    composed = to_record(boto3_user(Attributes=[{"Name": "name", "Value": "Jos\u00e9"}]))
+    decomposed = to_record(boto3_user(Attributes=[{"Name": "name", "Value": "Jose\u0301"}]))
+    assert composed.fingerprint != decomposed.fingerprint  # Cognito stores what it is given
+
+
+# -- diff_scan ------------------------------------------------------------------------------
+
+
+def user(name: str, modified: float = 0.0, **attributes: str) -> UserRecord:
+    attrs = [{"Name": "sub", "Value": f"sub-{name}"}]
+    attrs += [{"Name": k, "Value": v} for k, v in attributes.items()]
+    return to_record(
+        boto3_user(
+            Username=name,
+            Attributes=attrs,
+            UserLastModifiedDate=parse_timestamp(1_704_193_200 + modified),
+        )
+    )
+
+
+def entry(record: UserRecord) -> SnapshotEntry:
+    return SnapshotEntry(record.fingerprint, record.sub)
+
+
+def test_diff_scan_finds_created_updated_and_deleted() -> None:
+    kept, changed, gone = user("kept"), user("changed"), user("gone")
+    snapshot = {u.username: entry(u) for u in (kept, changed, gone)}
+    changed_now = user("changed", 5, email="new@example.com")
+    new = user("new")
+
+    changes = diff_scan(snapshot, [kept, changed_now, new], complete=True)
+
+    assert changes == [
+        Change("updated", "changed", changed_now, snapshot["changed"]),
+        Change("created", "new", new, None),
+        Change("deleted", "gone", None, snapshot["gone"]),
+    ]
+    assert changes[0].entry() == entry(changed_now)
+    assert changes[2].entry() is None
+
+
+def test_an_incomplete_scan_never_deletes() -> None:
+    a, b = user("a"), user("b")
+    snapshot = {"a": entry(a), "b": entry(b)}
+    assert diff_scan(snapshot, [a], complete=False) == []
+    assert diff_scan(snapshot, [], complete=False) == []
+    assert [c.kind for c in diff_scan(snapshot, [], complete=True)] == ["deleted", "deleted"]
+
+
+def test_an_unchanged_scan_has_no_changes_and_an_empty_pool_is_a_baseline() -> None:
+    users = [user(f"u{i}") for i in range(5)]
+    assert diff_scan({u.username: entry(u) for u in users}, users, complete=True) == []
+    assert diff_scan({}, [], complete=True) == []
+
+
+def test_deletions_come_after_the_scan_in_username_order() -> None:
+    snapshot = {name: entry(user(name)) for name in ("zed", "amy", "max")}
+    changes = diff_scan(snapshot, [user("new")], complete=True)
+    assert [(c.kind, c.username) for c in changes] == [
+        ("created", "new"),
+        ("deleted", "amy"),
+        ("deleted", "max"),
+        ("deleted", "zed"),
+    ]
+
+
+def test_a_user_seen_twice_in_one_scan_counts_once_latest_modification_wins() -> None:
+    older, newer = user("dup", 1, email="old@example.com"), user("dup", 2, email="new@example.com")
+    other = user("other")
+
+    for scan in ([older, other, newer], [newer, other, older]):
+        changes = diff_scan({}, scan, complete=True)
+        assert [(c.kind, c.username) for c in changes] == [("created", "dup"), ("created", "other")]
+        assert changes[0].record == newer
+
+    # Equal modification times: the copy read later wins.
+    first, second = user("tie", 3, email="a@example.com"), user("tie", 3, email="b@example.com")
+    assert diff_scan({}, [first, second], complete=True)[0].record == second
+
+
+def test_sub_second_modification_times_are_compared_as_instants() -> None:
+    whole, later = user("dup", 0, email="whole@example.com"), user("dup", 0.5, email="x@e.com")
+    assert diff_scan({}, [later, whole], complete=True)[0].record == later
+
+
+# -- properties -----------------------------------------------------------------------------
+
+NAMES = st.sampled_from([f"user{i}" for i in range(12)])
+scanned_users = st.builds(
+    lambda name, modified, value: user(name, modified, email=value),
+    NAMES,
+    st.integers(min_value=0, max_value=3),
+    st.sampled_from(["a@example.com", "b@example.com"]),
+)
+snapshots = st.dictionaries(
+    NAMES,
+    st.builds(SnapshotEntry, st.sampled_from(["f1", "f2"]), st.none() | st.just("s")),
+)
+
+
+def apply(snapshot: Mapping[str, SnapshotEntry], changes: list[Change]) -> dict[str, SnapshotEntry]:
+    result = dict(snapshot)
+    for change in changes:
+        after = change.entry()
+        if after is None:
+            del result[change.username]
+        else:
+            result[change.username] = after
+    return result
+
+
+@settings(max_examples=200, deadline=None)
+@given(snapshot=snapshots, scan=st.lists(scanned_users, max_size=20))
+def test_applying_the_changes_of_a_complete_scan_gives_the_scanned_set(
+    snapshot: dict[str, SnapshotEntry], scan: list[UserRecord]
+) -> None:
+    changes = diff_scan(snapshot, scan, complete=True)
+
+    assert set(apply(snapshot, changes)) == {u.username for u in scan}
+    for username, after in apply(snapshot, changes).items():
+        assert after.fingerprint in {u.fingerprint for u in scan if u.username == username}
+    usernames = [c.username for c in changes]
+    assert len(usernames) == len(set(usernames))  # at most one change per user per scan
+    for change in changes:  # every change is real
+        before, after = snapshot.get(change.username), change.entry()
+        assert change.previous == before
+        if before is None:
+            assert change.kind == "created"
+        elif after is None:
+            assert change.kind == "deleted"
+        else:
+            assert change.kind == "updated"
+            assert after.fingerprint != before.fingerprint
+
+
+@settings(max_examples=200, deadline=None)
+@given(snapshot=snapshots, scan=st.lists(scanned_users, max_size=20))
+def test_an_incomplete_scan_only_adds_and_updates(
+    snapshot: dict[str, SnapshotEntry], scan: list[UserRecord]
+) -> None:
+    changes = diff_scan(snapshot, scan, complete=False)
+
+    assert all(c.kind != "deleted" for c in changes)
+    assert set(apply(snapshot, changes)) == set(snapshot) | {u.username for u in scan}
+
+
+@settings(max_examples=100, deadline=None)
+@given(snapshot=snapshots, scan=st.lists(scanned_users, max_size=20))
+def test_a_rescan_after_applying_finds_nothing(
+    snapshot: dict[str, SnapshotEntry], scan: list[UserRecord]
+) -> None:
+    after = apply(snapshot, diff_scan(snapshot, scan, complete=True))
+    latest = diff_scan({}, scan, complete=True)  # the deduplicated scan, as diff_scan sees it
+    assert diff_scan(after, [c.record for c in latest if c.record], complete=True) == []

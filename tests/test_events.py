@@ -1,0 +1,340 @@
+"""runner.events and the event data schemas: CloudEvents exactly as DESIGN §3 defines them."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.utils import parse_timestamp
+from cloudevents.core.bindings.http import from_binary_event, to_binary_event
+from cloudevents.core.formats.json import JSONFormat
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft4Validator, Draft7Validator, Draft202012Validator
+
+from runner.diff import Change, SnapshotEntry, diff_scan, normalize_user, to_record
+from runner.events import NewEvent, build_events, event_id
+from runner.model import (
+    EVENT_TYPE_DELETED,
+    EVENT_TYPE_SYNC,
+    Bridge,
+    CognitoSource,
+    OutboxEvent,
+    PoolArn,
+    Sink,
+    Target,
+    frozen_map,
+)
+from runner.schemas import load_schema, validator
+from runner.sinks import to_cloudevent
+from tests.conftest import CONFORMANCE
+
+POOL_ID = "us-west-2_fak3p001B"
+ARN = f"arn:aws:cognito-idp:us-west-2:043455440429:userpool/{POOL_ID}"
+OBSERVED = datetime(2024, 3, 1, 12, 30, 0, 500000, tzinfo=UTC)
+BRIDGE = Bridge(
+    id="team-a/signups",
+    file=Path("team-a/signups.yaml"),
+    name="signups",
+    source=CognitoSource(pool=PoolArn(ARN, "aws", "us-west-2", "043455440429", POOL_ID)),
+    sink=Sink(target=Target("http://127.0.0.1:9/")),
+    ce_extensions=frozen_map({"team": "identity"}),
+)
+
+
+def conformance_validator(name: str, cls: Any) -> Any:
+    schema = json.loads((CONFORMANCE / name).read_text())
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+CLOUDEVENTS = conformance_validator("cloudevents-1.0.schema.json", Draft7Validator)
+TRIGGERMESH = conformance_validator(
+    "triggermesh-cognito-sync_trigger-data.schema.json", Draft4Validator
+)
+TRIGGERMESH_EXAMPLES = json.loads(
+    (CONFORMANCE / "triggermesh-cognito-sync_trigger-data.schema.json").read_text()
+)["examples"]
+
+
+def raw_user(name: str, modified: float, **attributes: str) -> dict[str, Any]:
+    return {
+        "Username": name,
+        "Attributes": [{"Name": "sub", "Value": f"sub-{name}"}]
+        + [{"Name": k, "Value": v} for k, v in attributes.items()],
+        "UserCreateDate": parse_timestamp(1_704_103_200),
+        "UserLastModifiedDate": parse_timestamp(1_704_103_200 + modified),
+        "Enabled": True,
+        "UserStatus": "CONFIRMED",
+    }
+
+
+def scan_changes() -> list[Change]:
+    """One of each: created ("new"), updated ("changed"), deleted ("gone")."""
+    changed_before = to_record(raw_user("changed", 0))
+    gone = SnapshotEntry("f" * 32, "sub-gone")
+    snapshot = {
+        "changed": SnapshotEntry(changed_before.fingerprint, changed_before.sub),
+        "gone": gone,
+    }
+    scan = [
+        to_record(raw_user("changed", 60.125, email="c@example.com")),
+        to_record(raw_user("new", 1)),
+    ]
+    return diff_scan(snapshot, scan, complete=True)
+
+
+# -- attributes and data --------------------------------------------------------------------
+
+
+def test_events_carry_the_attributes_of_design_section_3() -> None:
+    events = build_events(BRIDGE, scan_changes(), observed_at=OBSERVED, scan_id="scan-1")
+
+    assert [e.attributes["changetype"] for e in events] == ["updated", "created", "deleted"]
+    updated, created, deleted = events
+    assert updated.attributes == {
+        "specversion": "1.0",
+        "id": updated.event_id,
+        "source": ARN,
+        "type": EVENT_TYPE_SYNC,
+        "subject": POOL_ID,
+        "time": "2024-01-01T10:01:00.125Z",
+        "datacontenttype": "application/json",
+        "changetype": "updated",
+        "team": "identity",
+    }
+    assert updated.data == normalize_user(raw_user("changed", 60.125, email="c@example.com"))
+    assert created.attributes["type"] == EVENT_TYPE_SYNC
+    assert created.attributes["time"] == "2024-01-01T10:00:01Z"
+    assert deleted.attributes["type"] == EVENT_TYPE_DELETED
+    assert deleted.attributes["time"] == "2024-03-01T12:30:00.5Z"  # when the scan noticed
+    assert deleted.data == {"Username": "gone", "sub": "sub-gone"}
+    assert len({e.event_id for e in events}) == 3
+
+
+def test_deletions_are_sent_only_when_the_bridge_asks() -> None:
+    quiet = replace(BRIDGE, source=replace(BRIDGE.source, emit_deletions=False))
+    kinds = [
+        [
+            e.attributes["changetype"]
+            for e in build_events(
+                b, scan_changes(), observed_at=OBSERVED, scan_id="s", emit_deletions=override
+            )
+        ]
+        for b, override in ((quiet, None), (BRIDGE, False), (quiet, True))
+    ]
+    assert kinds == [
+        ["updated", "created"],
+        ["updated", "created"],
+        ["updated", "created", "deleted"],
+    ]
+
+
+def test_a_deleted_user_without_a_sub_has_null_sub() -> None:
+    change = Change("deleted", "legacy", None, SnapshotEntry("f" * 32, None))
+    (event,) = build_events(BRIDGE, [change], observed_at=OBSERVED, scan_id="s")
+    assert event.data == {"Username": "legacy", "sub": None}
+    validator("user_deleted").validate(event.data)
+
+
+def test_extensions_never_replace_core_attributes() -> None:
+    bridge = replace(
+        BRIDGE, ce_extensions=frozen_map({"type": "x", "id": "x", "changetype": "x", "env": "prod"})
+    )
+    (event, *_) = build_events(bridge, scan_changes(), observed_at=OBSERVED, scan_id="s")
+    assert event.attributes["type"] == EVENT_TYPE_SYNC
+    assert event.attributes["id"] == event.event_id
+    assert event.attributes["changetype"] == "updated"
+    assert event.attributes["env"] == "prod"
+
+
+def test_observed_at_must_be_timezone_aware() -> None:
+    with pytest.raises(ValueError, match="timezone"):
+        build_events(BRIDGE, [], observed_at=datetime(2024, 1, 1), scan_id="s")
+
+
+# -- ids ------------------------------------------------------------------------------------
+
+
+def test_ids_are_deterministic_and_distinguish_every_field() -> None:
+    base = event_id(ARN, "johndoe", "updated", "2024-01-01T10:00:00Z")
+    assert base == event_id(ARN, "johndoe", "updated", "2024-01-01T10:00:00Z")
+    assert len(base) == 32
+    others = {
+        event_id(
+            ARN.replace("fak3p001B", "other0001"), "johndoe", "updated", "2024-01-01T10:00:00Z"
+        ),
+        event_id(ARN, "janedoe", "updated", "2024-01-01T10:00:00Z"),
+        event_id(ARN, "johndoe", "created", "2024-01-01T10:00:00Z"),
+        event_id(ARN, "johndoe", "updated", "2024-01-01T10:00:01Z"),
+        event_id(
+            ARN, "john", "doeupdated", "2024-01-01T10:00:00Z"
+        ),  # no field bleeds into the next
+    }
+    assert base not in others
+    assert len(others) == 5
+
+
+def test_ids_repeat_only_for_the_same_change() -> None:
+    first = build_events(BRIDGE, scan_changes(), observed_at=OBSERVED, scan_id="scan-1")
+    again = build_events(BRIDGE, scan_changes(), observed_at=OBSERVED, scan_id="scan-1")
+    assert [e.event_id for e in first] == [e.event_id for e in again]
+    # Seen by another scan: a creation is the same event (its content says so); an update or
+    # a deletion is another one.
+    later = build_events(BRIDGE, scan_changes(), observed_at=OBSERVED, scan_id="scan-2")
+    same = {
+        a.attributes["changetype"]: a.event_id == b.event_id
+        for a, b in zip(first, later, strict=True)
+    }
+    assert same == {"updated": False, "created": True, "deleted": False}
+
+
+def test_a_change_and_its_undoing_get_different_ids_when_the_timestamp_stays() -> None:
+    # moto does not move UserLastModifiedDate on AdminDisableUser / AdminEnableUser.
+    enabled = to_record(raw_user("u", 5))
+    disabled = to_record({**raw_user("u", 5), "Enabled": False})
+    transitions = [(enabled, disabled), (disabled, enabled), (enabled, disabled)]
+    ids = []
+    for n, (before, after) in enumerate(transitions):
+        change = Change("updated", "u", after, SnapshotEntry(before.fingerprint, before.sub))
+        (event,) = build_events(BRIDGE, [change], observed_at=OBSERVED, scan_id=f"scan-{n}")
+        assert event.attributes["time"] == "2024-01-01T10:00:05Z"
+        ids.append(event.event_id)
+    assert len(set(ids)) == 3
+
+
+# -- the events against the SDK and the conformance schemas ---------------------------------
+
+
+def all_kinds() -> list[NewEvent]:
+    return build_events(BRIDGE, scan_changes(), observed_at=OBSERVED, scan_id="scan-1")
+
+
+def stored(event: NewEvent) -> OutboxEvent:
+    """The event as the outbox hands it to delivery."""
+    return OutboxEvent(1, BRIDGE.id, event.event_id, event.attributes, event.data)
+
+
+def test_every_event_builds_with_the_sdk_and_validates_in_structured_form() -> None:
+    for event in all_kinds():
+        attributes_before = copy.deepcopy(event.attributes)
+        cloud_event = to_cloudevent(stored(event))
+        assert event.attributes == attributes_before  # the SDK wrote into a copy
+
+        structured = json.loads(JSONFormat().write(cloud_event))
+        CLOUDEVENTS.validate(structured)
+        assert structured["id"] == event.event_id
+        assert structured["source"] == ARN
+        assert structured["changetype"] == event.attributes["changetype"]
+        assert datetime.fromisoformat(structured["time"]) == datetime.fromisoformat(
+            event.attributes["time"]
+        )
+        assert structured["data"] == event.data
+        if structured["type"] == EVENT_TYPE_SYNC:
+            TRIGGERMESH.validate(structured["data"])
+            validator("sync_trigger").validate(structured["data"])
+        else:
+            validator("user_deleted").validate(structured["data"])
+
+
+def test_binary_http_round_trip_keeps_every_attribute() -> None:
+    for event in all_kinds():
+        message = to_binary_event(to_cloudevent(stored(event)))
+        assert message.headers["ce-changetype"] == event.attributes["changetype"]
+        assert message.headers["ce-team"] == "identity"
+        parsed = from_binary_event(message)
+        assert parsed.get_id() == event.event_id
+        assert parsed.get_subject() == POOL_ID
+        assert parsed.get_extension("changetype") == event.attributes["changetype"]
+        assert json.loads(message.body) == event.data
+        assert parsed.get_data() == event.data
+
+
+# -- the data schemas -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["sync_trigger", "user_deleted"])
+def test_event_schemas_are_valid_2020_12_schemas_with_valid_examples(name: str) -> None:
+    schema = load_schema(name)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(schema)
+    assert schema["examples"]
+    for example in schema["examples"]:
+        validator(name).validate(example)
+
+
+@pytest.mark.parametrize("example", TRIGGERMESH_EXAMPLES, ids=lambda e: e["Username"])
+def test_triggermesh_examples_normalize_to_themselves_and_validate(example: dict[str, Any]) -> None:
+    data = normalize_user(example)
+    assert data == example
+    TRIGGERMESH.validate(data)
+    validator("sync_trigger").validate(data)
+
+
+def variants() -> list[Any]:
+    """Documents near the TriggerMesh example, valid and invalid in every way we can think of."""
+    base = TRIGGERMESH_EXAMPLES[0]
+    docs: list[Any] = [base, {**base, "MFAOptions": []}, {**base, "Attributes": []}]
+    for key in base:
+        docs.append({k: v for k, v in base.items() if k != key})  # a required field missing
+        docs.append({**base, key: None})
+        docs.append({**base, key: 1})
+    docs += [
+        {**base, "Extra": "x"},
+        {**base, "UserCreateDate": "2022-01-01"},
+        {**base, "UserCreateDate": "2022-01-01T10:00:00"},
+        {**base, "UserCreateDate": "2022-01-01T10:00:00.123456789+05:30"},
+        {**base, "UserLastModifiedDate": "not a date"},
+        {**base, "Enabled": "true"},
+        {**base, "Attributes": [{"Name": "email"}]},
+        {**base, "Attributes": [{"Name": "email", "Value": "x", "Extra": 1}]},
+        {**base, "Attributes": [{"Name": 1, "Value": "x"}]},
+        {**base, "Attributes": ["email"]},
+        {**base, "MFAOptions": [{"AttributeName": "phone_number"}]},
+        {**base, "MFAOptions": [{"AttributeName": "p", "DeliveryMedium": "SMS", "X": 1}]},
+        {**base, "MFAOptions": {}},
+        [],
+        "a string",
+    ]
+    return docs
+
+
+@pytest.mark.parametrize("doc", variants())
+def test_sync_trigger_schema_accepts_exactly_what_triggermesh_accepts(doc: Any) -> None:
+    assert validator("sync_trigger").is_valid(doc) == TRIGGERMESH.is_valid(doc)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    drop=st.sets(st.sampled_from(sorted(TRIGGERMESH_EXAMPLES[0]))),
+    replace_with=st.dictionaries(
+        st.sampled_from([*sorted(TRIGGERMESH_EXAMPLES[0]), "Extra"]), json_values, max_size=2
+    ),
+)
+def test_sync_trigger_schema_agrees_with_triggermesh_on_random_documents(
+    drop: set[str], replace_with: dict[str, Any]
+) -> None:
+    doc = {k: v for k, v in TRIGGERMESH_EXAMPLES[0].items() if k not in drop} | replace_with
+    assert validator("sync_trigger").is_valid(doc) == TRIGGERMESH.is_valid(doc)
+
+
+def test_user_deleted_schema() -> None:
+    check = validator("user_deleted")
+    assert check.is_valid({"Username": "a", "sub": "b"})
+    assert check.is_valid({"Username": "a", "sub": None})
+    assert not check.is_valid({"Username": "a"})
+    assert not check.is_valid({"Username": "a", "sub": "b", "Extra": 1})
+    assert not check.is_valid({"Username": None, "sub": "b"})
