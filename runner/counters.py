@@ -7,13 +7,18 @@ exception class names and messages that never include resolved secrets.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+    """RFC 3339 in UTC with a `Z` (naive datetimes are taken to be UTC already)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -28,6 +33,7 @@ class SourceCounters:
     last_error: str | None = None
 
     def to_status(self) -> dict[str, Any]:
+        # Key names are the status file's `source` block (runner/schemas/status.schema.json).
         return {
             "lastPollTime": _iso(self.last_poll_time),
             "lastSuccessfulPollTime": _iso(self.last_successful_poll_time),
@@ -53,9 +59,15 @@ class SinkCounters:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_status(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k not in ("extra", "last_delivery_time",
-                                                                     "last_error", "dead_lettered")}
-        out["deadLettered"] = self.dead_lettered
-        out["lastDeliveryTime"] = _iso(self.last_delivery_time)
-        out["lastError"] = self.last_error
-        return out
+        # Key names are the status file's `sink` block (runner/schemas/status.schema.json).
+        # `extra` is for in-process use only: the schema admits no keys it does not describe.
+        return {
+            "delivered": self.delivered,
+            "pending": self.pending,
+            "retried": self.retried,
+            "deadLettered": self.dead_lettered,
+            "parked": self.parked,
+            "emitted": self.emitted,
+            "lastDeliveryTime": _iso(self.last_delivery_time),
+            "lastError": self.last_error,
+        }
