@@ -1,0 +1,499 @@
+"""Turning outbox events into what goes over the wire, and sending it to one sink.
+
+Owns the CloudEvents encodings (HTTP binary, structured, batch; JSON lines for `file:`
+sinks), the sink's custom headers, and the translation of whatever the sink did into a
+`SendOutcome`. Retry policy, ordering and bookkeeping belong to `runner.delivery`; this
+module only sends once and says what happened.
+
+    to_cloudevent(OutboxEvent) -> CloudEvent          fresh copies every time (the SDK
+                                                      writes into the dict it is given)
+    open_sender(target, ...) -> HttpSender | FileSender
+    sender.send(events) -> SendOutcome                accepted / retryable / refused /
+                                                      misconfigured, never raises for a
+                                                      sink fault
+
+Formats: `binary` and `structured` carry one event per POST (the SDK's HTTP binding; ce-*
+header values percent-encoded as the binding requires); `batch` a JSON array of the SDK's
+structured events (the SDK has no batch writer); `file:` sinks append the structured form
+as JSON lines, fsync'd before success, confined to the state directory (re-checked with
+symlinks resolved on every write), a torn last line from a crash fenced off by a newline.
+A dead-letter sink gets Knative's form: binary mode, one event per POST, and never the
+sink's custom headers (credentials for the sink are not for wherever dead letters go).
+
+Secrets: custom header values (plain or `SecretRef`) are resolved at send time and go
+only into the request. Outcome texts are built from status codes, reason phrases and
+exception class names; exception messages pass through `Redactor.redact` as a second
+line of defence, because a transport library may quote a header it refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from cloudevents.core.bindings.http import HTTPMessage, to_binary_event, to_structured_event
+from cloudevents.core.exceptions import BaseCloudEventException
+from cloudevents.core.v1.event import CloudEvent
+
+from runner.errors import SecretError
+from runner.model import HeaderValue, OutboxEvent, Sink, SinkFormat, Target
+from runner.secrets import Redactor, SecretResolver
+
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+# Knative attaches at most this much of the sink's response to a dead-lettered event.
+ERROR_BODY_LIMIT = 1024
+# A success body is read (so the connection can be reused) but never kept; past this size
+# the connection is dropped instead of reading on.
+DRAIN_LIMIT = 1 << 20
+
+# Knative's retryable statuses (DESIGN §4.2); every other non-2xx status is a refusal.
+RETRYABLE_STATUSES = frozenset({404, 408, 409, 429})
+
+OutcomeKind = Literal["accepted", "retryable", "refused", "misconfigured"]
+
+# RFC 9110 token characters for header names; values: visible ASCII, space and tab only.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What one send did. `error` is secret-free text for counters, logs and status.
+
+    `reason` is a CamelCase word for the SinkReady condition; `retry_after` is the delay the
+    sink asked for (seconds, already parsed); `body_excerpt` is the start of an error
+    response (for `knativeerrordata`), with every known secret value masked.
+    """
+
+    kind: OutcomeKind
+    status_code: int | None = None
+    error: str = ""
+    reason: str = ""
+    retry_after: float | None = None
+    body_excerpt: bytes = b""
+
+    @property
+    def accepted(self) -> bool:
+        return self.kind == "accepted"
+
+
+ACCEPTED = SendOutcome("accepted", reason="Delivered")
+
+
+class EventSender(Protocol):
+    """A destination (the sink or the dead-letter sink) taking up to `capacity` events per send.
+
+    `encode` is pure CPU work and thread-safe, so a caller may prepare the next request in a
+    worker thread while this one is on the wire; `send_encoded` sends what it made, as
+    often as needed (retries); `send` does both.
+    """
+
+    @property
+    def uri(self) -> str: ...
+
+    @property
+    def capacity(self) -> int: ...
+
+    def encode(self, events: Sequence[CloudEvent]) -> HTTPMessage: ...
+
+    async def send_encoded(self, message: HTTPMessage) -> SendOutcome: ...
+
+    async def send(self, events: Sequence[CloudEvent]) -> SendOutcome: ...
+
+
+def to_cloudevent(ev: OutboxEvent, extensions: Mapping[str, str] | None = None) -> CloudEvent:
+    """A new SDK event from an outbox event, plus `extensions` (e.g. Knative's error ones).
+
+    Builds fresh dicts: the SDK constructor writes `id`/`time` into the mapping it gets, and
+    the outbox's mappings are shared and read-only. Raises `ValueError` when the stored
+    attributes are not a valid event.
+    """
+    attributes: dict[str, Any] = dict(ev.attributes)
+    raw_time = attributes.get("time")
+    if isinstance(raw_time, str):
+        attributes["time"] = parse_event_time(raw_time)
+    if extensions:
+        attributes.update(extensions)
+    try:
+        return CloudEvent(attributes, dict(ev.data))
+    except BaseCloudEventException as exc:  # not a ValueError itself
+        raise ValueError(str(exc)) from exc
+
+
+def parse_event_time(text: str) -> datetime:
+    """An RFC 3339 string as the timezone-aware datetime the SDK requires (UTC if none given)."""
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def encode_binary(event: CloudEvent) -> HTTPMessage:
+    """Binary content mode: attributes as percent-encoded `ce-*` headers, data as the body."""
+    return to_binary_event(event)
+
+
+def encode_structured(event: CloudEvent) -> HTTPMessage:
+    """Structured content mode: the whole event as `application/cloudevents+json`."""
+    return to_structured_event(event)
+
+
+def encode_batch(events: Sequence[CloudEvent]) -> HTTPMessage:
+    """Batched content mode: a JSON array of structured events."""
+    body = b"[" + b",".join(to_structured_event(ev).body for ev in events) + b"]"
+    return HTTPMessage(headers={"content-type": BATCH_CONTENT_TYPE}, body=body)
+
+
+def encode_request(format: SinkFormat, events: Sequence[CloudEvent]) -> HTTPMessage:
+    """The request body and CloudEvents headers for `events` in content mode `format`."""
+    if format == "batch":
+        return encode_batch(events)
+    if len(events) != 1:
+        raise ValueError(f"{format} mode sends exactly one event per request")
+    if format == "structured":
+        return encode_structured(events[0])
+    return encode_binary(events[0])
+
+
+def encode_json_lines(events: Sequence[CloudEvent]) -> bytes:
+    """One structured event per line (the SDK's JSON never contains a raw newline)."""
+    return b"".join(to_structured_event(ev).body + b"\n" for ev in events)
+
+
+def safe_uri(uri: str) -> str:
+    """`uri` without user-info (`https://user:pass@host` -> `https://host`), for texts and
+    `knativeerrordest`: a password in a URI must not travel into status or a dead letter."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP-date), or None.
+
+    Invalid values are ignored rather than trusted; a date in the past means "now" (0).
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less one is read as UTC
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def classify_status(status_code: int) -> OutcomeKind:
+    """Knative's rule: 2xx accepted; 404, 408, 409, 429, 5xx retried; anything else refused."""
+    if 200 <= status_code < 300:
+        return "accepted"
+    if status_code in RETRYABLE_STATUSES or status_code >= 500:
+        return "retryable"
+    return "refused"
+
+
+def status_text(status_code: int, reason_phrase: str = "") -> str:
+    """`HTTP 503 Service Unavailable` — the status line, never the body."""
+    phrase = reason_phrase
+    if not phrase:
+        try:
+            phrase = HTTPStatus(status_code).phrase
+        except ValueError:
+            phrase = ""
+    return f"HTTP {status_code} {phrase}".rstrip()
+
+
+def exception_text(exc: BaseException) -> str:
+    """`ConnectError: [Errno 111] Connection refused`, with known secret values masked."""
+    message = Redactor.redact(str(exc))
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _status_reason(status_code: int) -> str:
+    if status_code == 429:
+        return "SinkThrottled"
+    if classify_status(status_code) == "retryable":
+        return "SinkError"
+    return "EventRefused"
+
+
+def _transport_reason(exc: BaseException) -> str:
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return "SinkTimeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "SinkUnreachable"
+    return "SinkError"
+
+
+class HttpSender:
+    """POSTs events to an http(s) sink in one of the three CloudEvents content modes.
+
+    Uses the shared `httpx.AsyncClient` it is given. `timeout` bounds the whole exchange
+    (connect, send, first byte and body), not just each phase as httpx's own timeout does.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        http: httpx.AsyncClient,
+        secrets: SecretResolver,
+        format: SinkFormat = "binary",
+        max_batch_size: int = 100,
+        headers: Mapping[str, HeaderValue] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self._uri = target.uri
+        self._http = http
+        self._secrets = secrets
+        self._format = format
+        self._capacity = max(1, max_batch_size) if format == "batch" else 1
+        self._headers = dict(headers or {})
+        self._timeout = timeout
+
+    @property
+    def uri(self) -> str:
+        return self._uri
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def encode(self, events: Sequence[CloudEvent]) -> HTTPMessage:
+        return encode_request(self._format, events)
+
+    def custom_headers(self) -> dict[str, str] | SendOutcome:
+        """The sink's custom headers with secrets resolved, or a `misconfigured` outcome."""
+        resolved: dict[str, str] = {}
+        for name, value in self._headers.items():
+            if not _HEADER_NAME.match(name):
+                return SendOutcome(
+                    "misconfigured",
+                    error=f"sink header name {name!r} is not a valid HTTP header name",
+                    reason="InvalidSinkHeader",
+                )
+            try:
+                text = self._secrets.resolve_header(value)
+            except SecretError as exc:  # its message names the reference, never a value
+                return SendOutcome(
+                    "misconfigured",
+                    error=f"sink header {name}: {exc}",
+                    reason="SecretUnavailable",
+                )
+            if not _HEADER_VALUE.match(text):
+                # Never quote the value: it may be a secret.
+                return SendOutcome(
+                    "misconfigured",
+                    error=f"sink header {name} has a value that is not printable ASCII",
+                    reason="InvalidSinkHeader",
+                )
+            resolved[name] = text
+        return resolved
+
+    async def send(self, events: Sequence[CloudEvent]) -> SendOutcome:
+        return await self.send_encoded(self.encode(events))
+
+    async def send_encoded(self, message: HTTPMessage) -> SendOutcome:
+        custom = self.custom_headers()  # resolved per request: secrets may be rotated
+        if isinstance(custom, SendOutcome):
+            return custom
+        headers: Mapping[str, str] = message.headers
+        if custom:
+            # The CloudEvents headers win over a custom header of the same name.
+            merged = httpx.Headers(custom)
+            merged.update(message.headers)
+            headers = merged
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._post(headers, message.body)
+        except (httpx.TransportError, TimeoutError) as exc:
+            return SendOutcome(
+                "retryable", error=exception_text(exc), reason=_transport_reason(exc)
+            )
+        except httpx.InvalidURL as exc:  # the loader checks URIs; this is the last guard
+            return SendOutcome("misconfigured", error=exception_text(exc), reason="InvalidSinkUri")
+
+    async def _post(self, headers: Mapping[str, str], body: bytes) -> SendOutcome:
+        request = self._http.build_request(
+            "POST", self._uri, headers=headers, content=body, timeout=self._timeout
+        )
+        response = await self._http.send(request, stream=True)
+        try:
+            kind = classify_status(response.status_code)
+            if kind == "accepted":
+                await _drain(response)
+                return ACCEPTED
+            excerpt = await _read_excerpt(response)
+            return SendOutcome(
+                kind,
+                status_code=response.status_code,
+                error=status_text(response.status_code, response.reason_phrase),
+                reason=_status_reason(response.status_code),
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+                body_excerpt=excerpt,
+            )
+        finally:
+            await response.aclose()
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read a success body to its end so the connection goes back to the pool."""
+    read = 0
+    async for chunk in response.aiter_raw():
+        read += len(chunk)
+        if read > DRAIN_LIMIT:
+            return  # closing mid-body drops the connection; cheaper than reading on
+
+
+async def _read_excerpt(response: httpx.Response) -> bytes:
+    """The first `ERROR_BODY_LIMIT` bytes of an error body, with known secret values masked."""
+    buffer = bytearray()
+    async for chunk in response.aiter_bytes():
+        buffer += chunk
+        if len(buffer) >= ERROR_BODY_LIMIT:
+            break
+    excerpt = bytes(buffer[:ERROR_BODY_LIMIT])
+    try:
+        text = excerpt.decode("utf-8")
+    except UnicodeDecodeError:
+        return excerpt
+    # A sink that echoes the request (Authorization included) must not carry it onwards.
+    return Redactor.redact(text).encode("utf-8")
+
+
+class FileSender:
+    """Appends structured events as JSON lines to `<state_dir>/<file_path>`.
+
+    Success is reported only after flush + fsync. The path is re-checked against the
+    state directory on every send (after resolving symlinks), because the loader's check
+    cannot see a symlink created later. I/O runs in a worker thread.
+    """
+
+    def __init__(self, target: Target, *, state_dir: Path, capacity: int = 100) -> None:
+        if target.file_path is None:
+            raise ValueError(f"{target.uri} is not a file: sink")
+        self._uri = target.uri
+        self._state_dir = state_dir
+        self._file_path = target.file_path
+        self._capacity = max(1, capacity)
+
+    @property
+    def uri(self) -> str:
+        return self._uri
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def resolved_path(self) -> Path | None:
+        """The file to append to, or None when it would leave the state directory."""
+        base = self._state_dir.resolve()
+        path = (base / self._file_path).resolve()
+        return path if path.is_relative_to(base) and path != base else None
+
+    def encode(self, events: Sequence[CloudEvent]) -> HTTPMessage:
+        return HTTPMessage(headers={}, body=encode_json_lines(events))
+
+    async def send(self, events: Sequence[CloudEvent]) -> SendOutcome:
+        return await self.send_encoded(self.encode(events))
+
+    async def send_encoded(self, message: HTTPMessage) -> SendOutcome:
+        try:
+            return await asyncio.to_thread(self._append, message.body)
+        except OSError as exc:
+            # Disk full, permissions, a read-only mount: an operator can fix these, so the
+            # events stay pending and the write is retried like a 5xx.
+            return SendOutcome("retryable", error=exception_text(exc), reason="SinkWriteFailed")
+
+    def _append(self, lines: bytes) -> SendOutcome:
+        path = self.resolved_path()
+        if path is None:
+            return _outside_state_dir(self._uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Re-check after mkdir: a directory swapped for a symlink in between must not win.
+        if self.resolved_path() != path:
+            return _outside_state_dir(self._uri)
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(path, flags, 0o640)
+        try:
+            size = os.fstat(fd).st_size
+            # A previous write cut short (crash, disk full) may have left half a line:
+            # start on a fresh line so that the torn one does not swallow this event.
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                lines = b"\n" + lines
+            view = memoryview(lines)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return ACCEPTED
+
+
+def _outside_state_dir(uri: str) -> SendOutcome:
+    return SendOutcome(
+        "misconfigured",
+        error=f"{uri} resolves outside the state directory",
+        reason="FileSinkOutsideStateDir",
+    )
+
+
+def open_sender(
+    target: Target,
+    *,
+    http: httpx.AsyncClient,
+    secrets: SecretResolver,
+    state_dir: Path,
+    sink: Sink | None = None,
+    timeout: float = 10.0,
+) -> HttpSender | FileSender:
+    """The sender for `target`: with `sink` (the bridge's own sink) its format, batch size
+    and custom headers apply; without it (a dead-letter sink) events go one per request in
+    binary mode, as Knative sends them, and the sink's headers are NOT sent — they are
+    credentials for the sink, not for wherever dead letters go."""
+    if target.is_file:
+        return FileSender(
+            target, state_dir=state_dir, capacity=sink.max_batch_size if sink else 100
+        )
+    if sink is None:
+        return HttpSender(target, http=http, secrets=secrets, format="binary", timeout=timeout)
+    return HttpSender(
+        target,
+        http=http,
+        secrets=secrets,
+        format=sink.format,
+        max_batch_size=sink.max_batch_size,
+        headers=sink.headers,
+        timeout=sink.timeout,
+    )
+
+
+def knative_error_extensions(dest_uri: str, outcome: SendOutcome) -> dict[str, str]:
+    """The extensions Knative adds to a dead-lettered event: which destination failed, its
+    status code, and the start of its response body (base64) or the error text."""
+    extensions = {"knativeerrordest": safe_uri(dest_uri)}
+    if outcome.status_code is not None:
+        extensions["knativeerrorcode"] = str(outcome.status_code)
+    payload = outcome.body_excerpt or outcome.error.encode("utf-8")
+    if payload:
+        extensions["knativeerrordata"] = base64.b64encode(payload[:ERROR_BODY_LIMIT]).decode()
+    return extensions
