@@ -1,0 +1,258 @@
+"""One bridge at work: scan the pool, commit what changed to the outbox, deliver it.
+
+A `BridgePoller` owns two loops for its bridge, so that a slow or dead sink never stops the
+pool from being watched (changes keep queueing in the outbox, which is durable):
+
+    poll loop:      scan -> diff against the snapshot -> build events -> commit (one transaction)
+    delivery loop:  outbox -> sink, in order, retried per the bridge's policy
+
+Everything a crash can interrupt is ordered so that nothing is lost: events and the new
+snapshot are committed together before any is sent, and an event leaves the outbox only
+after the sink took it (at-least-once; a resend carries the same id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from runner.counters import SinkCounters, SourceCounters
+from runner.delivery import Deliverer
+from runner.diff import diff_scan, to_record
+from runner.errors import BridgeRunnerError, PermanentError, TemporaryError
+from runner.events import build_events
+from runner.model import Bridge
+from runner.outbox import Outbox
+from runner.secrets import SecretResolver
+from runner.sources.cognito import CognitoClients, CognitoPool
+
+log = logging.getLogger(__name__)
+
+# Above this many users a scan is split into 16 parallel segments by `sub` prefix, so that
+# a large pool can use its share of the request budget instead of one request at a time.
+SEGMENT_THRESHOLD_USERS = 1200
+SEGMENTS = 16
+# After a failed poll, wait at most this long before trying again (the poll interval
+# still applies when it is shorter).
+MAX_ERROR_BACKOFF = 300.0
+
+Checkpoint = Callable[[str], None]
+
+
+def _no_checkpoint(_: str) -> None:
+    return None
+
+
+@dataclass
+class SourceHealth:
+    """SourceReady as the status file shows it."""
+
+    ready: bool | None = None
+    reason: str = "NotPolledYet"
+    message: str = "the pool has not been polled yet"
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    complete: bool
+    changes: int
+    events: int
+    baseline: bool  # this poll recorded the initial baseline without sending
+
+
+class BridgePoller:
+    """Runs one bridge: its poll loop and its delivery loop."""
+
+    def __init__(
+        self,
+        bridge: Bridge,
+        *,
+        outbox: Outbox,
+        clients: CognitoClients,
+        http: httpx.AsyncClient,
+        state_dir: Path,
+        secrets: SecretResolver,
+        checkpoint: Checkpoint = _no_checkpoint,
+    ) -> None:
+        self.bridge = bridge
+        self.outbox = outbox
+        self.pool: CognitoPool = clients.pool(bridge.source)
+        self.source_counters = SourceCounters()
+        self.sink_counters = SinkCounters()
+        self.source_health = SourceHealth()
+        self.deliverer = Deliverer(
+            bridge,
+            outbox,
+            http=http,
+            state_dir=state_dir,
+            secrets=secrets,
+            counters=self.sink_counters,
+        )
+        self._checkpoint = checkpoint
+        self._events_committed = asyncio.Event()
+        self._described = False
+
+    # -- one step each, so that `run --once`, tests and the loops share them ---------------
+
+    async def poll_once(self) -> PollOutcome:
+        """One full scan, diffed and committed. Raises nothing but cancellation: failures are
+        recorded in the counters and health, and an incomplete scan commits no deletions."""
+        counters = self.source_counters
+        counters.last_poll_time = datetime.now(UTC)
+        try:
+            if not self._described:
+                await self.pool.describe()
+                self._described = True
+            return await self._scan_and_commit()
+        except BridgeRunnerError as exc:
+            self._record_source_error(exc)
+            return PollOutcome(complete=False, changes=0, events=0, baseline=False)
+
+    async def _scan_and_commit(self) -> PollOutcome:
+        bridge, counters = self.bridge, self.source_counters
+        arn = bridge.source.pool.arn
+        segments = SEGMENTS if counters.users_tracked >= SEGMENT_THRESHOLD_USERS else 1
+        scan = await self.pool.scan(segments=segments)
+        counters.pages_read += scan.pages
+        counters.throttles += scan.throttles
+        self._checkpoint("after_scan")
+
+        has_baseline = await asyncio.to_thread(self.outbox.has_baseline, bridge.id, arn)
+        if not scan.complete and not has_baseline:
+            # A baseline must be a whole pool: without one, a partial scan cannot tell which
+            # users are new, so it commits nothing and the next poll starts over.
+            raise scan.error or TemporaryError("the scan ended early", reason="ScanIncomplete")
+
+        snapshot = await asyncio.to_thread(self.outbox.load_snapshot, bridge.id, arn)
+        records = [to_record(user) for user in scan.users]
+        changes = diff_scan(snapshot, records, complete=scan.complete)
+        baseline = not has_baseline and bridge.source.initial_sync == "baseline"
+        events = (
+            []
+            if baseline
+            else build_events(
+                bridge, changes, observed_at=datetime.now(UTC), scan_id=uuid.uuid4().hex
+            )
+        )
+        await asyncio.to_thread(
+            self.outbox.commit_scan, bridge.id, arn, changes, events, complete=scan.complete
+        )
+        self._checkpoint("after_commit")
+
+        if events:
+            self.sink_counters.emitted += len(events)
+            self._events_committed.set()
+        if scan.complete:
+            counters.users_tracked = len(records)
+            counters.scans += 1
+            counters.last_scan_duration = scan.duration
+            counters.last_successful_poll_time = datetime.now(UTC)
+            counters.last_error = None
+            self.source_health = SourceHealth(True, "Polling", f"{len(records)} users tracked")
+        else:
+            self._record_source_error(
+                scan.error or TemporaryError("the scan ended early", reason="ScanIncomplete")
+            )
+        if changes or events:
+            log.info(
+                "bridge %s: %d changes, %d events committed%s",
+                bridge.id,
+                len(changes),
+                len(events),
+                " (initial baseline, nothing sent)" if baseline else "",
+            )
+        return PollOutcome(scan.complete, len(changes), len(events), baseline)
+
+    def _record_source_error(self, exc: BridgeRunnerError) -> None:
+        reason = getattr(exc, "reason", "") or type(exc).__name__
+        self.source_counters.last_error = f"{reason}: {exc}"
+        self.source_health = SourceHealth(False, reason, str(exc))
+        if isinstance(exc, PermanentError):
+            # Describe again next time: the pool or the credentials may have been fixed.
+            self._described = False
+        log.warning("bridge %s: poll failed: %s: %s", self.bridge.id, reason, exc)
+
+    async def deliver_once(self, stop: asyncio.Event | None = None) -> None:
+        """Deliver everything pending now (retrying per policy) and refresh the sink counters."""
+        await self.deliverer.deliver_pending(stop)
+        await self.refresh_counts()
+
+    async def refresh_counts(self) -> None:
+        stats = await asyncio.to_thread(self.outbox.stats, self.bridge.id)
+        self.sink_counters.pending = stats.pending
+        self.sink_counters.parked = stats.parked
+
+    @property
+    def sink_health(self) -> tuple[bool | None, str, str]:
+        """SinkReady. Before the first send the deliverer cannot know; with nothing pending
+        the sink is simply idle, which is no reason to call the bridge not Ready."""
+        ready = self.deliverer.ready
+        if ready[0] is None and self.sink_counters.pending == 0 and self.source_health.ready:
+            return (True, "Idle", "nothing to deliver yet")
+        return ready
+
+    # -- the loops ----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, *, once: bool = False) -> None:
+        """Poll and deliver until `stop` is set. Pending events from an earlier run go first.
+
+        `once`: one poll, then deliver what is pending (until done or `stop`), and return."""
+        if once:
+            await self.poll_once()
+            await self.deliver_once(stop)
+            return
+        delivery = asyncio.create_task(self._delivery_loop(stop), name=f"deliver:{self.bridge.id}")
+        try:
+            await self._poll_loop(stop)
+        finally:
+            await asyncio.shield(delivery)
+
+    async def _poll_loop(self, stop: asyncio.Event) -> None:
+        interval = self.bridge.source.poll_interval
+        failures = 0
+        while not stop.is_set():
+            started = time.monotonic()
+            outcome = await self.poll_once()
+            failures = 0 if outcome.complete else failures + 1
+            wait = _next_wait(interval, failures) - (time.monotonic() - started)
+            await _wait_or_stop(stop, max(wait, 0.0))
+
+    async def _delivery_loop(self, stop: asyncio.Event) -> None:
+        self._events_committed.set()  # deliver what an earlier run left pending
+        while not stop.is_set():
+            await _wait_or_stop(stop, None, self._events_committed)
+            if stop.is_set():
+                break
+            self._events_committed.clear()
+            await self.deliver_once(stop)
+
+
+def _next_wait(interval: float, failures: int) -> float:
+    """The poll interval, doubled per consecutive failed poll up to MAX_ERROR_BACKOFF (never
+    below the interval), so that a broken pool is not hammered."""
+    if failures == 0:
+        return interval
+    backoff: float = interval * 2 ** min(failures, 16)
+    return max(interval, min(backoff, MAX_ERROR_BACKOFF))
+
+
+async def _wait_or_stop(
+    stop: asyncio.Event, seconds: float | None, other: asyncio.Event | None = None
+) -> None:
+    """Wait until `stop` (or `other`) is set, or `seconds` pass (None: no limit)."""
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if other is not None:
+        waiters.append(asyncio.ensure_future(other.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
