@@ -7,6 +7,7 @@ are refused rather than guessed.
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
 
@@ -68,3 +69,15 @@ def format_duration(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{seconds / 60:g}m"
     return f"{seconds:g}s"
+
+
+def duration_argument(text: str) -> float:
+    """An argparse `type` for duration flags: a duration as in bridge files, or a bare number
+    of seconds (`--timeout 90`, as command lines usually take)."""
+    try:
+        return float(text) if _BARE_SECONDS.fullmatch(text.strip()) else parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_BARE_SECONDS = re.compile(r"\d+(\.\d+)?")

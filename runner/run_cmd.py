@@ -1,0 +1,247 @@
+"""`bridge-runner run DIR`: the long-running runner (and `--once` for a single pass).
+
+The forever-loop is thin (STYLE habit 1): wait for a change batch from the watcher (or the
+periodic resync), then call `Reconciler.reconcile()`. Status files are refreshed every
+`STATUS_INTERVAL` seconds in between, written only when their content changed. Signal
+handlers only set the stop flag; shutdown then stops every poller within its deadline.
+With `--metrics-addr`, `runner.metrics_server` serves /metrics, /healthz and /readyz for as
+long as the reconciler exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import cast
+
+import httpx
+
+from runner.cli import add_secrets_dir_flag, add_state_dir_flag
+from runner.durations import duration_argument
+from runner.errors import StateError, UsageError
+from runner.logs import configure_logging
+from runner.metrics_server import ListenAddress, parse_listen_address, serve_metrics
+from runner.outbox import Outbox
+from runner.plan import Shard, parse_selector
+from runner.ratelimit import RequestBudgets
+from runner.reconciler import Reconciler, RunnerSettings
+from runner.secrets import SecretResolver
+from runner.sources.cognito import CognitoClients
+from runner.watcher import watch_changes
+
+log = logging.getLogger("runner")
+
+STATUS_INTERVAL = 2.0  # seconds between status refreshes while running
+EXIT_OK, EXIT_NOT_READY = 0, 1
+METRICS_ADDR_ENV = "BRIDGE_RUNNER_METRICS_ADDR"
+
+
+def _listen_address(text: str) -> ListenAddress:
+    try:
+        return parse_listen_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not rate > 0 or rate != rate or rate == float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number of requests per second")
+    return rate
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", type=Path, metavar="DIR", help="the bridges directory")
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="one reconcile, one poll and delivery per bridge, status written; "
+        "exit 0 only if every bridge is Ready",
+    )
+    add_state_dir_flag(parser)
+    add_secrets_dir_flag(parser)
+    parser.add_argument(
+        "--aws-rps",
+        type=_positive_rate,
+        default=10.0,
+        metavar="N",
+        help="Cognito requests per second shared by all pools of one account and region "
+        "(default: 10; Cognito's ListUsers quota is about 30)",
+    )
+    parser.add_argument(
+        "--shard",
+        type=Shard.parse,
+        metavar="I/N",
+        help="run only the bridges of shard I of N (stable assignment by bridge id)",
+    )
+    parser.add_argument(
+        "--selector",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run only bridges with this label (repeatable: all must match)",
+    )
+    parser.add_argument(
+        "--force-polling",
+        action="store_true",
+        help="poll the directory instead of using inotify (bind mounts, network filesystems)",
+    )
+    parser.add_argument(
+        "--resync-interval",
+        type=duration_argument,
+        default=60.0,
+        metavar="DURATION",
+        help="re-read the whole directory at least this often (default: 60s)",
+    )
+    parser.add_argument(
+        "--state-retention",
+        type=duration_argument,
+        default=7 * 24 * 3600.0,
+        metavar="DURATION",
+        help="keep the checkpoint of a removed bridge this long, so a revert resumes it "
+        "(default: 7d)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=duration_argument,
+        default=10.0,
+        metavar="DURATION",
+        help="on SIGTERM/SIGINT, how long in-flight work may take before it is cancelled; "
+        "with --once, how long delivery may take (default: 10s)",
+    )
+    parser.add_argument(
+        "--metrics-addr",
+        type=_listen_address,
+        # A string default goes through `type` too, so a bad variable is a usage error.
+        default=os.environ.get(METRICS_ADDR_ENV) or None,
+        metavar="HOST:PORT",
+        help="serve Prometheus /metrics, /healthz and /readyz on this address, e.g. "
+        f"0.0.0.0:9090 (default: ${METRICS_ADDR_ENV}, else off)",
+    )
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_format, args.log_level)
+    root: Path = args.directory
+    if not root.is_dir():
+        raise UsageError(f"{root}: not a directory")
+    settings = RunnerSettings(
+        root=root.absolute(),
+        state_dir=args.state_dir.absolute(),
+        secrets_dir=args.secrets_dir,
+        shard=args.shard,
+        selector=parse_selector(args.selector),
+        stop_timeout=args.shutdown_timeout,
+        state_retention=args.state_retention,
+        once=args.once,
+    )
+    return asyncio.run(
+        _main(
+            settings,
+            aws_rps=args.aws_rps,
+            force_polling=args.force_polling,
+            resync_interval=args.resync_interval,
+            metrics_addr=args.metrics_addr,
+        )
+    )
+
+
+async def _main(
+    settings: RunnerSettings,
+    *,
+    aws_rps: float,
+    force_polling: bool,
+    resync_interval: float,
+    metrics_addr: ListenAddress | None = None,
+) -> int:
+    try:
+        outbox = Outbox.open(settings.state_dir)
+    except Exception as exc:
+        raise StateError(f"cannot open the state in {settings.state_dir}: {exc}") from None
+    secrets = SecretResolver(settings.secrets_dir)
+    clients = CognitoClients(secrets, RequestBudgets(aws_rps))
+    try:
+        async with httpx.AsyncClient() as http:
+            reconciler = Reconciler(
+                settings, outbox=outbox, clients=clients, http=http, secrets=secrets
+            )
+            async with serve_metrics(metrics_addr, reconciler, clients.budgets):
+                if settings.once:
+                    return await _once(reconciler, settings)
+                await _forever(reconciler, settings, force_polling, resync_interval)
+                return EXIT_OK
+    finally:
+        await asyncio.to_thread(clients.close)
+        outbox.close()
+
+
+async def _once(reconciler: Reconciler, settings: RunnerSettings) -> int:
+    await reconciler.reconcile()
+    try:
+        await asyncio.wait_for(reconciler.wait_pollers(), settings.stop_timeout + 60.0)
+    except TimeoutError:
+        log.warning("some bridges did not finish their pass in time")
+    # Delivery that is still retrying when the deadline passes stays pending in the outbox.
+    await reconciler.shutdown()
+    not_ready = reconciler.not_ready()
+    for bridge_id, why in sorted(not_ready.items()):
+        log.warning("bridge %s is not Ready: %s", bridge_id, why)
+    total = len(reconciler.documents)
+    log.info("%d of %d bridges Ready", total - len(not_ready), total)
+    return EXIT_NOT_READY if not_ready else EXIT_OK
+
+
+async def _forever(
+    reconciler: Reconciler, settings: RunnerSettings, force_polling: bool, resync_interval: float
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    statuses = asyncio.create_task(_refresh_statuses(reconciler, stop), name="status-writer")
+    log.info("watching %s", settings.root)
+    try:
+        # watch_changes is an async generator: aclosing() ends its watch thread on exit.
+        changes = cast(
+            AsyncGenerator[set[Path], None],
+            watch_changes(
+                settings.root,
+                force_polling=force_polling,
+                stop=stop,
+                resync_interval=resync_interval,
+            ),
+        )
+        async with contextlib.aclosing(changes):
+            async for batch in changes:
+                log.debug("reconciling after %d changed path(s)", len(batch))
+                await reconciler.reconcile()
+    finally:
+        stop.set()
+        log.info("shutting down: stopping %d bridge(s)", len(reconciler.running))
+        await statuses
+        await reconciler.shutdown()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        log.info("stopped")
+
+
+async def _refresh_statuses(reconciler: Reconciler, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), STATUS_INTERVAL)
+        if not stop.is_set():
+            try:
+                await reconciler.write_statuses()
+            except Exception:
+                log.exception("writing status files failed")
