@@ -1,0 +1,410 @@
+"""Metrics and health endpoints (issue 5, item 4): the collector over a Reconciler-like object,
+the server in-process, and `bridge-runner run --metrics-addr` as a subprocess over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+import runner.metrics_server as metrics_server
+from runner.cli import build_parser, main
+from runner.counters import SinkCounters, SourceCounters
+from runner.metrics import RunnerCollector, take_snapshot
+from runner.metrics_server import ListenAddress, MetricsServer, parse_listen_address
+from runner.ratelimit import RequestBudgets
+from runner.reconciler import Reconciler
+from runner.status import render_status
+from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
+from tests.peers.runner_process import (
+    RunnerProcess,
+    bridge_yaml,
+    condition,
+    read_status,
+    wait_until,
+)
+from tests.peers.sink_server import SinkServer
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+ACCOUNT = "123456789012"
+
+
+def parse_metrics(text: str) -> Samples:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+# --- a Reconciler-like object, with real status documents ------------------------------------
+
+
+@dataclass
+class FakePoller:
+    source_counters: SourceCounters
+    sink_counters: SinkCounters
+
+
+@dataclass
+class FakeRunning:
+    poller: FakePoller
+
+
+@dataclass
+class FakeReconciler:
+    running: dict[str, FakeRunning] = field(default_factory=dict)
+    documents: dict[str, dict[str, object]] = field(default_factory=dict)
+    reconciles: int = 0
+
+    def not_ready(self) -> dict[str, str]:
+        return Reconciler.not_ready(self)  # type: ignore[arg-type]  # the real rule
+
+
+def document(bridge_id: str, *, running: bool, suspended: bool = False) -> dict[str, object]:
+    up = (True, "Polling", "1 user tracked")
+    return render_status(
+        bridge_id=bridge_id,
+        file=f"{bridge_id}.yaml",
+        observed_digest="d" * 64,
+        applied_digest="d" * 64 if running else None,
+        observed_revision=None,
+        source_ready=up if running else None,
+        sink_ready=(True, "Delivering", "ok") if running else None,
+        suspended=suspended,
+        now=datetime.now(UTC),
+    )
+
+
+LAST_POLL = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def three_bridges() -> FakeReconciler:
+    """`team/a` runs and is Ready; `b` is suspended; `c` has no poller (Ready Unknown)."""
+    source = SourceCounters(
+        last_successful_poll_time=LAST_POLL,
+        users_tracked=7,
+        pages_read=3,
+        scans=2,
+        last_scan_duration=0.25,
+        throttles=1,
+        last_error="secret-looking text must not be exported",
+    )
+    sink = SinkCounters(delivered=5, pending=2, retried=4, dead_lettered=1, parked=3, emitted=9)
+    reconciler = FakeReconciler(reconciles=4)
+    reconciler.running["team/a"] = FakeRunning(FakePoller(source, sink))
+    reconciler.documents["team/a"] = document("team/a", running=True)
+    reconciler.documents["b"] = document("b", running=False, suspended=True)
+    reconciler.documents["c"] = document("c", running=False)
+    return reconciler
+
+
+def test_parse_listen_address() -> None:
+    assert parse_listen_address("0.0.0.0:9090") == ListenAddress("0.0.0.0", 9090)
+    assert parse_listen_address("127.0.0.1:0") == ListenAddress("127.0.0.1", 0)
+    assert parse_listen_address(":9090") == ListenAddress("", 9090)
+    assert parse_listen_address("[::1]:9090") == ListenAddress("::1", 9090)
+    assert str(ListenAddress("::1", 9090)) == "[::1]:9090"
+    for bad in ("9090", "host:", "host:http", "::1:9090", "127.0.0.1:70000", ""):
+        with pytest.raises(ValueError):
+            parse_listen_address(bad)
+
+
+def test_collector_reads_the_reconciler_state() -> None:
+    reconciler = three_bridges()
+    clock = [100.0]
+    budgets = RequestBudgets(10.0, clock=lambda: clock[0])
+    bucket = budgets.for_account(ACCOUNT, "us-west-2")
+    for _ in range(3):
+        bucket.reserve()  # at 10/s from one instant: waits of 0, 0.1 and 0.2 s
+    registry = CollectorRegistry()
+    registry.register(RunnerCollector(lambda: take_snapshot(reconciler, budgets)))
+    text = generate_latest(registry).decode()
+    samples = parse_metrics(text)
+
+    a = {"bridge": "team/a"}
+    expected = {
+        "bridge_runner_scans_total": 2,
+        "bridge_runner_pages_read_total": 3,
+        "bridge_runner_throttles_total": 1,
+        "bridge_runner_users_tracked": 7,
+        "bridge_runner_last_successful_poll_timestamp_seconds": LAST_POLL.timestamp(),
+        "bridge_runner_last_scan_duration_seconds": 0.25,
+        "bridge_runner_events_emitted_total": 9,
+        "bridge_runner_events_delivered_total": 5,
+        "bridge_runner_events_retried_total": 4,
+        "bridge_runner_events_dead_lettered_total": 1,
+        "bridge_runner_events_pending": 2,
+        "bridge_runner_events_parked": 3,
+    }
+    assert {name: value(samples, name, **a) for name in expected} == expected
+    # Bridges without a poller have conditions but no counters (not zeros that look real).
+    assert value(samples, "bridge_runner_scans_total", bridge="c") is None
+    assert value(samples, "bridge_runner_reconciles_total") == 4
+    assert value(samples, "bridge_runner_pollers_running") == 1
+    assert value(samples, "bridge_runner_bridges", condition="Ready", status="True") == 1
+    assert value(samples, "bridge_runner_bridges", condition="Ready", status="False") == 1  # b
+    assert value(samples, "bridge_runner_bridges", condition="Ready", status="Unknown") == 1  # c
+    assert value(samples, "bridge_runner_bridges", condition="Valid", status="True") == 3
+    ready_c = {"bridge": "c", "condition": "Ready", "status": "Unknown"}
+    assert value(samples, "bridge_runner_bridge_condition", **ready_c) == 1
+    region = {"account": ACCOUNT, "region": "us-west-2"}
+    assert value(samples, "bridge_runner_aws_requests_total", **region) == 3
+    assert value(samples, "bridge_runner_aws_rate_limit_wait_seconds_total", **region) == (
+        pytest.approx(0.3)
+    )
+    assert value(samples, "bridge_runner_build_info", version="0.1.0") == 1
+    assert "secret-looking" not in text
+
+
+def test_suspended_bridges_do_not_make_the_runner_unready() -> None:
+    snapshot = take_snapshot(three_bridges())
+    assert set(snapshot.not_ready) == {"c"}
+    assert snapshot.not_ready["c"].startswith("NotRunning:")
+
+
+# --- the server in this process -----------------------------------------------------------
+
+
+def server_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "metrics-server"]
+
+
+def test_server_endpoints_and_a_clean_stop() -> None:
+    reconciler = FakeReconciler()
+    now = [1000.0]
+
+    async def scenario() -> int:
+        server = MetricsServer(
+            ListenAddress("127.0.0.1", 0),
+            reconciler,
+            clock=lambda: now[0],
+            heartbeat_interval=3600.0,  # the test moves the clock; no beat catches up with it
+        )
+        await server.start()
+        port = server.bound.port
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with httpx.AsyncClient(base_url=base) as http:
+                starting = await http.get("/readyz")
+                assert (starting.status_code, starting.text) == (503, "starting\n")
+
+                reconciler.reconciles = 1
+                ok = await http.get("/readyz")
+                assert (ok.status_code, ok.text) == (200, "ok: 0 bridges Ready\n")
+
+                reconciler.documents["team/x"] = document("team/x", running=False)
+                failing = await http.get("/readyz")
+                assert failing.status_code == 503
+                assert failing.text.splitlines() == [
+                    "not ready: 1 of 1 bridge",
+                    "team/x: NotRunning: SourceReady: no version of this bridge runs",
+                ]
+                as_json = await http.get("/readyz", headers={"Accept": "application/json"})
+                assert as_json.headers["content-type"] == "application/json"
+                assert as_json.json()["notReady"] == {
+                    "team/x": "NotRunning: SourceReady: no version of this bridge runs"
+                }
+
+                metrics = await http.get("/metrics")
+                assert metrics.status_code == 200
+                assert metrics.headers["content-type"].startswith("text/plain")
+                samples = parse_metrics(metrics.text)
+                assert value(samples, "bridge_runner_reconciles_total") == 1
+                openmetrics = await http.get(
+                    "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+                )
+                assert openmetrics.text.endswith("# EOF\n")
+
+                healthy = await http.get("/healthz")
+                assert (healthy.status_code, healthy.text) == (200, "ok\n")
+                now[0] += 31.0  # the loop has not beaten for 31 s
+                stuck = await http.get("/healthz")
+                assert (stuck.status_code, stuck.text) == (503, "event loop stuck for 31s\n")
+
+                assert (await http.get("/nope")).status_code == 404
+        finally:
+            await server.stop()
+        return port
+
+    assert server_threads() == []
+    port = asyncio.run(scenario())
+    assert server_threads() == []
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port)):
+        pass
+
+
+def test_a_busy_event_loop_makes_readyz_503_not_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics_server, "LOOP_ANSWER_TIMEOUT", 0.05)
+    reconciler = FakeReconciler(reconciles=1)
+
+    async def scenario() -> httpx.Response:
+        server = MetricsServer(ListenAddress("127.0.0.1", 0), reconciler)
+        await server.start()
+        answered = threading.Event()
+        replies: list[httpx.Response] = []
+
+        def ask() -> None:
+            try:
+                replies.append(httpx.get(f"http://127.0.0.1:{server.bound.port}/readyz"))
+            finally:
+                answered.set()
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        answered.wait(30)  # blocks the event loop until the request has its answer
+        asker.join()
+        await server.stop()
+        return replies[0]
+
+    reply = asyncio.run(scenario())
+    assert reply.status_code == 503
+    assert reply.text == "unknown: the event loop did not answer within 0.05s\n"
+
+
+def test_metrics_addr_flag_defaults_to_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    words = ["run", str(tmp_path)]
+    monkeypatch.delenv("BRIDGE_RUNNER_METRICS_ADDR", raising=False)
+    assert build_parser(words).parse_args(words).metrics_addr is None
+    monkeypatch.setenv("BRIDGE_RUNNER_METRICS_ADDR", "127.0.0.1:9090")
+    args = build_parser(words).parse_args(words)
+    assert args.metrics_addr == ListenAddress("127.0.0.1", 9090)
+    monkeypatch.setenv("BRIDGE_RUNNER_METRICS_ADDR", "9090")
+    assert main(words) == 2
+    assert "is not HOST:PORT" in capsys.readouterr().err
+
+
+# --- `bridge-runner run --metrics-addr` over HTTP -------------------------------------------
+
+Start = Callable[..., RunnerProcess]
+SINK_TOKEN = "tok-3f9a8c1e-never-in-metrics"
+
+
+def metrics_url(proc: RunnerProcess) -> str:
+    proc.wait_for_log(r"serving http://127\.0\.0\.1:\d+/metrics")
+    line = next(line for line in proc.lines if "serving http://" in line)
+    return line.split("serving ", 1)[1].split("/metrics", 1)[0]
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10.0) as client:
+        yield client
+
+
+def test_endpoints_of_a_running_runner(
+    tmp_path: Path,
+    runner_process: Start,
+    moto_server: MotoServer,
+    cognito_admin: CognitoAdmin,
+    cognito_pool: Callable[..., PoolInfo],
+    sink_server: SinkServer,
+    http: httpx.Client,
+) -> None:
+    bridges = tmp_path / "bridges"
+    bridges.mkdir()
+    pool = cognito_pool()
+    good, bad = bridges / "good.yaml", bridges / "bad.yaml"
+    sink_line = f"    uri: {sink_server.url}\n"
+    with_header = sink_line + "    headers: {Authorization: {valueFromEnv: SINK_TOKEN}}\n"
+    good_text = bridge_yaml(pool, moto_server.endpoint, sink_server.url)
+    good.write_text(good_text.replace(sink_line, with_header))
+    # Nothing listens on port 9 (discard): this bridge's source never becomes Ready.
+    bad.write_text(bridge_yaml(pool, "http://127.0.0.1:9", sink_server.url))
+    started = time.time()
+    proc = runner_process(
+        "run",
+        str(bridges),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--metrics-addr",
+        "127.0.0.1:0",
+        extra_env={"SINK_TOKEN": SINK_TOKEN},
+    )
+    base = metrics_url(proc)
+
+    health = http.get(f"{base}/healthz")
+    assert (health.status_code, health.text) == (200, "ok\n")
+
+    def good_ready_bad_failing() -> bool:
+        return (
+            condition(read_status(good), "Ready").get("status") == "True"
+            and condition(read_status(bad), "SourceReady").get("status") == "False"
+        )
+
+    wait_until(good_ready_bad_failing, timeout=60, what="good Ready, bad failing")
+    ready = http.get(f"{base}/readyz")
+    assert ready.status_code == 503
+    summary, *reasons = ready.text.splitlines()
+    assert summary == "not ready: 1 of 2 bridges"
+    assert len(reasons) == 1 and reasons[0].startswith("bad: ")
+
+    cognito_admin.create_user(pool.id, "alice")
+
+    def scrape() -> Samples:
+        reply = http.get(f"{base}/metrics")
+        assert reply.status_code == 200
+        assert SINK_TOKEN not in reply.text
+        return parse_metrics(reply.text)
+
+    def delivered() -> Samples | None:
+        samples = scrape()
+        return samples if value(samples, "bridge_runner_events_delivered_total", **g) else None
+
+    g = {"bridge": "good"}
+    samples = wait_until(delivered, what="alice's event counted as delivered")
+    assert value(samples, "bridge_runner_events_delivered_total", **g) == 1
+    assert value(samples, "bridge_runner_events_emitted_total", **g) == 1
+    assert value(samples, "bridge_runner_users_tracked", **g) == 1
+    assert (value(samples, "bridge_runner_scans_total", **g) or 0) >= 1
+    last_poll = value(samples, "bridge_runner_last_successful_poll_timestamp_seconds", **g)
+    assert last_poll is not None and started - 1 <= last_poll <= time.time()
+    assert value(samples, "bridge_runner_scans_total", bridge="bad") == 0
+    assert value(samples, "bridge_runner_pollers_running") == 2
+    assert (value(samples, "bridge_runner_reconciles_total") or 0) >= 1
+    assert value(samples, "bridge_runner_bridges", condition="Ready", status="True") == 1
+    assert value(samples, "bridge_runner_bridges", condition="Ready", status="False") == 1
+    region = {"account": pool.account, "region": pool.region}
+    assert (value(samples, "bridge_runner_aws_requests_total", **region) or 0) >= 1
+    assert [e.get_data()["Username"] for e in sink_server.events()] == ["alice"]  # type: ignore[index]
+
+    bad.unlink()
+    wait_until(lambda: http.get(f"{base}/readyz").status_code == 200, what="/readyz 200")
+    assert http.get(f"{base}/readyz").text == "ok: 1 bridge Ready\n"
+    assert SINK_TOKEN not in proc.log
+    assert proc.terminate() == 0
+    with pytest.raises(httpx.ConnectError):
+        http.get(f"{base}/healthz")
+
+
+def test_an_address_in_use_is_a_usage_error(tmp_path: Path, runner_process: Start) -> None:
+    bridges = tmp_path / "bridges"
+    bridges.mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        state = str(tmp_path / "state")
+        address = f"127.0.0.1:{port}"
+        proc = runner_process(
+            "run", "--once", str(bridges), "--state-dir", state, "--metrics-addr", address
+        )
+        assert proc.proc.wait(60) == 2
+    proc.terminate()
+    assert f"--metrics-addr 127.0.0.1:{port}: cannot listen: Address already in use" in proc.log
