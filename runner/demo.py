@@ -1,0 +1,322 @@
+"""`bridge-runner demo`: the whole product on one machine, with nothing to set up.
+
+It starts a local Cognito emulator (moto's server on 127.0.0.1, from the `demo` extra) with a
+seeded pool, a local sink that prints every CloudEvent it receives, writes a demo bridge,
+runs the real runner on it (`bridge-runner run` as a child process), then creates, updates,
+disables and deletes users so that events flow, and shows the status file. It ends after
+`--duration` or on Ctrl-C and cleans up everything it started. No AWS account, credentials
+or network access are needed: every address is on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TextIO
+
+from runner.durations import duration_argument
+from runner.errors import BridgeRunnerError, UsageError
+
+EXIT_OK = 0
+REGION = "us-west-2"
+SEED_USERS = ("alice", "bob", "carol")
+# Dummy credentials for the emulator: never real ones, and never read from the environment.
+DEMO_ENV = {
+    "AWS_ACCESS_KEY_ID": "demo",
+    "AWS_SECRET_ACCESS_KEY": "demo",
+    "AWS_DEFAULT_REGION": REGION,
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--duration",
+        type=duration_argument,
+        default=30.0,
+        metavar="DURATION",
+        help="how long to run (default: 30s); the scripted changes always play out and are "
+        "delivered first, and Ctrl-C stops earlier",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        metavar="DIR",
+        help="write the demo bridge (and state) here and keep it afterwards "
+        "(default: a temporary directory, removed at the end)",
+    )
+
+
+class _Printer:
+    """Serialises lines from the sink thread, the runner's log and the script."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+
+    def __call__(self, prefix: str, text: str) -> None:
+        with self._lock:
+            for line in text.splitlines() or [""]:
+                self._out.write(f"{prefix} {line}\n")
+            self._out.flush()
+
+
+def _describe_event(headers: dict[str, str], body: bytes) -> str:
+    """One readable line per CloudEvent (binary, structured or batch)."""
+    from cloudevents.core.bindings.http import HTTPMessage, from_http_event
+
+    event = from_http_event(HTTPMessage(headers, body))
+    data = event.get_data()
+    username = data.get("Username", "?") if isinstance(data, dict) else "?"
+    change = event.get_extension("changetype")
+    kind = event.get_type().rsplit(".", 1)[-1]
+    details = ""
+    if isinstance(data, dict) and "Attributes" in data:
+        attrs = {a["Name"]: a["Value"] for a in data["Attributes"] if a["Name"] != "sub"}
+        details = f" enabled={data.get('Enabled')} attributes={json.dumps(attrs)}"
+    return f"{change:<8} {username:<8} type={kind} id={event.get_id()[:12]}…{details}"
+
+
+def _start_sink(say: Callable[[str, str], None]) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            try:
+                say("[sink]  ", _describe_event(headers, body))
+                self.send_response(202)
+            except Exception as exc:  # a demo sink shows what it could not read
+                say("[sink]  ", f"could not read a request: {type(exc).__name__}: {exc}")
+                self.send_response(400)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True).start()
+    return server
+
+
+def _start_emulator() -> tuple[Any, str]:
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        raise UsageError(
+            "the demo needs the local Cognito emulator: pip install 'bridge-runner[demo]'"
+        ) from None
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
+
+
+def _cognito(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "cognito-idp",
+        region_name=REGION,
+        endpoint_url=endpoint,
+        aws_access_key_id="demo",
+        aws_secret_access_key="demo",  # noqa: S106 - the local emulator takes any key
+    )
+
+
+BRIDGE_TEMPLATE = """\
+# A demo bridge, written by `bridge-runner demo`. Its pool lives in a local emulator.
+apiVersion: bridge-runner/v1alpha1
+kind: Bridge
+metadata:
+  labels: {{team: demo}}
+spec:
+  source:
+    awsCognitoUserPool:
+      arn: {arn}
+      endpoint: {endpoint}
+      pollInterval: 1s
+      initialSync: emit      # send one event per existing user first
+  sink:
+    uri: {sink}
+    format: binary
+"""
+
+
+@contextlib.contextmanager
+def _workspace(chosen: Path | None) -> Iterator[Path]:
+    if chosen is not None:
+        chosen.mkdir(parents=True, exist_ok=True)
+        yield chosen
+        return
+    path = Path(tempfile.mkdtemp(prefix="bridge-runner-demo-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _pump(stream: TextIO, say: Callable[[str, str], None]) -> None:
+    for line in stream:
+        say("[runner]", line.rstrip("\n"))
+
+
+def run(args: argparse.Namespace) -> int:
+    say = _Printer(sys.stdout)
+    deadline = time.monotonic() + args.duration
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    emulator, endpoint = _start_emulator()
+    sink = _start_sink(say)
+    runner: subprocess.Popen[str] | None = None
+    try:
+        with _workspace(args.dir) as work:
+            say("[demo]  ", f"Cognito emulator on {endpoint}; sink on port {sink.server_port}")
+            say("[demo]  ", f"working directory {work}")
+            client = _cognito(endpoint)
+            pool = client.create_user_pool(PoolName="demo")["UserPool"]
+            for name in SEED_USERS:
+                client.admin_create_user(
+                    UserPoolId=pool["Id"],
+                    Username=name,
+                    UserAttributes=[{"Name": "email", "Value": f"{name}@example.com"}],
+                    MessageAction="SUPPRESS",
+                )
+            bridges = work / "bridges"
+            bridges.mkdir(exist_ok=True)
+            bridge_file = bridges / "demo.yaml"
+            sink_url = f"http://127.0.0.1:{sink.server_port}/events"
+            bridge_file.write_text(
+                BRIDGE_TEMPLATE.format(arn=pool["Arn"], endpoint=endpoint, sink=sink_url)
+            )
+            say("[demo]  ", f"pool {pool['Id']} seeded with {', '.join(SEED_USERS)}")
+            say("[demo]  ", f"bridge written to {bridge_file}; starting the runner")
+            runner = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "runner",
+                    "run",
+                    str(bridges),
+                    "--state-dir",
+                    str(work / "state"),
+                    "--secrets-dir",
+                    str(work / "secrets"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env={**os.environ, **DEMO_ENV, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,  # Ctrl-C reaches the demo; it stops the runner itself
+            )
+            assert runner.stdout is not None
+            pump = threading.Thread(target=_pump, args=(runner.stdout, say), daemon=True)
+            pump.start()
+            _script(client, pool["Id"], say, interrupted)
+            # One poll interval (1 s) plus delivery, so the last change shows before we stop.
+            _wait(max(deadline, time.monotonic() + 2.5), interrupted)
+            _stop_runner(runner, say)
+            pump.join(5)
+            runner.stdout.close()
+            runner = None
+            _show_status(bridge_file, say)
+            client.close()
+    finally:
+        if runner is not None:
+            _stop_runner(runner, say)
+            if runner.stdout is not None:
+                runner.stdout.close()
+        sink.shutdown()
+        sink.server_close()
+        emulator.stop()
+        signal.signal(signal.SIGINT, previous)
+    say(
+        "[demo]  ",
+        "stopped; everything it started is gone"
+        + ("" if args.dir is None else f" (kept {args.dir})"),
+    )
+    return EXIT_OK
+
+
+def _script(
+    client: Any,
+    pool_id: str,
+    say: Callable[[str, str], None],
+    interrupted: threading.Event,
+) -> None:
+    steps: list[tuple[str, Callable[[], object]]] = [
+        (
+            "create user dave",
+            lambda: client.admin_create_user(
+                UserPoolId=pool_id,
+                Username="dave",
+                MessageAction="SUPPRESS",
+                UserAttributes=[{"Name": "email", "Value": "dave@example.com"}],
+            ),
+        ),
+        (
+            "change alice's email",
+            lambda: client.admin_update_user_attributes(
+                UserPoolId=pool_id,
+                Username="alice",
+                UserAttributes=[{"Name": "email", "Value": "alice@example.org"}],
+            ),
+        ),
+        ("disable bob", lambda: client.admin_disable_user(UserPoolId=pool_id, Username="bob")),
+        ("delete carol", lambda: client.admin_delete_user(UserPoolId=pool_id, Username="carol")),
+    ]
+    _wait(time.monotonic() + 3.0, interrupted)  # let the backfill show first
+    for text, step in steps:
+        if interrupted.is_set():
+            return
+        say("[demo]  ", text)
+        step()
+        _wait(time.monotonic() + 1.2, interrupted)
+
+
+def _wait(until: float, interrupted: threading.Event) -> None:
+    interrupted.wait(max(0.0, until - time.monotonic()))
+
+
+def _stop_runner(runner: subprocess.Popen[str], say: Callable[[str, str], None]) -> None:
+    if runner.poll() is None:
+        runner.send_signal(signal.SIGTERM)
+        try:
+            runner.wait(20)
+        except subprocess.TimeoutExpired:
+            say("[demo]  ", "the runner did not stop in time; killing it")
+            runner.kill()
+            runner.wait(5)
+
+
+def _show_status(bridge_file: Path, say: Callable[[str, str], None]) -> None:
+    status = bridge_file.with_name(bridge_file.stem + ".status.json")
+    try:
+        doc = json.loads(status.read_text())
+    except (OSError, ValueError) as exc:
+        raise BridgeRunnerError(f"no status file was written at {status}: {exc}") from None
+    say("[demo]  ", f"status file {status.name}:")
+    for cond in doc["conditions"]:
+        say("[status]", f"{cond['type']:<12} {cond['status']:<6} {cond['reason']}")
+    sink = doc["sink"]
+    say(
+        "[status]",
+        f"delivered={sink['delivered']} pending={sink['pending']} "
+        f"usersTracked={doc['source']['usersTracked']}",
+    )
