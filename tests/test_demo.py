@@ -64,3 +64,19 @@ def test_demo_shows_events_and_cleans_up() -> None:
     assert _processes_mentioning(workdir.group(1)) == []
     assert not _listening(int(ports.group(1)))
     assert not _listening(int(ports.group(2)))
+
+
+def test_demo_dir_keeps_the_bridge_and_its_status(tmp_path: Path) -> None:
+    work = tmp_path / "demo"
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "demo", "--duration", "3s", "--dir", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (work / "bridges" / "demo.yaml").is_file()
+    assert (work / "bridges" / "demo.status.json").is_file()
+    assert (work / "state" / "state.sqlite").is_file()
+    assert f"(kept {work})" in done.stdout

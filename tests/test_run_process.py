@@ -408,3 +408,107 @@ def test_directory_changes_are_picked_up(
     assert 1 <= restarts <= 20, restarts  # debounced: far fewer restarts than writes
     print("pick-up latencies:", {k: round(v, 2) for k, v in latencies.items()})
     assert proc.terminate() == 0
+
+
+def test_selector_json_logs_polling_resync_and_secret_headers(
+    tmp_path: Path,
+    runner_process: Start,
+    moto_server: MotoServer,
+    cognito_admin: CognitoAdmin,
+    cognito_pool: Callable[..., PoolInfo],
+    sink_server: SinkServer,
+) -> None:
+    bridges, secrets = tmp_path / "bridges", tmp_path / "secrets"
+    bridges.mkdir()
+    (secrets / "sink").mkdir(parents=True)
+    token = "s3cr3t-token-value-1234"
+    (secrets / "sink" / "token").write_text(token + "\n")
+    pool = cognito_pool()
+    header = "  sink:\n"
+    with_secret = (
+        "  sink:\n    headers:\n      Authorization: {valueFromSecret: {name: sink, key: token}}\n"
+    )
+    a, b = bridges / "a.yaml", bridges / "b.yaml"
+    a.write_text(
+        bridge_yaml(pool, moto_server.endpoint, sink_server.url, labels="{team: a}").replace(
+            header, with_secret
+        )
+    )
+    b.write_text(bridge_yaml(pool, moto_server.endpoint, sink_server.url, labels="{team: b}"))
+    proc = runner_process(
+        "run",
+        str(bridges),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--secrets-dir",
+        str(secrets),
+        "--selector",
+        "team=a",
+        "--log-format",
+        "json",
+        "--log-level",
+        "DEBUG",
+        "--force-polling",
+        "--resync-interval",
+        "1s",
+        "--aws-rps",
+        "5",
+    )
+    wait_until(lambda: ready(a), what="a Ready")
+    cognito_admin.create_user(pool.id, "frank")
+    wait_until(lambda: usernames(sink_server)["frank"] == 1, what="frank's event")
+    assert sink_server.received[-1].headers["authorization"] == token
+    assert read_status(b) is None  # not selected: not run, not reported by this runner
+
+    # --force-polling still sees edits; --resync-interval re-reads the directory regardless.
+    a.write_text(a.read_text().replace("pollInterval: 1s", "pollInterval: 2s"))
+    proc.wait_for_log(r"restart a: ")
+    proc.wait_for_log(r"reconciling after 0 changed path", count=2)
+    assert proc.terminate() == 0
+    records = [json.loads(line) for line in proc.lines if line.startswith("{")]
+    assert records and len(records) == len([ln for ln in proc.lines if ln.strip()])
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+    assert not any("start b:" in r["message"] for r in records)
+    assert token not in proc.log
+
+
+def test_state_of_a_removed_bridge_is_kept_for_the_retention_only(
+    tmp_path: Path,
+    runner_process: Start,
+    moto_server: MotoServer,
+    cognito_pool: Callable[..., PoolInfo],
+    sink_server: SinkServer,
+) -> None:
+    from runner.outbox import Outbox
+
+    bridges, state = tmp_path / "bridges", tmp_path / "state"
+    bridges.mkdir()
+    pool = cognito_pool()
+    gone = bridges / "gone.yaml"
+    gone.write_text(bridge_yaml(pool, moto_server.endpoint, sink_server.url))
+    (bridges / "stays.yaml").write_text(bridge_yaml(pool, moto_server.endpoint, sink_server.url))
+    proc = runner_process(
+        "run",
+        str(bridges),
+        "--state-dir",
+        str(state),
+        "--state-retention",
+        "2s",
+        "--resync-interval",
+        "1s",
+        "--log-level",
+        "DEBUG",
+    )
+    wait_until(lambda: ready(gone), what="gone Ready")
+
+    def known_ids() -> list[str]:
+        with Outbox.open(state) as outbox:
+            return outbox.bridge_ids()
+
+    assert "gone" in known_ids()
+    gone.unlink()
+    proc.wait_for_log(r"stop gone: ")
+    assert "gone" in known_ids()  # kept for now: a revert would resume it
+    proc.wait_for_log(r"forgetting the state of bridge gone", timeout=30)
+    assert "gone" not in known_ids() and "stays" in known_ids()
+    assert proc.terminate() == 0
