@@ -4,9 +4,11 @@
     .venv/bin/python bench/diffcommit.py --quick    # 10,000 users, median of 3 runs
 
 What is timed is what the poller does with a finished scan: `Outbox.load_snapshot`,
-`to_record` for every user (fingerprint), `diff_scan`, `build_events` and `commit_scan`.
-The users are synthetic boto3 `UserType` dicts whose dates are `tzlocal()` datetimes, as
-botocore parses them. Three cases:
+`diff_users` (`to_record` for every user, then `diff_scan`), `build_events` and
+`commit_scan`. The users are synthetic `UserType` dicts as the runner's Cognito client
+returns them: dates are the epoch seconds of the JSON response (floats with milliseconds,
+as Cognito sends them), which that client keeps instead of botocore's `tzlocal()`
+datetimes. Three cases:
 
     first baseline   empty state, every user new, nothing sent (initialSync: baseline)
     unchanged        the same scan again: no change                 target < 1.0 s
@@ -35,9 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from botocore.utils import parse_timestamp
-
-from runner.diff import diff_scan, to_record
+from runner.diff import diff_users, to_record
 from runner.events import build_events
 from runner.model import Bridge, CognitoSource, PoolArn, Sink, Target
 from runner.outbox import Outbox
@@ -56,7 +56,7 @@ EPOCH_2024 = 1_704_067_200.0
 
 
 def make_user(index: int, modified_offset: float = 0.0) -> dict[str, Any]:
-    """A boto3-shaped user: dates as botocore parses epoch numbers (tzlocal datetimes)."""
+    """A user as the runner's Cognito client returns it (dates: epoch seconds, in ms)."""
     created = EPOCH_2024 + index * 7.123
     return {
         "Username": f"user-{index:07d}",
@@ -66,8 +66,8 @@ def make_user(index: int, modified_offset: float = 0.0) -> dict[str, Any]:
             {"Name": "email_verified", "Value": "true"},
             {"Name": "name", "Value": f"User Number {index}"},
         ],
-        "UserCreateDate": parse_timestamp(created),
-        "UserLastModifiedDate": parse_timestamp(created + 60.5 + modified_offset),
+        "UserCreateDate": round(created, 3),
+        "UserLastModifiedDate": round(created + 60.5 + modified_offset, 3),
         "Enabled": True,
         "UserStatus": "CONFIRMED",
     }
@@ -86,10 +86,8 @@ def poller_step(outbox: Outbox, scan: list[dict[str, Any]], phases: dict[str, fl
     baseline = not outbox.has_baseline(BRIDGE.id, ARN)
     snapshot = outbox.load_snapshot(BRIDGE.id, ARN)
     lap("load_snapshot")
-    records = [to_record(user) for user in scan]
-    lap("to_record")
-    changes = diff_scan(snapshot, records, complete=True)
-    lap("diff_scan")
+    changes = diff_users(snapshot, scan, complete=True)
+    lap("diff_users")
     events = (
         []
         if baseline
@@ -218,7 +216,7 @@ def mutate(
         i = (k * step + run) % len(scan)
         user = dict(scan[i])
         user["Attributes"] = [*user["Attributes"][:3], {"Name": "name", "Value": f"Renamed {run}"}]
-        user["UserLastModifiedDate"] = parse_timestamp(EPOCH_2024 + 9e7 + run * 1000 + k)
+        user["UserLastModifiedDate"] = EPOCH_2024 + 9e7 + run * 1000 + k
         scan[i] = user
     # Deleted users sit halfway between updated ones, so no user is both.
     doomed = {(k * step + step // 2 + run) % len(scan) for k in range(removed)}

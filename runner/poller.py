@@ -26,7 +26,7 @@ import httpx
 
 from runner.counters import SinkCounters, SourceCounters
 from runner.delivery import Deliverer
-from runner.diff import diff_scan, to_record
+from runner.diff import diff_users
 from runner.errors import BridgeRunnerError, PermanentError, TemporaryError
 from runner.events import build_events
 from runner.model import Bridge
@@ -132,8 +132,9 @@ class BridgePoller:
             raise scan.error or TemporaryError("the scan ended early", reason="ScanIncomplete")
 
         snapshot = await asyncio.to_thread(self.outbox.load_snapshot, bridge.id, arn)
-        records = [to_record(user) for user in scan.users]
-        changes = diff_scan(snapshot, records, complete=scan.complete)
+        # A thread, not the event loop: a large pool's diff takes a good part of a second,
+        # and other bridges' deliveries must not wait for it.
+        changes = await asyncio.to_thread(diff_users, snapshot, scan.users, complete=scan.complete)
         baseline = not has_baseline and bridge.source.initial_sync == "baseline"
         events = (
             []
@@ -151,12 +152,12 @@ class BridgePoller:
             self.sink_counters.emitted += len(events)
             self._events_committed.set()
         if scan.complete:
-            counters.users_tracked = len(records)
+            counters.users_tracked = len(scan.users)
             counters.scans += 1
             counters.last_scan_duration = scan.duration
             counters.last_successful_poll_time = datetime.now(UTC)
             counters.last_error = None
-            self.source_health = SourceHealth(True, "Polling", f"{len(records)} users tracked")
+            self.source_health = SourceHealth(True, "Polling", f"{len(scan.users)} users tracked")
         else:
             self._record_source_error(
                 scan.error or TemporaryError("the scan ended early", reason="ScanIncomplete")

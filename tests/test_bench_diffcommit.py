@@ -21,5 +21,6 @@ def test_diffcommit_bench_quick_runs() -> None:
     lines = result.stdout.splitlines()
     for case in ("first baseline", "unchanged", "1% changed"):
         (line,) = [line for line in lines if line.startswith(case)]
-        ours, bare, ratio = line[len(case) :].split()[:3]
-        assert float(ours) > 0 and float(bare) > 0 and float(ratio.rstrip("x")) > 0
+        ours, ours_cpu, bare, ratio = line[len(case) :].split()[:4]
+        assert float(ours) > 0 and float(ours_cpu) > 0 and float(bare) > 0
+        assert ratio.endswith("x") and float(ratio.rstrip("x")) > 0

@@ -9,11 +9,13 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from runner.diff import normalize_user, to_record
 from runner.errors import SourceRejected, SourceUnavailable
 from runner.model import AwsAuth, AwsCredentials, CognitoSource, SecretRef
 from runner.ratelimit import RequestBudgets
@@ -124,6 +126,32 @@ def test_segmented_scan_equals_sequential_scan(
     assert {u["Username"]: u for u in segmented.users} == by_name
     assert len(segmented.users) == 1000
     assert segmented.pages >= 16  # one scan per sub prefix, at least one page each
+
+
+def test_dates_stay_epoch_seconds_and_mean_what_boto3_datetimes_mean(
+    clients: CognitoClients,
+    cognito_pool: Callable[..., PoolInfo],
+    cognito_admin: CognitoAdmin,
+    moto_server: MotoServer,
+) -> None:
+    pool = cognito_pool()
+    for name in ("amy", "bob"):
+        cognito_admin.create_user(pool.id, name, {"email": f"{name}@example.com"})
+    cognito_admin.update_user(pool.id, "bob", {"name": "Bob"})
+
+    ours = scan(clients, source_for(pool, moto_server.endpoint)).users
+    # The same users through a plain boto3 client: botocore's default timestamp parser.
+    plain = cognito_admin.client.list_users(UserPoolId=pool.id)["Users"]
+
+    for user in ours:
+        for date in ("UserCreateDate", "UserLastModifiedDate"):
+            assert type(user[date]) in (int, float)
+    assert all(isinstance(user["UserCreateDate"], datetime) for user in plain)  # not changed
+    by_name = {user["Username"]: user for user in plain}
+    assert sorted(by_name) == ["amy", "bob"]
+    for user in ours:
+        assert to_record(user) == to_record(by_name[user["Username"]])
+        assert normalize_user(user) == normalize_user(by_name[user["Username"]])
 
 
 def test_empty_pool_is_a_complete_scan(

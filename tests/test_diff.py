@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import gc
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -20,6 +22,7 @@ from runner.diff import (
     SnapshotEntry,
     UserRecord,
     diff_scan,
+    diff_users,
     normalize_user,
     rfc3339,
     to_record,
@@ -33,15 +36,16 @@ EMAIL = "johndoe@example.com"
 
 
 def boto3_user(**overrides: Any) -> dict[str, Any]:
-    """A user as boto3's ListUsers returns it: epoch dates parsed into tzlocal datetimes."""
+    """A user as the runner's Cognito client returns it: dates as the epoch seconds of the
+    JSON response (botocore's default parser would make tzlocal datetimes of them)."""
     user: dict[str, Any] = {
         "Username": "johndoe",
         "Attributes": [
             {"Name": "sub", "Value": SUB},
             {"Name": "email", "Value": EMAIL},
         ],
-        "UserCreateDate": parse_timestamp(1_704_103_200.0),  # 2024-01-01T10:00:00Z
-        "UserLastModifiedDate": parse_timestamp(1_704_193_200.25),  # 2024-01-02T11:00:00.25Z
+        "UserCreateDate": 1_704_103_200.0,  # 2024-01-01T10:00:00Z
+        "UserLastModifiedDate": 1_704_193_200.25,  # 2024-01-02T11:00:00.25Z
         "Enabled": True,
         "UserStatus": "CONFIRMED",
     }
@@ -121,7 +125,11 @@ def test_normalize_user_is_idempotent_and_does_not_touch_its_input() -> None:
         ("UserStatus", None),
         ("UserCreateDate", "yesterday"),
         ("UserLastModifiedDate", "2024-01-02T11:00:00"),  # no offset: ambiguous
-        ("UserCreateDate", 1_704_103_200),
+        ("UserCreateDate", True),  # an int to isinstance, not a date
+        ("UserCreateDate", math.nan),
+        ("UserLastModifiedDate", math.inf),
+        ("UserLastModifiedDate", 1e15),  # epoch seconds beyond the year 9999
+        ("UserCreateDate", [1_704_103_200]),
         ("MFAOptions", [{"AttributeName": "phone_number"}]),
     ],
 )
@@ -150,12 +158,19 @@ def test_an_unreadable_user_is_rejected_without_its_data(field: str, value: Any)
         ),
         (datetime(2024, 5, 1, 10, 0, 0, 1), "2024-05-01T10:00:00.000001Z"),  # naive: UTC
         (parse_timestamp(1_714_557_600.123), "2024-05-01T10:00:00.123Z"),  # tzlocal
+        (1_714_557_600.123, "2024-05-01T10:00:00.123Z"),  # epoch seconds, as Cognito sends
+        (1_714_557_600, "2024-05-01T10:00:00Z"),
+        (0.0000005, "1970-01-01T00:00:00Z"),  # half a microsecond: to even, as datetime does
+        (0.0000015, "1970-01-01T00:00:00.000002Z"),
+        (-0.25, "1969-12-31T23:59:59.75Z"),
         ("2024-05-01T10:00:00Z", "2024-05-01T10:00:00Z"),
         ("2024-05-01T10:00:00.500+00:00", "2024-05-01T10:00:00.5Z"),
         ("2024-05-01T05:00:00-05:00", "2024-05-01T10:00:00Z"),
     ],
 )
-def test_rfc3339_writes_utc_like_go_rfc3339nano(value: datetime | str, expected: str) -> None:
+def test_rfc3339_writes_utc_like_go_rfc3339nano(
+    value: float | datetime | str, expected: str
+) -> None:
     assert rfc3339(value) == expected
 
 
@@ -202,13 +217,18 @@ def test_the_fingerprint_is_pinned() -> None:
 
 def test_same_record_same_fingerprint_whatever_its_form() -> None:
     raw = boto3_user()
+    tzlocal_dates = boto3_user(  # as botocore's default timestamp parser gives them
+        UserCreateDate=parse_timestamp(raw["UserCreateDate"]),
+        UserLastModifiedDate=parse_timestamp(raw["UserLastModifiedDate"]),
+    )
     utc_dates = boto3_user(
-        UserCreateDate=raw["UserCreateDate"].astimezone(UTC),
-        UserLastModifiedDate=raw["UserLastModifiedDate"].astimezone(UTC),
+        UserCreateDate=tzlocal_dates["UserCreateDate"].astimezone(UTC),
+        UserLastModifiedDate=tzlocal_dates["UserLastModifiedDate"].astimezone(UTC),
     )
     reordered = boto3_user(Attributes=list(reversed(raw["Attributes"])))
     expected = to_record(raw)
     assert to_record(normalize_user(raw)) == expected
+    assert to_record(tzlocal_dates) == expected
     assert to_record(utc_dates) == expected
     assert to_record(reordered) == expected
     assert to_record({**raw, "MFAOptions": []}) == expected
@@ -233,8 +253,8 @@ def test_same_record_same_fingerprint_whatever_its_form() -> None:
                 {"Name": "name", "Value": ""},
             ]
         },
-        {"UserCreateDate": parse_timestamp(1_704_103_200.001)},
-        {"UserLastModifiedDate": parse_timestamp(1_704_193_201.25)},
+        {"UserCreateDate": 1_704_103_200.001},
+        {"UserLastModifiedDate": 1_704_193_201.25},
         {"Enabled": False},
         {"UserStatus": "RESET_REQUIRED"},
         {"MFAOptions": [{"AttributeName": "phone_number", "DeliveryMedium": "SMS"}]},
@@ -249,6 +269,29 @@ def test_values_cannot_be_shifted_between_fields_without_changing_the_fingerprin
     b = boto3_user(Attributes=[{"Name": "a,b", "Value": "c"}])
     c = boto3_user(Attributes=[{"Name": "a", "Value": "b"}, {"Name": "c", "Value": ""}])
     assert len({to_record(u).fingerprint for u in (a, b, c)}) == 3
+
+
+# Fingerprints stored while the client still let botocore make tzlocal datetimes of the
+# dates must stay valid now that it keeps epoch seconds: otherwise every user of every pool
+# would look updated once after the upgrade.
+epoch_seconds = (
+    st.floats(min_value=-2e9, max_value=4e9, allow_nan=False)
+    | st.integers(min_value=0, max_value=4 * 10**15).map(lambda n: n / 1e6 + 5e-7)  # ties
+    | st.integers(min_value=-(2 * 10**9), max_value=4 * 10**9)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(created=epoch_seconds, modified=epoch_seconds)
+def test_epoch_seconds_fingerprint_and_format_as_botocore_datetimes_do(
+    created: float, modified: float
+) -> None:
+    as_sent = boto3_user(UserCreateDate=created, UserLastModifiedDate=modified)
+    as_datetimes = boto3_user(
+        UserCreateDate=parse_timestamp(created), UserLastModifiedDate=parse_timestamp(modified)
+    )
+    assert to_record(as_sent) == to_record(as_datetimes)
+    assert normalize_user(as_sent) == normalize_user(as_datetimes)
 
 
 def test_non_ascii_values_are_fingerprinted_by_code_point() -> None:
@@ -267,7 +310,7 @@ def user(name: str, modified: float = 0.0, **attributes: str) -> UserRecord:
         boto3_user(
             Username=name,
             Attributes=attrs,
-            UserLastModifiedDate=parse_timestamp(1_704_193_200 + modified),
+            UserLastModifiedDate=1_704_193_200 + modified,
         )
     )
 
@@ -406,3 +449,51 @@ def test_a_rescan_after_applying_finds_nothing(
     after = apply(snapshot, diff_scan(snapshot, scan, complete=True))
     latest = diff_scan({}, scan, complete=True)  # the deduplicated scan, as diff_scan sees it
     assert diff_scan(after, [c.record for c in latest if c.record], complete=True) == []
+
+
+# -- diff_users: the poller's entry point ------------------------------------------------------
+
+
+def test_diff_users_fingerprints_and_diffs_the_raw_scan() -> None:
+    kept, changed, new = (boto3_user(Username=name) for name in ("kept", "changed", "new"))
+    snapshot = {
+        "kept": entry(to_record(kept)),
+        "changed": SnapshotEntry("0" * 32, SUB),
+        "gone": SnapshotEntry("1" * 32, "sub-gone"),
+    }
+    scan = [kept, changed, new]
+
+    changes = diff_users(snapshot, scan, complete=True)
+
+    assert changes == diff_scan(snapshot, [to_record(raw) for raw in scan], complete=True)
+    assert [(c.kind, c.username) for c in changes] == [
+        ("updated", "changed"),
+        ("created", "new"),
+        ("deleted", "gone"),
+    ]
+    assert changes[0].record == to_record(changed)
+    assert diff_users(snapshot, scan, complete=False) == changes[:2]
+
+
+def test_diff_users_leaves_the_garbage_collector_as_it_found_it() -> None:
+    seen: list[bool] = []
+
+    class Spy(dict[str, SnapshotEntry]):
+        def get(self, key: str, default: Any = None) -> Any:
+            seen.append(gc.isenabled())  # called by diff_scan, inside the pause
+            return super().get(key, default)
+
+    assert gc.isenabled()
+    diff_users(Spy(), [boto3_user()], complete=True)
+    assert seen == [False] and gc.isenabled()
+
+    with pytest.raises(SourceRejected):
+        diff_users({}, [boto3_user(), {"Username": "no-dates"}], complete=True)
+    assert gc.isenabled()
+
+    gc.disable()
+    try:
+        diff_users({}, [boto3_user()], complete=True)
+        assert not gc.isenabled()  # an application running without GC keeps it off
+    finally:
+        gc.enable()

@@ -20,6 +20,11 @@ boto3's own retries (standard mode, set explicitly) take theirs in the worker th
 through a `before-send` hook, since they count against the same AWS quota, and that hook
 also paces every attempt on its actual send time (`TokenBucket.pace_blocking`).
 
+Dates stay the epoch seconds (int or float) that Cognito's JSON carries: botocore's default
+parser would make each a datetime with its own `dateutil.tz.tzlocal()`, about 8 µs and
+500 bytes per date, two dates per user, and the first thing `runner.diff` would do is turn
+it back into a number. Only these clients parse that way; STS keeps botocore's default.
+
 A scan reads every page (`Limit` 60) until a response carries no `PaginationToken`; short
 and empty pages are normal. A rejected token restarts the scan (bounded), throttling and
 5xx that outlast boto3's retries are retried on the same page after a back-off (bounded).
@@ -56,6 +61,7 @@ from botocore.credentials import (
     DeferredRefreshableCredentials,
 )
 from botocore.exceptions import NoCredentialsError
+from botocore.utils import parse_timestamp
 
 from runner import __version__
 from runner.errors import BridgeRunnerError, SecretError, SourceRejected, SourceUnavailable
@@ -100,7 +106,7 @@ class CognitoSettings:
 class ScanResult:
     """What one full scan read. `complete=False` means users may be missing: no deletions."""
 
-    users: list[dict[str, Any]]  # raw boto3 UserType dicts, each Username once
+    users: list[dict[str, Any]]  # raw UserType dicts (dates: epoch seconds), each Username once
     complete: bool
     pages: int
     throttles: int
@@ -298,6 +304,9 @@ class CognitoClients:
         self, key: _ClientKey, static: tuple[str, str, str | None] | None
     ) -> CognitoIdentityProviderClient:
         session = botocore.session.Session()
+        session.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=_epoch_seconds_as_sent
+        )
         credentials: Credentials | None = Credentials(*static) if static else None
         if key.role_arn:
             credentials = self._assumed_role_credentials(credentials, key)
@@ -337,6 +346,14 @@ class CognitoClients:
         return DeferredRefreshableCredentials(
             refresh_using=_registering(fetcher.fetch_credentials), method="assume-role"
         )
+
+
+def _epoch_seconds_as_sent(value: Any) -> Any:
+    """botocore timestamp parser: JSON epoch numbers are kept as sent (see the module
+    docstring); anything else (no JSON API of Cognito sends it) is parsed as botocore would."""
+    if type(value) is int or type(value) is float:
+        return value
+    return parse_timestamp(value)
 
 
 def _endpoint_from_short_env_name() -> str | None:
