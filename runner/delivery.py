@@ -42,13 +42,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from cloudevents.core.v1.event import CloudEvent
+from cloudevents.core.bindings.http import HTTPMessage
 
 from runner.counters import SinkCounters
 from runner.model import Bridge, Delivery, OutboxEvent
@@ -61,7 +61,6 @@ from runner.sinks import (
     knative_error_extensions,
     open_sender,
     safe_uri,
-    to_cloudevent,
 )
 
 log = logging.getLogger(__name__)
@@ -102,18 +101,14 @@ def retry_delay(delivery: Delivery, retry_number: int, retry_after: float | None
 
 @dataclass(frozen=True, slots=True)
 class _Unit:
-    """Events sent in one request (one, or a batch), with their SDK form built once."""
+    """Events sent in one request (one, or a batch), and that request, encoded once."""
 
     events: tuple[OutboxEvent, ...]
-    cloudevents: tuple[CloudEvent, ...]
+    message: HTTPMessage
 
     @property
     def seqs(self) -> list[int]:
         return [ev.seq for ev in self.events]
-
-    def single(self) -> Iterator[_Unit]:
-        for ev, ce in zip(self.events, self.cloudevents, strict=True):
-            yield _Unit((ev,), (ce,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,28 +254,40 @@ class Deliverer:
             await self._marks.flush()
 
     def _load_page(self) -> list[_Unit | _Unencodable]:
-        """The oldest pending events, as SDK events cut into sends of at most `capacity`
-        (in a worker thread: reading and building them is CPU work the loop need not do)."""
+        """The oldest pending events, cut into sends of at most `capacity` and encoded.
+
+        In a worker thread: reading and encoding is CPU work the loop need not do. (Reading
+        the next page there while this one is sent was measured no faster: both need the
+        GIL, and the read is mostly Python work.)
+        """
         page = self._outbox.pending(self._bridge_id, self._page_size)
+        capacity = self._sink.capacity
         items: list[_Unit | _Unencodable] = []
-        events: list[OutboxEvent] = []
-        built: list[CloudEvent] = []
-        for ev in page:
+        for start in range(0, len(page), capacity):
+            group = page[start : start + capacity]
             try:
-                ce = to_cloudevent(ev)
+                items.append(_Unit(tuple(group), self._sink.encode(group)))
+            except ValueError:
+                items.extend(self._split_unencodable(group))
+        return items
+
+    def _split_unencodable(self, group: Sequence[OutboxEvent]) -> list[_Unit | _Unencodable]:
+        """`group`, which holds an event that is not a valid CloudEvent, as that event
+        (and any other such) apart, and the valid events around it in sends, in order."""
+        items: list[_Unit | _Unencodable] = []
+        valid: list[OutboxEvent] = []
+        for ev in group:
+            try:
+                self._sink.encode([ev])
             except ValueError as exc:
-                if events:
-                    items.append(_Unit(tuple(events), tuple(built)))
-                    events, built = [], []
+                if valid:
+                    items.append(_Unit(tuple(valid), self._sink.encode(valid)))
+                    valid = []
                 items.append(_Unencodable(ev, f"not a valid CloudEvent: {exception_text(exc)}"))
-                continue
-            events.append(ev)
-            built.append(ce)
-            if len(events) == self._sink.capacity:
-                items.append(_Unit(tuple(events), tuple(built)))
-                events, built = [], []
-        if events:
-            items.append(_Unit(tuple(events), tuple(built)))
+            else:
+                valid.append(ev)
+        if valid:
+            items.append(_Unit(tuple(valid), self._sink.encode(valid)))
         return items
 
     async def _deliver(self, unit: _Unit, stop: asyncio.Event | None) -> bool:
@@ -292,11 +299,8 @@ class Deliverer:
             exhausted = SendOutcome("retryable", error="retries exhausted in an earlier run")
             return await self._give_up(unit, exhausted, stop)
         unusable = 0  # waits because the sink could not be used at all (not attempts)
-        # Encoded once, inline: handing a batch to a worker thread to encode it during the
-        # previous send was measured slower (GIL contention), not faster.
-        message = self._sink.encode(unit.cloudevents)
         while True:
-            outcome = await self._sink.send_encoded(message)
+            outcome = await self._sink.send_encoded(unit.message)
             if outcome.accepted:
                 self._on_delivered(unit)
                 return True
@@ -309,7 +313,10 @@ class Deliverer:
                         len(unit.events),
                         outcome.error,
                     )
-                    for single in unit.single():
+                    for ev in unit.events:
+                        # Each encoded alone before: `_load_page` made this batch only of
+                        # events that encode.
+                        single = _Unit((ev,), self._sink.encode([ev]))
                         if not await self._deliver(single, stop):
                             return False
                     return True
@@ -391,7 +398,7 @@ class Deliverer:
         """Send `ev` with Knative's error extensions to the dead-letter sink, retrying a
         bounded number of times; None when stopped before it was accepted."""
         extensions = knative_error_extensions(self._sink.uri, failure)
-        letter = to_cloudevent(ev, extensions)
+        letter = replace(ev, attributes={**ev.attributes, **extensions})
         retries = self._delivery.retry if self._delivery.retry is not None else DEAD_LETTER_RETRIES
         attempt = 0
         while True:

@@ -42,8 +42,10 @@ from typing import Any
 from runner.diff import Change, SnapshotEntry
 from runner.errors import StateError
 from runner.events import NewEvent
+from runner.gcpause import gc_paused
 from runner.model import OutboxEvent
 from runner.ports import OutboxPort
+from runner.storedjson import StoredJson
 
 STATE_FILE = "state.sqlite"
 SCHEMA_VERSION = 1
@@ -222,8 +224,11 @@ class Outbox:
         return row is not None
 
     def load_snapshot(self, bridge_id: str, pool_arn: str) -> dict[str, SnapshotEntry]:
-        """Username -> what the committed scans last saw of that user."""
-        with self._reading() as conn:
+        """Username -> what the committed scans last saw of that user.
+
+        One entry per user of a pool (100,000 for a large one), built while the scan is in
+        memory: the cyclic GC is paused meanwhile (`runner.gcpause`)."""
+        with self._reading() as conn, gc_paused():
             rows = conn.execute(
                 "SELECT username, fingerprint, sub FROM snapshot"
                 " WHERE bridge_id = ? AND pool_arn = ?",
@@ -290,7 +295,10 @@ class Outbox:
         return seqs
 
     def pending(self, bridge_id: str, limit: int) -> list[OutboxEvent]:
-        """Up to `limit` pending (not parked) events of the bridge, lowest seq first."""
+        """Up to `limit` pending (not parked) events of the bridge, lowest seq first.
+
+        Attributes and data come as `StoredJson`: parsed only when read, and their stored
+        text can be sent as is (see `runner.sinks.to_structured_json`)."""
         with self._reading() as conn:
             rows = conn.execute(
                 "SELECT seq, event_id, attributes, data, attempts FROM events"
@@ -298,7 +306,7 @@ class Outbox:
                 (bridge_id, _PENDING, limit),
             ).fetchall()
         return [
-            OutboxEvent(seq, bridge_id, event_id, json.loads(attrs), json.loads(data), attempts)
+            OutboxEvent(seq, bridge_id, event_id, StoredJson(attrs), StoredJson(data), attempts)
             for seq, event_id, attrs, data, attempts in rows
         ]
 

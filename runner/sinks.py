@@ -7,16 +7,28 @@ module only sends once and says what happened.
 
     to_cloudevent(OutboxEvent) -> CloudEvent          fresh copies every time (the SDK
                                                       writes into the dict it is given)
+    to_structured_json(OutboxEvent) -> bytes          one event in the JSON format
     open_sender(target, ...) -> HttpSender | FileSender
+    sender.encode(events) -> HTTPMessage              ValueError: not a valid CloudEvent
     sender.send(events) -> SendOutcome                accepted / retryable / refused /
                                                       misconfigured, never raises for a
                                                       sink fault
 
-Formats: `binary` and `structured` carry one event per POST (the SDK's HTTP binding; ce-*
-header values percent-encoded as the binding requires); `batch` a JSON array of the SDK's
-structured events (the SDK has no batch writer); `file:` sinks append the structured form
-as JSON lines, fsync'd before success, confined to the state directory (re-checked with
-symlinks resolved on every write), a torn last line from a crash fenced off by a newline.
+Formats: `binary` carries one event per POST (the SDK's HTTP binding; ce-* header values
+percent-encoded as the binding requires); `structured` one event per POST in the JSON
+format; `batch` a JSON array of such events; `file:` sinks append the JSON format as JSON
+lines, fsync'd before success, confined to the state directory (re-checked with symlinks
+resolved on every write), a torn last line from a crash fenced off by a newline.
+
+The JSON format is written without the SDK when it can be: an event read from the outbox
+holds its attributes and data as the JSON text they were stored as (`StoredJson`), and
+when those attributes already are a valid CloudEvent as they stand (the checks of the
+SDK's constructor, plus a `time` in RFC 3339 form and a JSON `datacontenttype`) the event
+is that text with `"data":<stored data>` added. This is the batch mode's hot path:
+building and encoding SDK events measured ~15 us/event, the splice ~5 (mostly parsing the
+attributes to check them; the data is never parsed). Anything else (an event built in
+memory, an unusual time) goes through the SDK, which also rejects what is not a valid
+event.
 A dead-letter sink gets Knative's form: binary mode, one event per POST, and never the
 sink's custom headers (credentials for the sink are not for wherever dead letters go).
 
@@ -49,7 +61,9 @@ from cloudevents.core.v1.event import CloudEvent
 from runner.errors import SecretError
 from runner.model import HeaderValue, OutboxEvent, Sink, SinkFormat, Target
 from runner.secrets import Redactor, SecretResolver
+from runner.storedjson import StoredJson
 
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 # Knative attaches at most this much of the sink's response to a dead-lettered event.
 ERROR_BODY_LIMIT = 1024
@@ -65,6 +79,18 @@ OutcomeKind = Literal["accepted", "retryable", "refused", "misconfigured"]
 # RFC 9110 token characters for header names; values: visible ASCII, space and tab only.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
+
+# What an event's attributes must be for their stored JSON to be sent as is (see the
+# module doc). The SDK requires the first three and `specversion` "1.0"; its optional
+# attributes must be non-empty strings; extension names are lowercase letters and digits
+# and never "data". `time` must already be RFC 3339 with an offset (the SDK would
+# normalize other forms), and `datacontenttype` JSON (the SDK would send the data as a
+# quoted string otherwise). Extension values: JSON's CloudEvents types.
+_REQUIRED_NAMES = frozenset({"specversion", "id", "source", "type"})
+_NON_EMPTY_STRINGS = frozenset({"id", "source", "type", "subject", "dataschema"})
+_EXTENSION_NAME = re.compile(r"[a-z0-9]+")
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
+_JSON_CONTENT_TYPE = re.compile(r"(application|text)/([a-zA-Z0-9\-.]+\+)?json(;.*)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +131,13 @@ class EventSender(Protocol):
     @property
     def capacity(self) -> int: ...
 
-    def encode(self, events: Sequence[CloudEvent]) -> HTTPMessage: ...
+    def encode(self, events: Sequence[OutboxEvent]) -> HTTPMessage:
+        """The request for `events`; raises `ValueError` if one is not a valid CloudEvent."""
+        ...
 
     async def send_encoded(self, message: HTTPMessage) -> SendOutcome: ...
 
-    async def send(self, events: Sequence[CloudEvent]) -> SendOutcome: ...
+    async def send(self, events: Sequence[OutboxEvent]) -> SendOutcome: ...
 
 
 def to_cloudevent(ev: OutboxEvent, extensions: Mapping[str, str] | None = None) -> CloudEvent:
@@ -137,24 +165,85 @@ def parse_event_time(text: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def encode_binary(event: CloudEvent) -> HTTPMessage:
+def to_structured_json(ev: OutboxEvent) -> bytes:
+    """The event in the CloudEvents JSON format (one line: JSON text has no raw newline).
+
+    Spliced from the stored text when that is a valid event as it stands, else written by
+    the SDK (see the module doc). Raises `ValueError` when it is not a valid CloudEvent.
+    """
+    attributes, data = ev.attributes, ev.data
+    if (
+        isinstance(attributes, StoredJson)
+        and isinstance(data, StoredJson)
+        and data.text.startswith("{")
+        and sendable_as_stored(attributes)
+    ):
+        # `{...attributes...}` + `"data":{...}`: the attributes text of a valid event is a
+        # non-empty JSON object, so it ends in "}" and needs a comma before `data`.
+        return f'{attributes.text.rstrip()[:-1]},"data":{data.text}}}'.encode()
+    return to_structured_event(to_cloudevent(ev)).body
+
+
+def sendable_as_stored(attributes: Mapping[str, Any]) -> bool:
+    """Whether `attributes` are a valid CloudEvent exactly as they stand in JSON: what the
+    SDK's constructor checks, with `time` already RFC 3339 and a JSON `datacontenttype`."""
+    # One pass over items() (a dict view, even for StoredJson): this runs for every event.
+    if not attributes.keys() >= _REQUIRED_NAMES:
+        return False
+    for name, value in attributes.items():
+        if name in _NON_EMPTY_STRINGS:
+            if type(value) is not str or not value:
+                return False
+        elif name == "specversion":
+            if value != "1.0":
+                return False
+        elif name == "time":
+            if type(value) is not str or not _is_rfc3339(value):
+                return False
+        elif name == "datacontenttype":
+            if type(value) is not str or not _JSON_CONTENT_TYPE.fullmatch(value):
+                return False
+        elif not _is_extension(name, value):
+            return False
+    return True
+
+
+def _is_extension(name: str, value: object) -> bool:
+    # JSON's CloudEvents types: string, integer, boolean (a bool is an int).
+    return name != "data" and bool(_EXTENSION_NAME.fullmatch(name)) and isinstance(value, str | int)
+
+
+def _is_rfc3339(text: str) -> bool:
+    if not _RFC3339.fullmatch(text):
+        return False
+    try:
+        datetime.fromisoformat(text)  # the regex lets 2024-13-45T25:61:61Z through
+    except ValueError:
+        return False
+    return True
+
+
+def encode_binary(ev: OutboxEvent) -> HTTPMessage:
     """Binary content mode: attributes as percent-encoded `ce-*` headers, data as the body."""
-    return to_binary_event(event)
+    return to_binary_event(to_cloudevent(ev))
 
 
-def encode_structured(event: CloudEvent) -> HTTPMessage:
+def encode_structured(ev: OutboxEvent) -> HTTPMessage:
     """Structured content mode: the whole event as `application/cloudevents+json`."""
-    return to_structured_event(event)
+    return HTTPMessage(
+        headers={"content-type": STRUCTURED_CONTENT_TYPE}, body=to_structured_json(ev)
+    )
 
 
-def encode_batch(events: Sequence[CloudEvent]) -> HTTPMessage:
+def encode_batch(events: Sequence[OutboxEvent]) -> HTTPMessage:
     """Batched content mode: a JSON array of structured events."""
-    body = b"[" + b",".join(to_structured_event(ev).body for ev in events) + b"]"
+    body = b"[" + b",".join([to_structured_json(ev) for ev in events]) + b"]"
     return HTTPMessage(headers={"content-type": BATCH_CONTENT_TYPE}, body=body)
 
 
-def encode_request(format: SinkFormat, events: Sequence[CloudEvent]) -> HTTPMessage:
-    """The request body and CloudEvents headers for `events` in content mode `format`."""
+def encode_request(format: SinkFormat, events: Sequence[OutboxEvent]) -> HTTPMessage:
+    """The request body and CloudEvents headers for `events` in content mode `format`;
+    raises `ValueError` when one of them is not a valid CloudEvent."""
     if format == "batch":
         return encode_batch(events)
     if len(events) != 1:
@@ -164,9 +253,9 @@ def encode_request(format: SinkFormat, events: Sequence[CloudEvent]) -> HTTPMess
     return encode_binary(events[0])
 
 
-def encode_json_lines(events: Sequence[CloudEvent]) -> bytes:
-    """One structured event per line (the SDK's JSON never contains a raw newline)."""
-    return b"".join(to_structured_event(ev).body + b"\n" for ev in events)
+def encode_json_lines(events: Sequence[OutboxEvent]) -> bytes:
+    """One structured event per line (JSON text never contains a raw newline)."""
+    return b"".join([to_structured_json(ev) + b"\n" for ev in events])
 
 
 def safe_uri(uri: str) -> str:
@@ -277,7 +366,7 @@ class HttpSender:
     def capacity(self) -> int:
         return self._capacity
 
-    def encode(self, events: Sequence[CloudEvent]) -> HTTPMessage:
+    def encode(self, events: Sequence[OutboxEvent]) -> HTTPMessage:
         return encode_request(self._format, events)
 
     def custom_headers(self) -> dict[str, str] | SendOutcome:
@@ -308,7 +397,7 @@ class HttpSender:
             resolved[name] = text
         return resolved
 
-    async def send(self, events: Sequence[CloudEvent]) -> SendOutcome:
+    async def send(self, events: Sequence[OutboxEvent]) -> SendOutcome:
         return await self.send_encoded(self.encode(events))
 
     async def send_encoded(self, message: HTTPMessage) -> SendOutcome:
@@ -409,10 +498,10 @@ class FileSender:
         path = (base / self._file_path).resolve()
         return path if path.is_relative_to(base) and path != base else None
 
-    def encode(self, events: Sequence[CloudEvent]) -> HTTPMessage:
+    def encode(self, events: Sequence[OutboxEvent]) -> HTTPMessage:
         return HTTPMessage(headers={}, body=encode_json_lines(events))
 
-    async def send(self, events: Sequence[CloudEvent]) -> SendOutcome:
+    async def send(self, events: Sequence[OutboxEvent]) -> SendOutcome:
         return await self.send_encoded(self.encode(events))
 
     async def send_encoded(self, message: HTTPMessage) -> SendOutcome:

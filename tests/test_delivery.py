@@ -502,6 +502,45 @@ def test_an_event_that_is_not_a_cloudevent_is_parked(
     assert "not a valid CloudEvent" in harness.counters.last_error
 
 
+def test_an_event_that_is_not_a_cloudevent_is_taken_out_of_its_batch(
+    sink_server: SinkServer, make_harness: Callable[..., Harness]
+) -> None:
+    harness = make_harness(Target(sink_server.url), format="batch", max_batch_size=4)
+    ids = harness.append(3)
+    bad = {"specversion": "1.0", "id": "bad", "source": "x", "type": "t", "data": "reserved"}
+    harness.outbox.append_events(BRIDGE_ID, [NewEvent("bad", bad, {})])
+    ids += harness.append(6, start=3)
+
+    harness.run()
+
+    assert ids_of(sink_server.events()) == ids  # all the others, in order
+    # The first batch of four is cut around the bad event; the rest go in whole batches.
+    assert [len(r.events) for r in sink_server.received] == [3, 4, 2]
+    assert sink_server.problems == []
+    assert harness.outbox.count_parked(BRIDGE_ID) == 1
+    assert harness.outbox.stats(BRIDGE_ID).delivered == 9
+
+
+def test_events_committed_during_a_drain_follow_in_order(
+    sink_server: SinkServer, make_harness: Callable[..., Harness]
+) -> None:
+    sink_server.script(Reply(202, delay=0.2))
+    harness = make_harness(Target(sink_server.url), format="batch", max_batch_size=2)
+    ids = harness.append(3)
+
+    async def append_while_the_first_batch_is_in_flight(deliverer: Deliverer) -> None:
+        task = asyncio.create_task(deliverer.deliver_pending())
+        await asyncio.to_thread(sink_server.wait_for_requests, 1)
+        ids.extend(harness.append(3, start=3))
+        await task
+        await deliverer.deliver_pending()  # as the poller does after each commit
+
+    harness.run(append_while_the_first_batch_is_in_flight)
+
+    assert ids_of(sink_server.events()) == ids
+    assert harness.outbox.stats(BRIDGE_ID).delivered == 6
+
+
 def test_an_unusable_sink_spends_no_retry_budget(
     sink_server_factory: Callable[[], SinkServer], make_harness: Callable[..., Harness]
 ) -> None:

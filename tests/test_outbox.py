@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import inspect
+import json
 import signal
 import sqlite3
 import subprocess
@@ -22,6 +24,7 @@ from runner.errors import StateError
 from runner.events import NewEvent
 from runner.outbox import STATE_FILE, Outbox, OutboxStats
 from runner.ports import OutboxPort
+from runner.storedjson import StoredJson
 from tests.conftest import ROOT
 
 ARN = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B"
@@ -105,6 +108,20 @@ def test_outbox_implements_the_port() -> None:
 
 
 # -- snapshots and baselines ----------------------------------------------------------------
+
+
+def test_load_snapshot_leaves_the_garbage_collector_on(tmp_path: Path) -> None:
+    # It pauses the collector while it builds the entries (runner.gcpause).
+    box = Outbox.open(tmp_path / "state")
+    try:
+        commit(box, diff_scan({}, scan("amy"), complete=True), [])
+        assert set(box.load_snapshot(BRIDGE, ARN)) == {"amy"}
+        assert gc.isenabled()
+    finally:
+        box.close()
+    with pytest.raises(StateError):
+        box.load_snapshot(BRIDGE, ARN)  # a closed connection: fails inside the pause
+    assert gc.isenabled()
 
 
 def test_commit_scan_applies_the_snapshot_delta(outbox: Outbox) -> None:
@@ -268,6 +285,33 @@ def test_pending_is_oldest_first_per_bridge_with_a_limit(outbox: Outbox) -> None
     assert pending[0].bridge_id == BRIDGE and pending[0].attempts == 0
     assert [e.event_id for e in outbox.pending(BRIDGE, 2)] == ["id-1", "id-2"]
     assert [e.event_id for e in outbox.pending("other", 10)] == ["id-3"]
+
+
+def test_pending_events_hold_their_stored_json_text(outbox: Outbox) -> None:
+    outbox.append_events(BRIDGE, [event(1, team="é")])
+    [pending] = outbox.pending(BRIDGE, 1)
+
+    assert isinstance(pending.attributes, StoredJson) and isinstance(pending.data, StoredJson)
+    # The compact, non-ASCII-escaping text the outbox wrote, ready to be sent as is.
+    assert pending.data.text == '{"n":1}'
+    assert '"team":"é"' in pending.attributes.text
+    assert json.loads(pending.attributes.text) == dict(pending.attributes)
+    assert pending.attributes == event(1, team="é").attributes
+
+
+def test_stored_json_reads_as_a_read_only_mapping() -> None:
+    stored = StoredJson('{"a": 1, "b": [2]}')
+
+    assert stored == {"a": 1, "b": [2]} and stored == StoredJson('{"b":[2],"a":1}')
+    assert stored["a"] == 1 and stored.get("z") is None and "b" in stored and "z" not in stored
+    assert list(stored) == ["a", "b"] and len(stored) == 2
+    assert dict(stored.items()) == {"a": 1, "b": [2]} and list(stored.values()) == [1, [2]]
+    assert not hasattr(stored, "__setitem__")
+    assert repr(stored) == """StoredJson('{"a": 1, "b": [2]}')"""
+    with pytest.raises(ValueError, match="not an object"):
+        len(StoredJson("[1, 2]"))
+    with pytest.raises(ValueError):
+        StoredJson('{"a": ').get("a")
 
 
 def test_delivered_and_dead_lettered_events_leave_and_are_counted_once(outbox: Outbox) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cloudevents.core.bindings.http import to_structured_event
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
@@ -31,9 +32,12 @@ from runner.sinks import (
     open_sender,
     parse_retry_after,
     safe_uri,
+    sendable_as_stored,
     status_text,
     to_cloudevent,
+    to_structured_json,
 )
+from runner.storedjson import StoredJson
 from tests.peers.sink_server import Reply, SinkServer, parse_request
 
 ARN = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B"
@@ -70,7 +74,7 @@ def outbox_event(seq: int, username: str = "", **extensions: str) -> OutboxEvent
 
 def send(
     target: Target,
-    events: Sequence[CloudEvent],
+    events: Sequence[OutboxEvent],
     *,
     sink: Sink | None = None,
     secrets: SecretResolver | None = None,
@@ -125,6 +129,115 @@ def test_to_cloudevent_rejects_an_invalid_event() -> None:
         to_cloudevent(ev)
 
 
+def stored(ev: OutboxEvent, **changes: Any) -> OutboxEvent:
+    """`ev` as the outbox returns it: attributes and data as their stored JSON text."""
+    attributes = {**ev.attributes, **changes}
+    return OutboxEvent(
+        ev.seq,
+        ev.bridge_id,
+        ev.event_id,
+        StoredJson(json.dumps(attributes, ensure_ascii=False, separators=(",", ":"))),
+        StoredJson(json.dumps(ev.data, ensure_ascii=False, separators=(",", ":"))),
+    )
+
+
+def sdk_document(ev: OutboxEvent) -> Any:
+    return json.loads(to_structured_event(to_cloudevent(ev)).body)
+
+
+def test_a_stored_event_is_sent_as_its_stored_text() -> None:
+    ev = stored(outbox_event(1, team="é ✓"))
+    assert isinstance(ev.attributes, StoredJson) and isinstance(ev.data, StoredJson)
+
+    body = to_structured_json(ev)
+
+    assert body == (ev.attributes.text[:-1] + ',"data":' + ev.data.text + "}").encode()
+    document = json.loads(body)
+    assert document == {**ev.attributes, "data": ev.data}
+    # What the SDK would have written, apart from its longer rendering of the time.
+    assert {**sdk_document(ev), "time": ev.attributes["time"]} == document
+    parsed = JSONFormat().read(CloudEvent, body)
+    assert parsed.get_id() == "id-0001" and parsed.get_extension("team") == "é ✓"
+    assert parse_request({"content-type": "application/cloudevents+json"}, body).problems == []
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"time": "2024-05-01T12:00:00"},  # no offset: the SDK reads it as UTC
+        {"time": "2024-05-01t12:00:00z"},  # RFC 3339, but not the SDK's form
+        {"datacontenttype": "text/plain"},  # the SDK sends the data as a string then
+    ],
+)
+def test_an_unusual_stored_event_is_written_by_the_sdk(changes: dict[str, str]) -> None:
+    ev = stored(outbox_event(1), **changes)
+    assert not sendable_as_stored(ev.attributes)
+    try:
+        expected = sdk_document(ev)
+    except ValueError:  # what the SDK rejects is rejected
+        with pytest.raises(ValueError):
+            to_structured_json(ev)
+        return
+    assert json.loads(to_structured_json(ev)) == expected
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"specversion": "0.3"},
+        {"id": ""},
+        {"source": 7},
+        {"subject": ""},
+        {"dataschema": ""},
+        {"time": "2024-02-30T12:00:00Z"},
+        {"time": "yesterday"},
+        {"Bad-Name": "x"},
+        {"data": "x"},
+        {"data_base64": "eA=="},
+    ],
+)
+def test_a_stored_event_that_is_not_a_cloudevent_is_refused(changes: dict[str, Any]) -> None:
+    ev = stored(outbox_event(1), **changes)
+    assert not sendable_as_stored(ev.attributes)
+    with pytest.raises(ValueError):
+        to_cloudevent(ev)  # the SDK agrees
+    with pytest.raises(ValueError):
+        to_structured_json(ev)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"time": "2024-05-01T12:00:00+05:30"},
+        {"time": "2024-05-01T12:00:00.123456789-02:00"},
+        {"datacontenttype": "application/cloudevents+json; charset=utf-8"},
+        {"dataschema": "https://example.com/schema"},
+        {"count": 3, "flag": True},
+    ],
+)
+def test_what_is_sent_as_stored_the_sdk_accepts(changes: dict[str, Any]) -> None:
+    ev = stored(outbox_event(1), **changes)
+    assert sendable_as_stored(ev.attributes)
+    to_cloudevent(ev)  # raises if the SDK disagrees
+    document = json.loads(to_structured_json(ev))
+    assert (
+        parse_request(
+            {"content-type": "application/cloudevents+json"}, json.dumps(document).encode()
+        ).problems
+        == []
+    )
+
+
+def test_a_stored_event_that_does_not_parse_is_refused() -> None:
+    ev = stored(outbox_event(1))
+    broken = OutboxEvent(1, ev.bridge_id, ev.event_id, StoredJson('{"id": '), ev.data)
+    with pytest.raises(ValueError):
+        to_structured_json(broken)
+    with pytest.raises(ValueError):
+        encode_request("binary", [broken])
+
+
 # -- HTTP content modes, end to end ------------------------------------------------------------
 
 
@@ -135,7 +248,7 @@ def test_binary_mode_sends_percent_encoded_ce_headers(sink_server: SinkServer) -
     ev = outbox_event(1, team=tricky)
     target, sink = http_sink(sink_server, format="binary")
 
-    outcome = send(target, [to_cloudevent(ev)], sink=sink)
+    outcome = send(target, [ev], sink=sink)
 
     assert outcome.accepted
     [request] = sink_server.received
@@ -158,7 +271,7 @@ def test_structured_mode_sends_one_valid_json_event(sink_server: SinkServer) -> 
     ev = outbox_event(7)
     target, sink = http_sink(sink_server, format="structured")
 
-    assert send(target, [to_cloudevent(ev)], sink=sink).accepted
+    assert send(target, [ev], sink=sink).accepted
 
     [request] = sink_server.received
     assert request.mode == "structured"
@@ -175,7 +288,7 @@ def test_batch_mode_sends_a_json_array_in_order(sink_server: SinkServer) -> None
     events = [outbox_event(seq) for seq in range(1, 6)]
     target, sink = http_sink(sink_server, format="batch", max_batch_size=5)
 
-    assert send(target, [to_cloudevent(ev) for ev in events], sink=sink).accepted
+    assert send(target, events, sink=sink).accepted
 
     [request] = sink_server.received
     assert request.mode == "batch"
@@ -187,7 +300,7 @@ def test_batch_mode_sends_a_json_array_in_order(sink_server: SinkServer) -> None
 
 
 def test_binary_and_structured_carry_one_event_per_request() -> None:
-    two = [to_cloudevent(outbox_event(1)), to_cloudevent(outbox_event(2))]
+    two = [outbox_event(1), outbox_event(2)]
     for format in ("binary", "structured"):
         with pytest.raises(ValueError):
             encode_request(format, two)  # type: ignore[arg-type]
@@ -205,7 +318,7 @@ def test_custom_headers_plain_and_secret_arrive(sink_server: SinkServer) -> None
     }
     target, sink = http_sink(sink_server, headers=headers)
 
-    assert send(target, [to_cloudevent(outbox_event(1))], sink=sink, secrets=secrets).accepted
+    assert send(target, [outbox_event(1)], sink=sink, secrets=secrets).accepted
 
     [request] = sink_server.received
     assert request.headers["authorization"] == "Bearer s3cr3t-token-value"
@@ -216,7 +329,7 @@ def test_custom_headers_plain_and_secret_arrive(sink_server: SinkServer) -> None
 def test_unresolvable_secret_header_is_a_misconfiguration(sink_server: SinkServer) -> None:
     target, sink = http_sink(sink_server, headers={"Authorization": SecretRef("env", "MISSING")})
 
-    outcome = send(target, [to_cloudevent(outbox_event(1))], sink=sink)
+    outcome = send(target, [outbox_event(1)], sink=sink)
 
     assert outcome.kind == "misconfigured"
     assert outcome.reason == "SecretUnavailable"
@@ -229,7 +342,7 @@ def test_invalid_header_value_is_reported_without_the_value(sink_server: SinkSer
     secrets = SecretResolver(env={"SINK_TOKEN": secret})
     target, sink = http_sink(sink_server, headers={"Authorization": SecretRef("env", "SINK_TOKEN")})
 
-    outcome = send(target, [to_cloudevent(outbox_event(1))], sink=sink, secrets=secrets)
+    outcome = send(target, [outbox_event(1)], sink=sink, secrets=secrets)
 
     assert outcome.kind == "misconfigured" and outcome.reason == "InvalidSinkHeader"
     assert "line1" not in outcome.error and "Injected" not in outcome.error
@@ -241,7 +354,7 @@ def test_an_echoed_secret_is_masked_in_the_error_excerpt(sink_server: SinkServer
     sink_server.script(Reply(400, body=b"bad request; you sent Authorization: echo-me-not-123"))
     target, sink = http_sink(sink_server, headers={"Authorization": SecretRef("env", "SINK_TOKEN")})
 
-    outcome = send(target, [to_cloudevent(outbox_event(1))], sink=sink, secrets=secrets)
+    outcome = send(target, [outbox_event(1)], sink=sink, secrets=secrets)
 
     assert outcome.kind == "refused" and outcome.status_code == 400
     assert outcome.error == "HTTP 400 Bad Request"
@@ -272,7 +385,7 @@ def test_status_codes_follow_knative_rules(
     sink_server.script(Reply(status, body=b"details"))
     target, sink = http_sink(sink_server)
 
-    outcome = send(target, [to_cloudevent(outbox_event(1))], sink=sink)
+    outcome = send(target, [outbox_event(1)], sink=sink)
 
     assert (outcome.kind, outcome.status_code, outcome.reason) == (kind, status, reason)
     assert outcome.error.startswith(f"HTTP {status} ")
@@ -283,7 +396,7 @@ def test_retry_after_is_parsed_from_the_response(sink_server: SinkServer) -> Non
     sink_server.script(Reply(429, headers={"Retry-After": "7"}))
     target, sink = http_sink(sink_server)
 
-    outcome = send(target, [to_cloudevent(outbox_event(1))], sink=sink)
+    outcome = send(target, [outbox_event(1)], sink=sink)
 
     assert outcome.kind == "retryable" and outcome.retry_after == 7.0
 
@@ -294,7 +407,7 @@ def test_connection_refused_is_retryable() -> None:
         port = probe.getsockname()[1]
     target = Target(f"http://127.0.0.1:{port}/")
 
-    outcome = send(target, [to_cloudevent(outbox_event(1))], sink=Sink(target))
+    outcome = send(target, [outbox_event(1)], sink=Sink(target))
 
     assert outcome.kind == "retryable" and outcome.reason == "SinkUnreachable"
     assert outcome.status_code is None
@@ -305,7 +418,7 @@ def test_a_dropped_connection_is_retryable(sink_server: SinkServer) -> None:
     sink_server.script(Reply(drop=True))
     target, sink = http_sink(sink_server)
 
-    outcome = send(target, [to_cloudevent(outbox_event(1))], sink=sink)
+    outcome = send(target, [outbox_event(1)], sink=sink)
 
     assert outcome.kind == "retryable" and outcome.reason == "SinkError"
     assert outcome.error.startswith("RemoteProtocolError")
@@ -315,7 +428,7 @@ def test_a_reply_slower_than_the_timeout_is_retryable(sink_server: SinkServer) -
     sink_server.script(Reply(202, delay=5.0))
     target, sink = http_sink(sink_server, timeout=0.2)
 
-    outcome = send(target, [to_cloudevent(outbox_event(1))], sink=sink)
+    outcome = send(target, [outbox_event(1)], sink=sink)
 
     assert outcome.kind == "retryable" and outcome.reason == "SinkTimeout"
     assert len(sink_server.received) == 1  # the request did arrive
@@ -330,8 +443,8 @@ def test_the_next_request_after_an_error_reuses_the_client(sink_server: SinkServ
             sender = open_sender(
                 target, http=http, secrets=SecretResolver(env={}), state_dir=Path("."), sink=sink
             )
-            ce = to_cloudevent(outbox_event(1))
-            return [await sender.send([ce]), await sender.send([ce])]
+            ev = outbox_event(1)
+            return [await sender.send([ev]), await sender.send([ev])]
 
     first, second = asyncio.run(main())
     assert first.kind == "retryable" and len(first.body_excerpt) == 1024
@@ -392,9 +505,9 @@ def read_lines(path: Path) -> list[CloudEvent]:
 
 def test_file_sink_appends_structured_json_lines(tmp_path: Path) -> None:
     target = Target("file:out/deep/events.jsonl", "out/deep/events.jsonl")
-    first = [to_cloudevent(outbox_event(seq)) for seq in (1, 2)]
+    first = [outbox_event(seq) for seq in (1, 2)]
     assert send(target, first, state_dir=tmp_path).accepted
-    assert send(target, [to_cloudevent(outbox_event(3))], state_dir=tmp_path).accepted
+    assert send(target, [outbox_event(3)], state_dir=tmp_path).accepted
 
     path = tmp_path / "out" / "deep" / "events.jsonl"
     lines = path.read_bytes().splitlines()
@@ -409,7 +522,7 @@ def test_file_sink_repairs_a_torn_last_line(tmp_path: Path) -> None:
     path.write_bytes(b'{"specversion": "1.0", "id": "torn')  # a crash mid-write
     target = Target("file:events.jsonl", "events.jsonl")
 
-    assert send(target, [to_cloudevent(outbox_event(1))], state_dir=tmp_path).accepted
+    assert send(target, [outbox_event(1)], state_dir=tmp_path).accepted
 
     lines = path.read_bytes().splitlines()
     assert lines[0].endswith(b'"torn')
@@ -423,7 +536,7 @@ def test_file_sink_refuses_a_symlink_out_of_the_state_dir(tmp_path: Path) -> Non
     (state / "dl").symlink_to(outside, target_is_directory=True)
     target = Target("file:dl/events.jsonl", "dl/events.jsonl")
 
-    outcome = send(target, [to_cloudevent(outbox_event(1))], state_dir=state)
+    outcome = send(target, [outbox_event(1)], state_dir=state)
 
     assert outcome.kind == "misconfigured" and outcome.reason == "FileSinkOutsideStateDir"
     assert list(outside.iterdir()) == []
@@ -433,7 +546,7 @@ def test_file_sink_write_failure_is_retryable(tmp_path: Path) -> None:
     (tmp_path / "blocked").write_text("a file where a directory should be")
     target = Target("file:blocked/events.jsonl", "blocked/events.jsonl")
 
-    outcome = send(target, [to_cloudevent(outbox_event(1))], state_dir=tmp_path)
+    outcome = send(target, [outbox_event(1)], state_dir=tmp_path)
 
     assert outcome.kind == "retryable" and outcome.reason == "SinkWriteFailed"
 
@@ -456,8 +569,7 @@ def test_secret_header_never_reaches_logs_or_outcomes(
     caplog.set_level(logging.DEBUG)  # httpx and httpcore included
 
     outcomes = [
-        send(target, [to_cloudevent(outbox_event(seq))], sink=sink, secrets=secrets)
-        for seq in range(1, 5)
+        send(target, [outbox_event(seq)], sink=sink, secrets=secrets) for seq in range(1, 5)
     ]
 
     assert [o.kind for o in outcomes] == ["retryable", "refused", "retryable", "accepted"]
