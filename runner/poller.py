@@ -143,9 +143,18 @@ class BridgePoller:
                 bridge, changes, observed_at=datetime.now(UTC), scan_id=uuid.uuid4().hex
             )
         )
-        await asyncio.to_thread(
-            self.outbox.commit_scan, bridge.id, arn, changes, events, complete=scan.complete
+        commit = asyncio.ensure_future(
+            asyncio.to_thread(
+                self.outbox.commit_scan, bridge.id, arn, changes, events, complete=scan.complete
+            )
         )
+        try:
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            # Stopping mid-commit: let the transaction finish before this poller is gone, so
+            # that a successor never diffs against the snapshot this commit is replacing.
+            await commit
+            raise
         self._checkpoint("after_commit")
 
         if events:
@@ -211,9 +220,20 @@ class BridgePoller:
             await self.deliver_once(stop)
             return
         delivery = asyncio.create_task(self._delivery_loop(stop), name=f"deliver:{self.bridge.id}")
+        polling = asyncio.create_task(self._poll_loop(stop), name=f"poll:{self.bridge.id}")
+        stopped = asyncio.create_task(stop.wait())
         try:
-            await self._poll_loop(stop)
+            done, _ = await asyncio.wait({polling, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if polling in done:
+                polling.result()  # the loop only ends on stop; raise what ended it otherwise
         finally:
+            stopped.cancel()
+            # Nothing a poll does counts until its commit, which completes even when the
+            # loop is cancelled: a poll waiting on the request budget or a slow pool is
+            # simply abandoned, so that stopping never waits for a scan.
+            polling.cancel()
+            await asyncio.gather(polling, stopped, return_exceptions=True)
+            # Delivery stops gracefully: the request in flight finishes or stays pending.
             await asyncio.shield(delivery)
 
     async def _poll_loop(self, stop: asyncio.Event) -> None:

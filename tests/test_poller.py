@@ -397,3 +397,50 @@ def test_incomplete_scan_never_emits_deletions(
     poller = harness.pass_(bridge)
     assert len(sink_server.events()) == 130  # no deletions from a partial scan
     assert poller.source_health.ready is False
+
+
+def test_stopping_never_waits_for_a_scan(
+    tmp_path: Path,
+    moto_server: MotoServer,
+    cognito_pool: Callable[..., PoolInfo],
+    sink_server: SinkServer,
+) -> None:
+    # A budget of one request per 60 s: the scan after DescribeUserPool waits a minute for its
+    # token. Stopping the bridge must not wait for it (nothing counts before the commit).
+    pool = cognito_pool()
+    bridge = make_bridge(pool, moto_server.endpoint, sink_server.url)
+    outbox = Outbox.open(tmp_path / "state")
+    secrets = SecretResolver(tmp_path / "secrets", env={})
+    clients = CognitoClients(secrets, RequestBudgets(1 / 60))
+
+    async def run_then_stop() -> float:
+        async with httpx.AsyncClient() as http:
+            poller = BridgePoller(
+                bridge,
+                outbox=outbox,
+                clients=clients,
+                http=http,
+                state_dir=tmp_path / "state",
+                secrets=secrets,
+            )
+            stop = asyncio.Event()
+            task = asyncio.create_task(poller.run(stop))
+            await asyncio.sleep(1.0)
+            assert not task.done()
+            stopped_at = asyncio.get_running_loop().time()
+            stop.set()
+            await task
+            return asyncio.get_running_loop().time() - stopped_at
+
+    try:
+        took = asyncio.run(run_then_stop())
+    finally:
+        clients.close()
+        outbox.close()
+    assert took < 30  # far below the minute the scan would have waited
+    assert not outbox_has_baseline(tmp_path / "state", bridge)
+
+
+def outbox_has_baseline(state: Path, bridge: Bridge) -> bool:
+    with Outbox.open(state) as outbox:
+        return outbox.has_baseline(bridge.id, bridge.source.pool.arn)
