@@ -39,6 +39,7 @@ from runner.durations import format_duration, parse_duration
 from runner.model import (
     API_VERSION,
     KIND_BRIDGE,
+    RESERVED_ATTRIBUTES,
     TRIGGERMESH_API_VERSION,
     TRIGGERMESH_KIND,
     AwsAuth,
@@ -76,23 +77,6 @@ _FORMATS: dict[tuple[object, object], str] = {
 _EXPECTED_KINDS = (
     f"expected apiVersion: {API_VERSION} with kind: {KIND_BRIDGE}, "
     f"or apiVersion: {TRIGGERMESH_API_VERSION} with kind: {TRIGGERMESH_KIND}"
-)
-# Attributes every event carries or that bridge-runner sets itself: an extension may not
-# replace them (CloudEvents 1.0 context attributes, plus our `changetype`).
-RESERVED_ATTRIBUTES = frozenset(
-    {
-        "id",
-        "source",
-        "type",
-        "specversion",
-        "subject",
-        "time",
-        "datacontenttype",
-        "dataschema",
-        "data",
-        "data_base64",
-        "changetype",
-    }
 )
 _EXTENSION_NAME = re.compile(r"[a-z0-9]+")
 _EXTENSION_NAME_RECOMMENDED_MAX = 20

@@ -30,28 +30,17 @@ from datetime import datetime
 from typing import Any
 
 from runner.diff import Change, rfc3339
-from runner.model import EVENT_TYPE_DELETED, EVENT_TYPE_SYNC, Bridge, ChangeType
+from runner.model import (
+    CHANGETYPE_EXTENSION,
+    EVENT_TYPE_DELETED,
+    EVENT_TYPE_SYNC,
+    RESERVED_ATTRIBUTES,
+    Bridge,
+    ChangeType,
+)
 
 SPECVERSION = "1.0"
 DATACONTENTTYPE = "application/json"
-CHANGETYPE_EXTENSION = "changetype"
-# Attributes an extension from the bridge file may never replace: the CloudEvents context
-# attributes, the JSON format's members, and our own extension.
-RESERVED_ATTRIBUTES = frozenset(
-    {
-        "specversion",
-        "id",
-        "source",
-        "type",
-        "subject",
-        "time",
-        "datacontenttype",
-        "dataschema",
-        "data",
-        "data_base64",
-        CHANGETYPE_EXTENSION,
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,25 @@ TRIGGERMESH_KIND = "AWSCognitoUserPoolSource"
 EVENT_TYPE_SYNC = "com.amazon.cognito-idp.sync_trigger"
 EVENT_TYPE_DELETED = "com.amazon.cognito-idp.user_deleted"
 
+# Attributes an extension from the bridge file (`ceOverrides.extensions`) may never replace:
+# the CloudEvents 1.0 context attributes, the JSON format's members, and our own extension.
+CHANGETYPE_EXTENSION = "changetype"
+RESERVED_ATTRIBUTES = frozenset(
+    {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "subject",
+        "time",
+        "datacontenttype",
+        "dataschema",
+        "data",
+        "data_base64",
+        CHANGETYPE_EXTENSION,
+    }
+)
+
 BRIDGE_SUFFIXES = (".yaml", ".yml")
 STATUS_SUFFIX = ".status.json"
 
