@@ -176,7 +176,21 @@ def _pump(stream: TextIO, say: Callable[[str, str], None]) -> None:
         say("[runner]", line.rstrip("\n"))
 
 
+def _isolated_environment() -> dict[str, str]:
+    """This machine's environment without what could send the demo elsewhere: AWS profiles,
+    config files and endpoints (a profile that does not exist here would stop boto3 cold),
+    and the runner's own settings (a metrics address, a state directory)."""
+    dropped = ("AWS_", "BRIDGE_RUNNER_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    return {**env, **DEMO_ENV}
+
+
 def run(args: argparse.Namespace) -> int:
+    # The demo talks only to its own emulator: boto3 in this process must not read a
+    # profile or an endpoint from the environment either.
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        del os.environ[name]
+    os.environ.update(DEMO_ENV)
     say = _Printer(sys.stdout)
     deadline = time.monotonic() + args.duration
     interrupted = threading.Event()
@@ -222,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
-                env={**os.environ, **DEMO_ENV, "PYTHONUNBUFFERED": "1"},
+                env={**_isolated_environment(), "PYTHONUNBUFFERED": "1"},
                 start_new_session=True,  # Ctrl-C reaches the demo; it stops the runner itself
             )
             assert runner.stdout is not None

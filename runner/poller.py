@@ -211,21 +211,42 @@ class BridgePoller:
 
     # -- the loops ----------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event, *, once: bool = False) -> None:
+    async def run(
+        self, stop: asyncio.Event, *, once: bool = False, delivery_deadline: float = 10.0
+    ) -> None:
         """Poll and deliver until `stop` is set. Pending events from an earlier run go first.
 
-        `once`: one poll, then deliver what is pending (until done or `stop`), and return."""
+        `once`: one poll, then deliver what is pending until done, `stop`, or
+        `delivery_deadline` seconds (what is not delivered stays pending), and return.
+
+        If either loop fails, the other is stopped and the error is raised, so that the
+        owner (the reconciler's guard) logs it and restarts the bridge: a bridge never goes
+        on polling while its delivery is dead, or the other way round."""
         if once:
             await self.poll_once()
-            await self.deliver_once(stop)
+            deadline = asyncio.Event()
+            timer = asyncio.get_running_loop().call_later(delivery_deadline, deadline.set)
+            relay = asyncio.create_task(_relay(stop, deadline))
+            try:
+                await self.deliver_once(deadline)
+            finally:
+                timer.cancel()
+                relay.cancel()
+                await asyncio.gather(relay, return_exceptions=True)
             return
         delivery = asyncio.create_task(self._delivery_loop(stop), name=f"deliver:{self.bridge.id}")
         polling = asyncio.create_task(self._poll_loop(stop), name=f"poll:{self.bridge.id}")
         stopped = asyncio.create_task(stop.wait())
+        graceful = False
         try:
-            done, _ = await asyncio.wait({polling, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if polling in done:
-                polling.result()  # the loop only ends on stop; raise what ended it otherwise
+            done, _ = await asyncio.wait(
+                {polling, delivery, stopped}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for loop_task in (polling, delivery):
+                if loop_task in done and not stop.is_set():
+                    loop_task.result()  # raise what ended it
+                    raise RuntimeError(f"{loop_task.get_name()} ended before it was stopped")
+            graceful = True
         finally:
             stopped.cancel()
             # Nothing a poll does counts until its commit, which completes even when the
@@ -233,8 +254,19 @@ class BridgePoller:
             # simply abandoned, so that stopping never waits for a scan.
             polling.cancel()
             await asyncio.gather(polling, stopped, return_exceptions=True)
-            # Delivery stops gracefully: the request in flight finishes or stays pending.
-            await asyncio.shield(delivery)
+            if graceful:
+                # Delivery stops gracefully: the request in flight finishes or stays pending.
+                try:
+                    await asyncio.shield(delivery)
+                except asyncio.CancelledError:
+                    delivery.cancel()  # our owner gave up waiting: never outlive the bridge
+                    await asyncio.gather(delivery, return_exceptions=True)
+                    raise
+            else:
+                # Failing or cancelled: cancelling delivery is safe (nothing is marked
+                # delivered that the sink did not accept).
+                delivery.cancel()
+                await asyncio.gather(delivery, return_exceptions=True)
 
     async def _poll_loop(self, stop: asyncio.Event) -> None:
         interval = self.bridge.source.poll_interval
@@ -254,6 +286,12 @@ class BridgePoller:
                 break
             self._events_committed.clear()
             await self.deliver_once(stop)
+
+
+async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+    """Set `target` once `source` is set."""
+    await source.wait()
+    target.set()
 
 
 def _next_wait(interval: float, failures: int) -> float:

@@ -22,6 +22,7 @@ import httpx
 
 from runner.config import load_bridge
 from runner.discovery import discover_bridge_files, find_id_clashes
+from runner.errors import StateError
 from runner.gitrev import observed_revision
 from runner.model import Bridge, LoadResult, bridge_id_for
 from runner.outbox import Outbox
@@ -94,8 +95,10 @@ class Reconciler:
         self.status_writer = status_writer or StatusWriter()
         self.running: dict[str, _Running] = {}
         self._files: dict[str, _FileState] = {}  # every selected bridge file on disk, by id
+        self._all_files: dict[str, _FileState] = {}  # every bridge file, for the load cache
         self._revision: str | None = None
         self.documents: dict[str, dict[str, object]] = {}  # last rendered status, by id
+        self._lock = asyncio.Lock()  # one reconcile or status write at a time
         self.reconciles = 0
 
     # -- reading the directory -----------------------------------------------------------
@@ -121,7 +124,7 @@ class Reconciler:
                     clashes[path],
                 )
                 continue
-            previous = self._files.get(bridge_id)
+            previous = self._all_files.get(bridge_id)
             if previous is not None and previous.path == path and previous.stamp == stamp:
                 result = previous.result
             else:
@@ -144,29 +147,43 @@ class Reconciler:
     # -- the step ------------------------------------------------------------------------
 
     async def reconcile(self) -> Plan:
-        """Bring the running pollers in line with the directory, then write every status."""
-        states = await asyncio.to_thread(self._read_directory)
-        self._revision = await asyncio.to_thread(observed_revision, self.settings.root)
-        desired: dict[str, DesiredBridge] = {}
-        for bridge_id, state in states.items():
-            result = state.result
-            valid = result.bridge if result.valid else None
-            desired[bridge_id] = DesiredBridge(bridge_id, valid, self._selected(result))
-        running = {
-            bridge_id: RunningBridge(bridge_id, item.bridge.digest)
-            for bridge_id, item in self.running.items()
-        }
-        plan = plan_reconcile(desired, running)
-        removed = [bid for bid in self._files if bid not in states]
-        self._files = {bid: st for bid, st in states.items() if desired[bid].selected}
-        for action in plan.actions:
-            await self._apply(action)
-        for bridge_id in removed:
-            await asyncio.to_thread(self._forget_status, bridge_id, states)
-        self.reconciles += 1
-        await self.write_statuses()
-        await asyncio.to_thread(self._expire_state)
-        return plan
+        """Bring the running pollers in line with the directory, then write every status.
+
+        If the directory cannot be listed (a folder removed while it was read, as a checkout
+        does; a path too long), nothing changes: the bridges keep running as they are and the
+        next change or resync tries again. Stopping bridges because a listing failed would
+        look exactly like their files being deleted."""
+        async with self._lock:
+            try:
+                states = await asyncio.to_thread(self._read_directory)
+            except OSError as exc:
+                log.warning("cannot read %s (%s); keeping what runs", self.settings.root, exc)
+                return Plan(())
+            self._revision = await asyncio.to_thread(observed_revision, self.settings.root)
+            desired: dict[str, DesiredBridge] = {}
+            for bridge_id, state in states.items():
+                result = state.result
+                valid = result.bridge if result.valid else None
+                desired[bridge_id] = DesiredBridge(bridge_id, valid, self._selected(result))
+            running = {
+                bridge_id: RunningBridge(bridge_id, item.bridge.digest)
+                for bridge_id, item in self.running.items()
+            }
+            plan = plan_reconcile(desired, running)
+            removed = [bid for bid in self._files if bid not in states]
+            self._all_files = states
+            self._files = {bid: st for bid, st in states.items() if desired[bid].selected}
+            for action in plan.actions:
+                await self._apply(action)
+            for bridge_id in removed:
+                await asyncio.to_thread(self._forget_status, bridge_id, states)
+            self.reconciles += 1
+            await self._write_statuses()
+            try:
+                await asyncio.to_thread(self._expire_state)
+            except StateError as exc:
+                log.warning("state retention skipped this time: %s", exc)
+            return plan
 
     async def _apply(self, action: Action) -> None:
         if action.kind is ActionKind.KEEP:
@@ -202,11 +219,16 @@ class Reconciler:
         delay = 1.0
         while not stop.is_set():
             try:
-                await poller.run(stop, once=self.settings.once)
+                await poller.run(
+                    stop, once=self.settings.once, delivery_deadline=self.settings.stop_timeout
+                )
                 return
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if self.settings.once:
+                    log.exception("bridge %s: poller failed", poller.bridge.id)
+                    return
                 log.exception(
                     "bridge %s: poller failed; restarting in %.0fs", poller.bridge.id, delay
                 )
@@ -220,7 +242,10 @@ class Reconciler:
             return
         item.stop.set()
         await self._wait_stopped(item)
-        await asyncio.to_thread(self.outbox.touch, bridge_id)
+        try:
+            await asyncio.to_thread(self.outbox.touch, bridge_id)
+        except StateError as exc:  # bookkeeping for retention only: never worth a crash
+            log.warning("bridge %s: could not record when it stopped: %s", bridge_id, exc)
 
     async def shutdown(self) -> None:
         """Stop every poller in parallel, each within its deadline, and write final statuses.
@@ -231,11 +256,15 @@ class Reconciler:
         for item in items:
             item.stop.set()
         await asyncio.gather(*(self._wait_stopped(item) for item in items))
-        await asyncio.gather(*(item.poller.refresh_counts() for item in items))
+        await asyncio.gather(
+            *(item.poller.refresh_counts() for item in items), return_exceptions=True
+        )
         await self.write_statuses()
         self.running.clear()
 
     async def _wait_stopped(self, item: _Running) -> None:
+        if item.task.done():
+            return
         try:
             await asyncio.wait_for(asyncio.shield(item.task), self.settings.stop_timeout)
         except TimeoutError:
@@ -253,7 +282,14 @@ class Reconciler:
     # -- status files --------------------------------------------------------------------
 
     async def write_statuses(self) -> int:
-        """Write the status of every selected bridge file (only those that changed are written)."""
+        """Write the status of every selected bridge file (only those that changed are written).
+
+        Serialised with `reconcile`, so that a status rendered before a file was removed is
+        never written after its removal (which would bring the status file back)."""
+        async with self._lock:
+            return await self._write_statuses()
+
+    async def _write_statuses(self) -> int:
         now = datetime.now(UTC)
         self.documents = {
             bridge_id: self._render(bridge_id, state, now)

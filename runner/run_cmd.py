@@ -59,6 +59,13 @@ def _positive_rate(text: str) -> float:
     return rate
 
 
+def _at_least_one_second(text: str) -> float:
+    seconds = duration_argument(text)
+    if seconds < 1.0:
+        raise argparse.ArgumentTypeError("must be at least 1s (a shorter resync only spins)")
+    return seconds
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", type=Path, metavar="DIR", help="the bridges directory")
     parser.add_argument(
@@ -97,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--resync-interval",
-        type=duration_argument,
+        type=_at_least_one_second,
         default=60.0,
         metavar="DURATION",
         help="re-read the whole directory at least this often (default: 60s)",
@@ -116,7 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         metavar="DURATION",
         help="on SIGTERM/SIGINT, how long in-flight work may take before it is cancelled; "
-        "with --once, how long delivery may take (default: 10s)",
+        "with --once, how long delivery may take after the poll (default: 10s)",
     )
     parser.add_argument(
         "--metrics-addr",
@@ -188,11 +195,9 @@ async def _main(
 
 async def _once(reconciler: Reconciler, settings: RunnerSettings) -> int:
     await reconciler.reconcile()
-    try:
-        await asyncio.wait_for(reconciler.wait_pollers(), settings.stop_timeout + 60.0)
-    except TimeoutError:
-        log.warning("some bridges did not finish their pass in time")
-    # Delivery that is still retrying when the deadline passes stays pending in the outbox.
+    # Each poller polls once, then delivers for at most --shutdown-timeout and ends by
+    # itself; what is not delivered by then stays pending in the outbox.
+    await reconciler.wait_pollers()
     await reconciler.shutdown()
     not_ready = reconciler.not_ready()
     for bridge_id, why in sorted(not_ready.items()):
@@ -225,7 +230,12 @@ async def _forever(
         async with contextlib.aclosing(changes):
             async for batch in changes:
                 log.debug("reconciling after %d changed path(s)", len(batch))
-                await reconciler.reconcile()
+                try:
+                    await reconciler.reconcile()
+                except Exception:
+                    # The runner outlives any one failed pass: the next change or resync
+                    # tries again, and the bridges keep running meanwhile.
+                    log.exception("reconcile failed; the bridges keep running as they are")
     finally:
         stop.set()
         log.info("shutting down: stopping %d bridge(s)", len(reconciler.running))

@@ -22,6 +22,7 @@ from runner.durations import duration_argument
 from runner.errors import UsageError
 from runner.model import bridge_id_for
 from runner.plan import Shard
+from runner.schemas import validator
 from runner.status import status_path_for
 
 EXIT_OK, EXIT_NOT_READY = 0, 1
@@ -90,30 +91,28 @@ def read_rows(root: Path, shard: Shard | None = None) -> list[Row]:
     ]
 
 
+def _unknown(bridge_id: str, reason: str, message: str) -> Row:
+    return Row(bridge_id, "Unknown", "Unknown", reason, message, None, None, None, None, False)
+
+
 def _row(bridge_id: str, path: Path) -> Row:
     try:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         digest = None
+    status_file = status_path_for(path)
     try:
-        doc: dict[str, Any] = json.loads(status_path_for(path).read_text("utf-8"))
+        doc: Any = json.loads(status_file.read_text("utf-8"))
     except (OSError, ValueError):
-        return Row(
-            bridge_id,
-            "Unknown",
-            "Unknown",
-            "NoStatus",
-            "no status file yet",
-            None,
-            None,
-            None,
-            None,
-            False,
-        )
-    conditions: list[dict[str, Any]] = doc.get("conditions") or []
-    ready: dict[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
-    valid: dict[str, Any] = next((c for c in conditions if c.get("type") == "Valid"), {})
-    source, sink = doc.get("source") or {}, doc.get("sink") or {}
+        return _unknown(bridge_id, "NoStatus", "no status file yet")
+    # Status files are read, not trusted: a hand-edited or foreign file is reported, and
+    # never crashes `status` (or keeps `--wait` from waiting for a good one).
+    if not validator("status").is_valid(doc):
+        return _unknown(bridge_id, "InvalidStatus", f"{status_file.name} is not a status file")
+    conditions: list[dict[str, Any]] = doc["conditions"]
+    ready: dict[str, Any] = next((c for c in conditions if c["type"] == "Ready"), {})
+    valid: dict[str, Any] = next((c for c in conditions if c["type"] == "Valid"), {})
+    source, sink = doc["source"], doc["sink"]
     return Row(
         bridge=bridge_id,
         ready=str(ready.get("status", "Unknown")),

@@ -31,7 +31,14 @@ def _processes_mentioning(text: str) -> list[str]:
 
 
 def test_demo_shows_events_and_cleans_up() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    # Whatever this machine's AWS settings are, the demo ignores them: even a profile that
+    # does not exist, or an endpoint and a metrics address meant for something else.
+    env = {
+        **os.environ,
+        "AWS_PROFILE": "no-such-profile-here",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "BRIDGE_RUNNER_METRICS_ADDR": "not-an-address",
+    }
     done = subprocess.run(
         [sys.executable, "-m", "runner", "demo", "--duration", "10"],
         capture_output=True,

@@ -444,3 +444,42 @@ def test_stopping_never_waits_for_a_scan(
 def outbox_has_baseline(state: Path, bridge: Bridge) -> bool:
     with Outbox.open(state) as outbox:
         return outbox.has_baseline(bridge.id, bridge.source.pool.arn)
+
+
+def test_a_failing_delivery_loop_is_raised_not_left_dead(
+    tmp_path: Path,
+    moto_server: MotoServer,
+    cognito_admin: CognitoAdmin,
+    cognito_pool: Callable[..., PoolInfo],
+    sink_server: SinkServer,
+) -> None:
+    # The outbox cannot record a delivery (a full disk, a locked database): the running
+    # bridge must not keep polling with its delivery silently dead. run() raises, so that
+    # its owner logs the error and restarts the bridge.
+    pool = cognito_pool()
+    cognito_admin.seed_users(pool, 3)
+    bridge = make_bridge(pool, moto_server.endpoint, sink_server.url)
+    outbox = Outbox.open(tmp_path / "state")
+    crashing = CrashBeforeMarking(outbox)
+    secrets = SecretResolver(tmp_path / "secrets", env={})
+    clients = CognitoClients(secrets, RequestBudgets(1000.0))
+
+    async def run_it() -> None:
+        async with httpx.AsyncClient() as http:
+            poller = BridgePoller(
+                bridge,
+                outbox=crashing,
+                clients=clients,
+                http=http,  # type: ignore[arg-type]
+                state_dir=tmp_path / "state",
+                secrets=secrets,
+            )
+            await asyncio.wait_for(poller.run(asyncio.Event()), 60)
+
+    try:
+        with pytest.raises(Boom):
+            asyncio.run(run_it())
+    finally:
+        clients.close()
+        outbox.close()
+    assert crashing.crashed

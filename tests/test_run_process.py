@@ -512,3 +512,33 @@ def test_state_of_a_removed_bridge_is_kept_for_the_retention_only(
     proc.wait_for_log(r"forgetting the state of bridge gone", timeout=30)
     assert "gone" not in known_ids() and "stays" in known_ids()
     assert proc.terminate() == 0
+
+
+def test_once_with_a_failing_sink_ends_cleanly_and_keeps_the_events(
+    tmp_path: Path,
+    runner_process: Start,
+    moto_server: MotoServer,
+    cognito_admin: CognitoAdmin,
+    cognito_pool: Callable[..., PoolInfo],
+    sink_server: SinkServer,
+) -> None:
+    bridges = tmp_path / "bridges"
+    bridges.mkdir()
+    pool = cognito_pool()
+    cognito_admin.seed_users(pool, 4)
+    bridge = bridges / "down.yaml"
+    bridge.write_text(bridge_yaml(pool, moto_server.endpoint, sink_server.url))
+    sink_server.script(*[Reply(503) for _ in range(10_000)])
+    args = ("run", "--once", str(bridges), "--state-dir", str(tmp_path / "state"))
+    proc = runner_process(*args, "--shutdown-timeout", "1s")
+    assert proc.proc.wait(60) == 1, proc.log
+    assert "Traceback" not in proc.log
+    assert "down is not Ready" in proc.log
+    status = read_status(bridge)
+    assert status is not None and status["sink"]["pending"] == 4
+
+    with sink_server._lock:  # the sink is back: drop the scripted failures
+        sink_server._script.clear()
+    proc = runner_process(*args)
+    assert proc.proc.wait(60) == 0, proc.log
+    assert set(usernames(sink_server)) == {f"user{i:06d}" for i in range(4)}

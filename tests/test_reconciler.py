@@ -1,0 +1,63 @@
+"""The reconciler in-process, for faults a real directory cannot produce on demand."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from runner import reconciler as reconciler_module
+from runner.outbox import Outbox
+from runner.ratelimit import RequestBudgets
+from runner.reconciler import Reconciler, RunnerSettings
+from runner.secrets import SecretResolver
+from runner.sources.cognito import CognitoClients
+from tests.peers.moto_server import MotoServer, PoolInfo
+from tests.peers.runner_process import bridge_yaml
+from tests.peers.sink_server import SinkServer
+
+
+def test_a_directory_that_cannot_be_listed_changes_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    moto_server: MotoServer,
+    cognito_pool: Callable[..., PoolInfo],
+    sink_server: SinkServer,
+) -> None:
+    # A folder removed while it is listed (git checkout, git-sync's cleanup) or a path too
+    # long makes the listing fail. That must not look like deleted files: bridges keep running.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    root = tmp_path / "bridges"
+    root.mkdir()
+    pool = cognito_pool()
+    (root / "a.yaml").write_text(bridge_yaml(pool, moto_server.endpoint, sink_server.url))
+    settings = RunnerSettings(root=root, state_dir=tmp_path / "state", secrets_dir=tmp_path)
+    outbox = Outbox.open(settings.state_dir)
+    secrets = SecretResolver(tmp_path, env={})
+    clients = CognitoClients(secrets, RequestBudgets(100.0))
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient() as http:
+            rec = Reconciler(settings, outbox=outbox, clients=clients, http=http, secrets=secrets)
+            first = await rec.reconcile()
+            assert [a.bridge_id for a in first.starts] == ["a"]
+
+            def vanished(_: Path) -> list[Path]:
+                raise FileNotFoundError(2, "No such file or directory", str(root / "gone"))
+
+            monkeypatch.setattr(reconciler_module, "discover_bridge_files", vanished)
+            second = await rec.reconcile()
+            assert second.actions == ()
+            assert list(rec.running) == ["a"]
+            assert (root / "a.status.json").exists()
+            await rec.shutdown()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        clients.close()
+        outbox.close()
