@@ -40,6 +40,7 @@ from runner.model import (
     API_VERSION,
     KIND_BRIDGE,
     RESERVED_ATTRIBUTES,
+    STATE_FILE_NAME,
     TRIGGERMESH_API_VERSION,
     TRIGGERMESH_KIND,
     AwsAuth,
@@ -85,6 +86,21 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VARIABLE = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}|\$\{")
 # Headers that carry the CloudEvent itself: set by the sink code, never by the user.
 _RESERVED_HEADER_PREFIXES = ("ce-", "content-type")
+# Headers that frame the HTTP message or govern one connection (hop-by-hop): the HTTP client
+# sets them, and a second value from the bridge file makes the request fail when sent.
+_TRANSPORT_HEADERS = frozenset(
+    {
+        "content-length",
+        "host",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-connection",
+    }
+)
 # Plain-text values under these names are credentials written into git.
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key"})
 _PLAIN_TEXT_VALUE_WARNING = (
@@ -602,6 +618,16 @@ class _Checker:
         if not rel or str(parts) == "." or rel.endswith("/"):
             self.error(path, f"a file: URI needs a file name, {example}")
             return None
+        # The outbox database lives in the state directory too: appending JSON lines to it
+        # (or to its -wal/-shm/-journal files) would corrupt it and lose every pending event.
+        if parts.parts[0].lower().startswith(STATE_FILE_NAME):
+            self.error(
+                path,
+                f"a file: URI must not name bridge-runner's state database ({STATE_FILE_NAME} "
+                f"and its -wal, -shm, -journal files): writing events there would corrupt it; "
+                f"use another name, {example}",
+            )
+            return None
         return Target(text, file_path=parts.as_posix())
 
     def headers(self, path: DocPath) -> dict[str, HeaderValue]:
@@ -613,6 +639,13 @@ class _Checker:
                     where,
                     f"header {name!r} is set by bridge-runner (it carries the CloudEvent); "
                     "use spec.ceOverrides.extensions for extension attributes",
+                    at_key=True,
+                )
+            elif name.lower() in _TRANSPORT_HEADERS:
+                self.error(
+                    where,
+                    f"header {name!r} is set by the HTTP client (it frames the request or "
+                    "controls the connection); remove it",
                     at_key=True,
                 )
             elif isinstance(value, str):

@@ -43,6 +43,9 @@ RESERVED_ATTRIBUTES = frozenset(
 
 BRIDGE_SUFFIXES = (".yaml", ".yml")
 STATUS_SUFFIX = ".status.json"
+# The outbox's SQLite database in the state directory; SQLite adds `-wal`, `-shm` and
+# `-journal` files beside it. A `file:` sink must never write to any of them.
+STATE_FILE_NAME = "state.sqlite"
 
 Severity = Literal["error", "warning"]
 SinkFormat = Literal["binary", "structured", "batch"]

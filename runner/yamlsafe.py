@@ -11,7 +11,8 @@ Python data itself, so that it can:
   that is not a mapping, more than one document, files over 1 MiB (checked before parsing),
   bytes that are not UTF-8, syntax errors with their position;
 - refuse alias bombs: the number of values built, aliases expanded included, is capped,
-  and so is nesting depth (recursive aliases hit one of the two limits).
+  and so is nesting depth (recursive aliases hit one of the two limits). Merge keys
+  (`<<`) count too: every source of a merge list and every merged key, kept or shadowed.
 
 Every failure becomes a located `Problem`; nothing here raises for bad input.
 """
@@ -266,7 +267,11 @@ class _Builder:
                 )
             first_seen[key] = key_node.start_mark.line + 1
             if merged and key in result:
-                continue  # keys written in the mapping itself win over merged ones
+                # Keys written in the mapping itself (or merged earlier) win over merged ones.
+                # A skipped key is still work: count it, or `<<: [*a, *a, ...]` repeats a big
+                # mapping thousands of times for free.
+                self._count(key_node, path, depth + 1)
+                continue
             child = (*path, key)
             self.key_positions.setdefault(child, _mark(key_node.start_mark))
             result[key] = self.build(value_node, child, depth + 1)
@@ -278,6 +283,8 @@ class _Builder:
         self._count(node, path, depth)
         sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
         for source in sources:
+            # Each source of a merge list costs one value of the budget, whatever it adds.
+            self._count(source, path, depth + 1)
             if not isinstance(source, yaml.MappingNode) or source.tag != _MAP_TAG:
                 raise _Refused(
                     source, path, "a merge key ('<<') needs a mapping or a list of mappings"

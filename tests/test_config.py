@@ -587,6 +587,85 @@ def test_sink_uri_checks(extra: str, expected: str) -> None:
     assert [(p.path, p.message) for p in load_text(text).problems] == [("spec.sink.uri", expected)]
 
 
+STATE_DATABASE_MESSAGE = (
+    "a file: URI must not name bridge-runner's state database (state.sqlite and its -wal, "
+    "-shm, -journal files): writing events there would corrupt it; use another name, like "
+    "file:events/signups.jsonl"
+)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "file:state.sqlite",
+        "file:state.sqlite-wal",
+        "file:state.sqlite-shm",
+        "file:state.sqlite-journal",
+        "file:./state.sqlite",
+        "file:.//state.sqlite-wal",
+        "file:State.SQLite",
+        "file:state.sqlite/events.jsonl",
+    ],
+)
+def test_file_sinks_never_name_the_state_database(uri: str) -> None:
+    sink = MINIMAL.replace("https://events.example.com/cognito", f"'{uri}'")
+    dead_letter = MINIMAL + f"  delivery: {{deadLetterSink: {{uri: '{uri}'}}}}\n"
+    assert [(p.path, p.message) for p in load_text(sink).problems] == [
+        ("spec.sink.uri", STATE_DATABASE_MESSAGE)
+    ]
+    assert [(p.path, p.message) for p in load_text(dead_letter).problems] == [
+        ("spec.delivery.deadLetterSink.uri", STATE_DATABASE_MESSAGE)
+    ]
+
+
+def test_file_sinks_may_live_beside_the_state_database() -> None:
+    for uri in ("file:events/state.sqlite", "file:my-state.sqlite.jsonl"):
+        result = load_text(MINIMAL.replace("https://events.example.com/cognito", f"'{uri}'"))
+        assert result.problems == () and result.bridge is not None
+        assert result.bridge.sink.target.file_path == uri.removeprefix("file:")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Content-Length",
+        "Host",
+        "transfer-encoding",
+        "Connection",
+        "KEEP-ALIVE",
+        "Upgrade",
+        "TE",
+        "Trailer",
+        "Proxy-Connection",
+    ],
+)
+def test_transport_headers_are_refused_at_their_key(name: str) -> None:
+    result = load_text(MINIMAL + f"    headers:\n      X-Team: identity\n      {name}: '1'\n")
+    assert findings(result) == [
+        (
+            11,
+            7,
+            f"spec.sink.headers.{name}",
+            f"header {name!r} is set by the HTTP client (it frames the request or controls "
+            "the connection); remove it",
+            "error",
+        )
+    ]
+    assert result.bridge is None
+
+
+def test_merge_key_bomb_is_a_problem_of_the_file() -> None:
+    keys = ", ".join(f"k{i}: {i}" for i in range(200))
+    refs = ", ".join(["*a"] * 100)
+    text = MINIMAL + f"  x-defaults: &a {{{keys}}}\n  ceOverrides: {{<<: [{refs}]}}\n"
+    assert [(p.path, p.message) for p in load_text(text).problems] == [
+        (
+            "spec.ceOverrides",
+            "the document expands to more than 10,000 values (too many aliases?): refused",
+        )
+    ]
+
+
 @pytest.mark.parametrize(
     ("extra", "path", "message"),
     [

@@ -190,3 +190,20 @@ def test_missing_arn_and_sink() -> None:
         (9, 1, "spec.arn", "missing required field 'arn'", "error"),
         (9, 1, "spec.sink", "missing required field 'sink'", "error"),
     ]
+
+
+def test_file_sink_never_names_the_state_database() -> None:
+    arn = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B"
+    result = load_text(HEAD + f"spec:\n  arn: {arn}\n  sink: {{uri: 'file:state.sqlite-wal'}}\n")
+    assert result.bridge is None
+    assert findings(result) == [
+        (
+            11,
+            15,
+            "spec.sink.uri",
+            "a file: URI must not name bridge-runner's state database (state.sqlite and its "
+            "-wal, -shm, -journal files): writing events there would corrupt it; use another "
+            "name, like file:events/signups.jsonl",
+            "error",
+        )
+    ]

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
+from runner import yamlsafe
 from runner.model import Problem
-from runner.yamlsafe import MAX_FILE_BYTES, ParsedDocument, format_path, parse_document
+from runner.yamlsafe import (
+    MAX_FILE_BYTES,
+    MAX_NODES,
+    ParsedDocument,
+    format_path,
+    parse_document,
+)
 
 
 def parsed(text: str) -> ParsedDocument:
@@ -138,6 +146,46 @@ def test_alias_bomb_is_refused() -> None:
     line, _, _, message = problem("\n".join(lines).encode())
     assert message == "the document expands to more than 10,000 values (too many aliases?): refused"
     assert line is not None and line <= 8
+
+
+def test_merge_key_bomb_is_refused_after_a_bounded_amount_of_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One mapping of 500 keys merged 500 times: only the first merge adds keys, the other
+    # 499 are shadowed, yet each used to be walked key by key without being counted.
+    keys = ", ".join(f"k{i}: {i}" for i in range(500))
+    refs = ", ".join(["*a"] * 500)
+    data = f"a: &a {{{keys}}}\nb: {{<<: [{refs}]}}\n".encode()
+    keys_read = 0
+    read_key = yamlsafe._Builder._key
+
+    def counting_key(builder: yamlsafe._Builder, node: yaml.Node, path: yamlsafe.Path) -> str:
+        nonlocal keys_read
+        keys_read += 1
+        return read_key(builder, node, path)
+
+    monkeypatch.setattr(yamlsafe._Builder, "_key", counting_key)
+    _, _, path, message = problem(data)
+    assert (path, message) == (
+        "b",
+        "the document expands to more than 10,000 values (too many aliases?): refused",
+    )
+    # The work done is bounded by the budget, not by keys x references (250,000 here).
+    assert keys_read <= MAX_NODES
+
+
+def test_each_merge_source_counts_against_the_budget() -> None:
+    refs = ", ".join(["*e"] * (MAX_NODES + 1))
+    _, _, path, message = problem(f"e: &e {{}}\nb: {{<<: [{refs}]}}\n".encode())
+    assert (path, message) == (
+        "b",
+        "the document expands to more than 10,000 values (too many aliases?): refused",
+    )
+
+
+def test_merge_list_gives_precedence_to_earlier_sources() -> None:
+    doc = parsed("a: &a {x: 1}\nb: &b {x: 2, y: 2}\nm: {<<: [*a, *b, *a], z: 3}\n")
+    assert doc.data["m"] == {"x": 1, "y": 2, "z": 3}
 
 
 def test_deep_nesting_is_refused_not_a_crash() -> None:
