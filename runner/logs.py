@@ -1,24 +1,42 @@
 """Logging for the long-running commands: text or JSON lines on stderr, secrets masked.
 
 Every handler carries `Redactor` (runner.secrets), so a secret value resolved in this process
-is masked even if some library logs it. botocore's and httpx's debug logs print request
-headers (Authorization, custom sink headers): they are capped at WARNING unless asked for.
+is masked even if some library logs it, and both formatters mask the finished line again,
+tracebacks included (causes and contexts too). botocore's and httpx's debug logs print
+request headers (Authorization, custom sink headers) and are too chatty to be useful: these
+libraries stay at WARNING unless asked for, that is unless the level is DEBUG *and* the
+environment sets BRIDGE_RUNNER_DEBUG_LIBRARIES=1. Their records are then still masked by the
+`Redactor`, and botocore's by `WireLogScrubber` (runner.sources.aws_logs) as well.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 from runner.secrets import Redactor
+from runner.sources.aws_logs import guard_botocore_logs
 
 LogFormat = Literal["text", "json"]
 
 # Libraries whose DEBUG/INFO output includes request headers or is too chatty to be useful.
 _QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "httpx", "httpcore", "watchfiles", "s3transfer")
+DEBUG_LIBRARIES_ENV = "BRIDGE_RUNNER_DEBUG_LIBRARIES"
+_TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    """The human format; the finished line (message, traceback, stack) is masked again."""
+
+    def __init__(self) -> None:
+        super().__init__(_TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return Redactor.redact(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -29,10 +47,15 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": Redactor.redact(record.getMessage()),
         }
-        if record.exc_info:
-            entry["exception"] = Redactor.redact(self.formatException(record.exc_info))
+        # `exc_text` alone when the Redactor replaced a traceback that held a secret.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = Redactor.redact(record.exc_text)
+        if record.stack_info:
+            entry["stack"] = Redactor.redact(self.formatStack(record.stack_info))
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -42,13 +65,14 @@ def configure_logging(
     """Install one handler on the root logger; returns it (tests remove it again)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(Redactor())
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level.upper())
+    debug_libraries = root.level == logging.DEBUG and os.environ.get(DEBUG_LIBRARIES_ENV) == "1"
+    if debug_libraries:
+        guard_botocore_logs()  # before any client exists: the wire logs are on from now
     for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        # NOTSET: the library follows the root level again (a previous call may have capped it).
+        logging.getLogger(name).setLevel(logging.NOTSET if debug_libraries else logging.WARNING)
     return handler

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
@@ -55,17 +55,37 @@ class Redactor(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = self.redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        if record.exc_info and record.exc_info[1] is not None:
-            exc_text = self.redact(str(record.exc_info[1]))
-            if exc_text != str(record.exc_info[1]):
-                # Drop the traceback rather than print a secret inside it.
-                record.msg = f"{record.msg} ({type(record.exc_info[1]).__name__}: {exc_text})"
-                record.exc_info = None
+        redact_record(record, self.redact)
         return True
+
+
+def redact_record(record: logging.LogRecord, redact: Callable[[str], str]) -> None:
+    """Apply `redact` to everything of `record` that a formatter could print.
+
+    The message is formatted here, once, and kept with `args=None`: text put back into
+    `msg` next to the original args would be formatted again, and a `%` in it (or in a
+    masked value) makes logging's error handler print the record's exception unmasked.
+    A traceback holding a secret anywhere in its chain (causes and contexts included) is
+    replaced by its redacted text in `exc_text`, which every `logging.Formatter` prints as
+    is, and the exception itself is dropped from the record.
+    """
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: keep what the caller passed, masked
+        message = f"{record.msg!s} {record.args!r}"
+    record.msg, record.args = redact(message), None
+    exc_text = record.exc_text  # set when an earlier handler's formatter already ran
+    if not exc_text and record.exc_info and record.exc_info[1] is not None:
+        exc_text = _TRACEBACK_FORMATTER.formatException(record.exc_info)
+    if exc_text:
+        redacted = redact(exc_text)
+        if redacted != exc_text:
+            record.exc_text, record.exc_info = redacted, None
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+
+
+_TRACEBACK_FORMATTER = logging.Formatter()
 
 
 class SecretResolver:

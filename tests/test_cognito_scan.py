@@ -20,7 +20,7 @@ from runner.errors import SourceRejected, SourceUnavailable
 from runner.model import AwsAuth, AwsCredentials, CognitoSource, SecretRef
 from runner.ratelimit import RequestBudgets
 from runner.secrets import SecretResolver
-from runner.sources.cognito import CognitoClients, CognitoSettings, ScanResult
+from runner.sources.cognito import CognitoClients, CognitoPool, CognitoSettings, ScanResult
 from tests.peers.cognito_proxy import CognitoProxy
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 
@@ -458,6 +458,40 @@ def test_clients_are_shared_per_credentials_and_built_off_the_event_loop(
     # A rotated secret gives a new client: the cache key follows the values.
     secrets._env = {"TEST_AWS_KEY_ID": "AKIAROTATEDKEY000001"}  # type: ignore[misc]
     assert clients.client_for(source_for(first, moto_server.endpoint)) is not a
+
+
+def test_rotated_credentials_replace_the_cached_client_instead_of_adding_one(
+    make_clients: Callable[..., CognitoClients],
+    cognito_pool: Callable[..., PoolInfo],
+    cognito_proxy: CognitoProxy,
+    secrets: SecretResolver,
+) -> None:
+    env = {"TEST_AWS_KEY_ID": ACCESS_KEY_ID}
+    clients = make_clients(secrets=SecretResolver(secrets.secrets_dir, env=env))
+    source = source_for(cognito_pool(), cognito_proxy.endpoint)
+    rotating, sharing = clients.pool(source), clients.pool(source)
+    asyncio.run(rotating.describe())
+    asyncio.run(sharing.describe())
+    assert clients.cached_clients == 1
+
+    def rotate_and_describe(pool: CognitoPool, key_id: str) -> None:
+        env["TEST_AWS_KEY_ID"] = key_id
+        # AWS refuses the old key; the pool then re-resolves its secrets on the next call.
+        cognito_proxy.error_next(1, "UnrecognizedClientException", operation="DescribeUserPool")
+        with pytest.raises(SourceRejected, match="not accepted"):
+            asyncio.run(pool.describe())
+        asyncio.run(pool.describe())
+        assert f"Credential={key_id}/" in cognito_proxy.requests[-1].authorization
+
+    for rotation in range(5):
+        rotate_and_describe(rotating, f"AKIAROTATED{rotation:09d}")
+    # The other pool still uses the first key's client; every intermediate one is gone.
+    assert clients.cached_clients == 2
+    asyncio.run(sharing.describe())
+    assert f"Credential={ACCESS_KEY_ID}/" in cognito_proxy.requests[-1].authorization
+
+    rotate_and_describe(sharing, "AKIAROTATED000000004")  # catches up with the same values
+    assert clients.cached_clients == 1
 
 
 @pytest.mark.parametrize(

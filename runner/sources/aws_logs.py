@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 
-from runner.secrets import Redactor
+from runner.secrets import Redactor, redact_record
 
 MASK = "***"
 
@@ -69,17 +69,7 @@ class WireLogScrubber(logging.Filter):
         # Canonical requests, strings to sign and signatures: nothing a reader needs.
         if record.name == "botocore.auth" and record.levelno < logging.INFO:
             return False
-        message = record.getMessage()
-        scrubbed = scrub(message)
-        if scrubbed != message:
-            record.msg, record.args = scrubbed, None
-        if record.exc_info and record.exc_info[1] is not None:
-            exc_text = str(record.exc_info[1])
-            if scrub(exc_text) != exc_text:
-                record.msg = (
-                    f"{record.msg} ({type(record.exc_info[1]).__name__}: {scrub(exc_text)})"
-                )
-                record.exc_info = None
+        redact_record(record, scrub)
         return True
 
 

@@ -10,7 +10,9 @@ credentials (renewed before expiry, on the worker thread that needs them), and w
 credentials boto3's default chain applies. Clients are shared by every bridge with the same
 (account, region, credentials, role, endpoint); the credentials part of that key is an HMAC
 of the resolved values under a per-process random key, so it changes when a secret rotates
-and reveals nothing. Without `endpoint`, `endpoint_url` stays unset so that boto3 applies
+and reveals nothing. A client stays cached while some `CognitoPool` uses it: when a pool
+re-resolves rotated credentials, the client under the old key is closed and dropped unless
+another pool still uses it. Without `endpoint`, `endpoint_url` stays unset so that boto3 applies
 AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER itself; boto3 ignores the
 shorter AWS_ENDPOINT_URL_COGNITO_IDP that DESIGN §2 names, so that one is applied here.
 
@@ -45,6 +47,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -234,6 +237,10 @@ class CognitoClients:
         self.max_workers = max_workers
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="cognito")
         self._clients: dict[_ClientKey, CognitoIdentityProviderClient] = {}
+        # Which key each live pool uses; a pool that is dropped leaves it by itself.
+        self._users: weakref.WeakKeyDictionary[CognitoPool, _ClientKey] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
         self._hmac_key = os.urandom(32)
         self._closed = False
@@ -248,6 +255,7 @@ class CognitoClients:
         self._executor.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}
+            self._users.clear()
         for client in clients:
             client.close()
 
@@ -255,9 +263,21 @@ class CognitoClients:
         """Run a blocking call in the shared thread pool."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
-    def client_for(self, source: CognitoSource) -> CognitoIdentityProviderClient:
+    @property
+    def cached_clients(self) -> int:
+        """How many boto3 clients are cached (one per distinct key some pool uses)."""
+        with self._lock:
+            return len(self._clients)
+
+    def client_for(
+        self, source: CognitoSource, *, user: CognitoPool | None = None
+    ) -> CognitoIdentityProviderClient:
         """The (cached) client for `source`. Blocking: call it through `run()`.
 
+        With `user`, the pool is recorded as using this client, and every cached client
+        that no live pool uses any more (the one under a rotated secret's old values, say)
+        is closed and dropped. Nothing keeps a client fetched without `user` cached: the
+        next such sweep may close it.
         Raises SecretError when a credential reference cannot be resolved.
         """
         static = self._resolve_static(source.auth.credentials)
@@ -275,6 +295,15 @@ class CognitoClients:
             if client is None:
                 client = self._create_client(key, static)
                 self._clients[key] = client
+            unused: list[CognitoIdentityProviderClient] = []
+            if user is not None:
+                self._users[user] = key
+                in_use = set(self._users.values())
+                unused = [self._clients.pop(k) for k in list(self._clients) if k not in in_use]
+        # Outside the lock: closing only drops pooled connections (a request still in
+        # flight on one finishes, then its connection is closed instead of reused).
+        for stale in unused:
+            stale.close()
         return client
 
     def _resolve_static(self, creds: AwsCredentials | None) -> tuple[str, str, str | None] | None:
@@ -548,7 +577,7 @@ class CognitoPool:
         if self._client is None:
             try:
                 self._client = await self._clients.run(
-                    functools.partial(self._clients.client_for, self.source)
+                    functools.partial(self._clients.client_for, self.source, user=self)
                 )
             except SecretError as exc:
                 raise secret_error(exc, what=what) from None
