@@ -292,7 +292,7 @@ class Deliverer:
 
     async def _deliver(self, unit: _Unit, stop: asyncio.Event | None) -> bool:
         """Send `unit` until it is delivered, dead-lettered or parked; False if stopped first."""
-        failures = max(ev.attempts for ev in unit.events)
+        loaded_failures = failures = max(ev.attempts for ev in unit.events)
         retry_limit = self._delivery.retry
         if retry_limit is not None and failures > retry_limit:
             # Given up in an earlier run that stopped before the dead letter was written.
@@ -313,10 +313,14 @@ class Deliverer:
                         len(unit.events),
                         outcome.error,
                     )
+                    # The failures just recorded for the batch count against each event's
+                    # budget: `ev.attempts` is what the page was loaded with, before them.
+                    recorded = failures - loaded_failures
                     for ev in unit.events:
                         # Each encoded alone before: `_load_page` made this batch only of
                         # events that encode.
-                        single = _Unit((ev,), self._sink.encode([ev]))
+                        alone = replace(ev, attempts=ev.attempts + recorded)
+                        single = _Unit((alone,), self._sink.encode([alone]))
                         if not await self._deliver(single, stop):
                             return False
                     return True

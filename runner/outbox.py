@@ -43,11 +43,11 @@ from runner.diff import Change, SnapshotEntry
 from runner.errors import StateError
 from runner.events import NewEvent
 from runner.gcpause import gc_paused
-from runner.model import OutboxEvent
+from runner.model import STATE_FILE_NAME, OutboxEvent
 from runner.ports import OutboxPort
 from runner.storedjson import StoredJson
 
-STATE_FILE = "state.sqlite"
+STATE_FILE = STATE_FILE_NAME  # one name, shared with the loader and file: sinks
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 10_000
 

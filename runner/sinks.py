@@ -17,8 +17,9 @@ module only sends once and says what happened.
 Formats: `binary` carries one event per POST (the SDK's HTTP binding; ce-* header values
 percent-encoded as the binding requires); `structured` one event per POST in the JSON
 format; `batch` a JSON array of such events; `file:` sinks append the JSON format as JSON
-lines, fsync'd before success, confined to the state directory (re-checked with symlinks
-resolved on every write), a torn last line from a crash fenced off by a newline.
+lines, fsync'd before success, confined to the state directory and kept off the runner's
+own SQLite files (both re-checked with symlinks resolved on every write), a torn last line
+from a crash fenced off by a newline.
 
 The JSON format is written without the SDK when it can be: an event read from the outbox
 holds its attributes and data as the JSON text they were stored as (`StoredJson`), and
@@ -45,7 +46,7 @@ import base64
 import email.utils
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -59,7 +60,7 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.v1.event import CloudEvent
 
 from runner.errors import SecretError
-from runner.model import HeaderValue, OutboxEvent, Sink, SinkFormat, Target
+from runner.model import STATE_FILE_NAME, HeaderValue, OutboxEvent, Sink, SinkFormat, Target
 from runner.secrets import Redactor, SecretResolver
 from runner.storedjson import StoredJson
 
@@ -76,9 +77,14 @@ RETRYABLE_STATUSES = frozenset({404, 408, 409, 429})
 
 OutcomeKind = Literal["accepted", "retryable", "refused", "misconfigured"]
 
-# RFC 9110 token characters for header names; values: visible ASCII, space and tab only.
+# RFC 9110 token characters for header names; values: visible ASCII, with spaces and tabs
+# only inside (h11 refuses a value that starts or ends with one, quoting it in its error).
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
+_HEADER_VALUE = re.compile(r"^(?:[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?$")
+# Error bodies are asked for unencoded: an excerpt must be readable, and maskable.
+_ACCEPT_PLAIN = {"accept-encoding": "identity"}
+# As `Redactor`: shorter plain header values would mask ordinary words in error texts.
+_MIN_MASKED_LEN = 4
 
 # What an event's attributes must be for their stored JSON to be sent as is (see the
 # module doc). The SDK requires the first three and `specversion` "1.0"; its optional
@@ -310,9 +316,13 @@ def status_text(status_code: int, reason_phrase: str = "") -> str:
     return f"HTTP {status_code} {phrase}".rstrip()
 
 
-def exception_text(exc: BaseException) -> str:
-    """`ConnectError: [Errno 111] Connection refused`, with known secret values masked."""
+def exception_text(exc: BaseException, mask: Iterable[str] = ()) -> str:
+    """`ConnectError: [Errno 111] Connection refused`, with known secret values masked,
+    and also the values in `mask` (e.g. plain header values, which are never registered)."""
     message = Redactor.redact(str(exc))
+    for value in sorted(mask, key=len, reverse=True):
+        if len(value) >= _MIN_MASKED_LEN:
+            message = message.replace(value, "***")
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
@@ -404,21 +414,41 @@ class HttpSender:
         custom = self.custom_headers()  # resolved per request: secrets may be rotated
         if isinstance(custom, SendOutcome):
             return custom
-        headers: Mapping[str, str] = message.headers
-        if custom:
-            # The CloudEvents headers win over a custom header of the same name.
-            merged = httpx.Headers(custom)
-            merged.update(message.headers)
-            headers = merged
+        # The CloudEvents headers win over a custom header of the same name.
+        headers = httpx.Headers(_ACCEPT_PLAIN)
+        headers.update(custom)
+        headers.update(message.headers)
+        # Every failure of this one send is an outcome: an exception would end the
+        # bridge's delivery task, not just this attempt.
         try:
             async with asyncio.timeout(self._timeout):
                 return await self._post(headers, message.body)
+        except httpx.LocalProtocolError as exc:
+            # Our own request could not be written as HTTP: no retry will fix it. Its
+            # message quotes the header refused, which may be a secret: not repeated.
+            return SendOutcome(
+                "misconfigured",
+                error=f"{type(exc).__name__}: the request to the sink is not valid HTTP "
+                "(check the sink's custom headers)",
+                reason="InvalidSinkRequest",
+            )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            # The loader checks URIs; this is the last guard.
+            return SendOutcome(
+                "misconfigured",
+                error=exception_text(exc, custom.values()),
+                reason="InvalidSinkUri",
+            )
         except (httpx.TransportError, TimeoutError) as exc:
             return SendOutcome(
-                "retryable", error=exception_text(exc), reason=_transport_reason(exc)
+                "retryable",
+                error=exception_text(exc, custom.values()),
+                reason=_transport_reason(exc),
             )
-        except httpx.InvalidURL as exc:  # the loader checks URIs; this is the last guard
-            return SendOutcome("misconfigured", error=exception_text(exc), reason="InvalidSinkUri")
+        except Exception as exc:  # e.g. httpx.DecodingError: the sink's fault, or ours
+            return SendOutcome(
+                "retryable", error=exception_text(exc, custom.values()), reason="SinkError"
+            )
 
     async def _post(self, headers: Mapping[str, str], body: bytes) -> SendOutcome:
         request = self._http.build_request(
@@ -453,19 +483,25 @@ async def _drain(response: httpx.Response) -> None:
 
 
 async def _read_excerpt(response: httpx.Response) -> bytes:
-    """The first `ERROR_BODY_LIMIT` bytes of an error body, with known secret values masked."""
+    """The first `ERROR_BODY_LIMIT` bytes of an error body, with known secret values masked.
+
+    Read raw: decoding (gzip, ...) can fail on a broken body and can inflate a small one
+    into a huge one. A body still encoded although plain was asked for is left out, as
+    encoded bytes could be neither read nor masked.
+    """
+    if response.headers.get("content-encoding", "identity").strip().lower() != "identity":
+        return b""
     buffer = bytearray()
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.aiter_raw():
         buffer += chunk
         if len(buffer) >= ERROR_BODY_LIMIT:
             break
     excerpt = bytes(buffer[:ERROR_BODY_LIMIT])
-    try:
-        text = excerpt.decode("utf-8")
-    except UnicodeDecodeError:
-        return excerpt
-    # A sink that echoes the request (Authorization included) must not carry it onwards.
-    return Redactor.redact(text).encode("utf-8")
+    # A sink that echoes the request (Authorization included) must not carry it onwards;
+    # surrogateescape keeps bytes that are not UTF-8 (or a character cut at the limit)
+    # exactly as they were while the secrets around them are masked.
+    text = excerpt.decode("utf-8", errors="surrogateescape")
+    return Redactor.redact(text).encode("utf-8", errors="surrogateescape")
 
 
 class FileSender:
@@ -492,11 +528,27 @@ class FileSender:
     def capacity(self) -> int:
         return self._capacity
 
-    def resolved_path(self) -> Path | None:
-        """The file to append to, or None when it would leave the state directory."""
+    def checked_path(self) -> Path | SendOutcome:
+        """The file to append to, symlinks resolved, or a `misconfigured` outcome when that
+        leaves the state directory or is the runner's own database."""
         base = self._state_dir.resolve()
         path = (base / self._file_path).resolve()
-        return path if path.is_relative_to(base) and path != base else None
+        if not path.is_relative_to(base) or path == base:
+            return SendOutcome(
+                "misconfigured",
+                error=f"{self._uri} resolves outside the state directory",
+                reason="FileSinkOutsideStateDir",
+            )
+        # Compared after resolving, so a symlink to the database is caught too. A prefix,
+        # case-insensitive, as the loader checks it: `-wal`, `-shm`, `-journal` and any
+        # other file SQLite names after the database, on case-insensitive file systems too.
+        if path.parent == base and path.name.lower().startswith(STATE_FILE_NAME):
+            return SendOutcome(
+                "misconfigured",
+                error=f"{self._uri} resolves to the runner's state database ({path.name})",
+                reason="FileSinkIsStateDatabase",
+            )
+        return path
 
     def encode(self, events: Sequence[OutboxEvent]) -> HTTPMessage:
         return HTTPMessage(headers={}, body=encode_json_lines(events))
@@ -513,13 +565,20 @@ class FileSender:
             return SendOutcome("retryable", error=exception_text(exc), reason="SinkWriteFailed")
 
     def _append(self, lines: bytes) -> SendOutcome:
-        path = self.resolved_path()
-        if path is None:
-            return _outside_state_dir(self._uri)
+        path = self.checked_path()
+        if isinstance(path, SendOutcome):
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         # Re-check after mkdir: a directory swapped for a symlink in between must not win.
-        if self.resolved_path() != path:
-            return _outside_state_dir(self._uri)
+        again = self.checked_path()
+        if isinstance(again, SendOutcome):
+            return again
+        if again != path:
+            return SendOutcome(
+                "misconfigured",
+                error=f"{self._uri} resolved elsewhere after its directory was created",
+                reason="FileSinkOutsideStateDir",
+            )
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
         fd = os.open(path, flags, 0o640)
         try:
@@ -536,14 +595,6 @@ class FileSender:
         finally:
             os.close(fd)
         return ACCEPTED
-
-
-def _outside_state_dir(uri: str) -> SendOutcome:
-    return SendOutcome(
-        "misconfigured",
-        error=f"{uri} resolves outside the state directory",
-        reason="FileSinkOutsideStateDir",
-    )
 
 
 def open_sender(

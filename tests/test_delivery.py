@@ -467,6 +467,27 @@ def test_a_refused_batch_is_split_to_find_the_bad_event(
     assert dead.events()[0].get_extension("knativeerrorcode") == "422"
 
 
+def test_a_split_batch_keeps_the_retry_budget_it_already_spent(
+    sink_server_factory: Callable[[], SinkServer], make_harness: Callable[..., Harness]
+) -> None:
+    sink, dead = sink_server_factory(), sink_server_factory()
+    # The batch fails twice (its whole `retry: 2`), then is refused and split: the first
+    # single's next failure is one retry too many, whatever its stored attempts said.
+    sink.script(Reply(503), Reply(503), Reply(400), Reply(503))
+    harness = make_harness(
+        Target(sink.url), format="batch", max_batch_size=2, retry=2, dead_letter=Target(dead.url)
+    )
+    ids = harness.append(2)
+
+    harness.run()
+
+    assert [len(r.events) for r in sink.received] == [2, 2, 2, 1, 1]
+    assert ids_of(dead.events()) == [ids[0]]
+    assert ids_of(sink.events(accepted_only=True)) == [ids[1]]
+    assert harness.sleeps.delays == [0.5, 1.0]  # the batch's two retries, none after
+    assert harness.outbox.stats(BRIDGE_ID).dead_lettered == 1
+
+
 def test_a_failing_dead_letter_sink_parks_the_event(
     sink_server_factory: Callable[[], SinkServer], make_harness: Callable[..., Harness]
 ) -> None:

@@ -362,6 +362,31 @@ def test_an_echoed_secret_is_masked_in_the_error_excerpt(sink_server: SinkServer
     assert b"Authorization: ***" in outcome.body_excerpt
 
 
+def test_a_header_value_http_cannot_carry_is_refused_before_sending(
+    sink_server: SinkServer,
+) -> None:
+    # h11 refuses leading or trailing whitespace, and its error quotes the value.
+    secrets = SecretResolver(env={"SINK_TOKEN": "Bearer tok-with-a-trailing-space "})
+    target, sink = http_sink(sink_server, headers={"Authorization": SecretRef("env", "SINK_TOKEN")})
+
+    outcome = send(target, [outbox_event(1)], sink=sink, secrets=secrets)
+
+    assert outcome.kind == "misconfigured" and outcome.reason == "InvalidSinkHeader"
+    assert "tok-with" not in outcome.error
+    assert sink_server.received == []
+
+
+def test_an_error_excerpt_that_is_not_utf8_is_still_masked(sink_server: SinkServer) -> None:
+    secrets = SecretResolver(env={"SINK_TOKEN": "echo-me-not-456"})
+    sink_server.script(Reply(400, body=b"\xff\xfe latin-1 echo: echo-me-not-456 \xe9"))
+    target, sink = http_sink(sink_server, headers={"Authorization": SecretRef("env", "SINK_TOKEN")})
+
+    outcome = send(target, [outbox_event(1)], sink=sink, secrets=secrets)
+
+    assert outcome.kind == "refused"
+    assert outcome.body_excerpt == b"\xff\xfe latin-1 echo: *** \xe9"
+
+
 # -- faults as outcomes ----------------------------------------------------------------------
 
 
@@ -432,6 +457,65 @@ def test_a_reply_slower_than_the_timeout_is_retryable(sink_server: SinkServer) -
 
     assert outcome.kind == "retryable" and outcome.reason == "SinkTimeout"
     assert len(sink_server.received) == 1  # the request did arrive
+
+
+def test_an_error_body_with_a_broken_content_encoding_is_still_a_refusal(
+    sink_server: SinkServer,
+) -> None:
+    sink_server.script(Reply(400, headers={"Content-Encoding": "gzip"}, body=b"not gzip at all"))
+    target, sink = http_sink(sink_server)
+
+    outcome = send(target, [outbox_event(1)], sink=sink)
+
+    assert (outcome.kind, outcome.status_code, outcome.reason) == ("refused", 400, "EventRefused")
+    # Encoded bytes can be neither read nor masked: they are not passed on.
+    assert outcome.body_excerpt == b""
+    # Asked for plainly, so that a sink's error text normally arrives readable.
+    assert sink_server.received[0].headers["accept-encoding"] == "identity"
+
+
+def send_through(transport: httpx.AsyncBaseTransport, headers: Mapping[str, str]) -> SendOutcome:
+    """One send to a sink served by `transport` (for faults no loopback server can cause)."""
+    target = Target("http://sink.test/events")
+
+    async def main() -> SendOutcome:
+        async with httpx.AsyncClient(transport=transport) as http:
+            sender = open_sender(
+                target,
+                http=http,
+                secrets=SecretResolver(env={}),
+                state_dir=Path("."),
+                sink=Sink(target, headers=dict(headers)),
+            )
+            return await sender.send([outbox_event(1)])
+
+    return asyncio.run(main())
+
+
+def test_a_request_the_http_library_cannot_write_is_a_misconfiguration() -> None:
+    plain_secret = "plain-header-value-789"  # a plain (non-SecretRef) value is never registered
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.LocalProtocolError(f"Illegal header value b'{plain_secret}'")
+
+    outcome = send_through(httpx.MockTransport(refuse), {"X-Api-Key": plain_secret})
+
+    assert outcome.kind == "misconfigured" and outcome.reason == "InvalidSinkRequest"
+    assert outcome.error.startswith("LocalProtocolError")
+    assert plain_secret not in repr(outcome)
+
+
+def test_any_other_failure_of_a_send_is_an_outcome_not_an_exception() -> None:
+    plain_secret = "plain-header-value-012"
+
+    def explode(request: httpx.Request) -> httpx.Response:
+        raise httpx.DecodingError(f"cannot decode, headers were {plain_secret}")
+
+    outcome = send_through(httpx.MockTransport(explode), {"X-Api-Key": plain_secret})
+
+    assert outcome.kind == "retryable" and outcome.reason == "SinkError"
+    assert outcome.error.startswith("DecodingError: cannot decode")
+    assert plain_secret not in repr(outcome)
 
 
 def test_the_next_request_after_an_error_reuses_the_client(sink_server: SinkServer) -> None:
@@ -540,6 +624,39 @@ def test_file_sink_refuses_a_symlink_out_of_the_state_dir(tmp_path: Path) -> Non
 
     assert outcome.kind == "misconfigured" and outcome.reason == "FileSinkOutsideStateDir"
     assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "name", ["state.sqlite", "state.sqlite-wal", "state.sqlite-shm", "state.sqlite-journal"]
+)
+def test_file_sink_refuses_the_runners_own_database(tmp_path: Path, name: str) -> None:
+    database = tmp_path / name
+    database.write_bytes(b"SQLite format 3\x00")
+
+    outcome = send(Target(f"file:{name}", name), [outbox_event(1)], state_dir=tmp_path)
+
+    assert outcome.kind == "misconfigured" and outcome.reason == "FileSinkIsStateDatabase"
+    assert database.read_bytes() == b"SQLite format 3\x00"
+
+
+def test_file_sink_refuses_a_symlink_to_the_runners_database(tmp_path: Path) -> None:
+    database = tmp_path / "state.sqlite-wal"
+    database.write_bytes(b"wal")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "events.jsonl").symlink_to(database)  # made after the loader looked
+    target = Target("file:out/events.jsonl", "out/events.jsonl")
+
+    outcome = send(target, [outbox_event(1)], state_dir=tmp_path)
+
+    assert outcome.kind == "misconfigured" and outcome.reason == "FileSinkIsStateDatabase"
+    assert database.read_bytes() == b"wal"
+
+
+def test_a_file_named_like_the_database_elsewhere_is_fine(tmp_path: Path) -> None:
+    target = Target("file:out/state.sqlite", "out/state.sqlite")
+
+    assert send(target, [outbox_event(1)], state_dir=tmp_path).accepted
+    assert [e.get_id() for e in read_lines(tmp_path / "out" / "state.sqlite")] == ["id-0001"]
 
 
 def test_file_sink_write_failure_is_retryable(tmp_path: Path) -> None:
