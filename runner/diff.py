@@ -254,10 +254,18 @@ def diff_scan(
     """The changes that turn `snapshot` into the scanned `users`.
 
     `created` and `updated` come in scan order, then `deleted` sorted by username.
-    Deletions are reported only when `complete` is True: a user missing from an
-    interrupted scan may simply not have been read. ListUsers is eventually consistent, so
-    a user can appear twice in one scan; the copy modified last wins (the later one on a
-    tie), at the position where the user first appeared.
+    Deletions of missing users are reported only when `complete` is True: a user missing
+    from an interrupted scan may simply not have been read. ListUsers is eventually
+    consistent, so a user can appear twice in one scan; the copy modified last wins (the
+    later one on a tie), at the position where the user first appeared.
+
+    A user deleted and created again under the same username between two scans is a
+    *replacement*: the scanned `sub` differs from the remembered one (both known). It gives
+    a `deleted` change for the old user immediately followed by a `created` change for the
+    new one, at the user's place in scan order, whether or not the scan is complete: the
+    new record itself proves the old user is gone (a `sub` is never reused). Applied in
+    order, the pair leaves the new user in the snapshot. Without a `sub` on either side a
+    differing record stays an `updated`: nothing shows it is another user.
     """
     seen: dict[str, UserRecord] = {}
     for user in users:
@@ -270,6 +278,9 @@ def diff_scan(
         previous = snapshot.get(username)
         if previous is None:
             changes.append(Change("created", username, user, None))
+        elif _replaced(previous, user):
+            changes.append(Change("deleted", username, None, previous))
+            changes.append(Change("created", username, user, None))
         elif previous.fingerprint != user.fingerprint:
             changes.append(Change("updated", username, user, previous))
     if complete:
@@ -278,6 +289,11 @@ def diff_scan(
             for username in sorted(snapshot.keys() - seen.keys())
         )
     return changes
+
+
+def _replaced(previous: SnapshotEntry, user: UserRecord) -> bool:
+    """Whether the scanned user is another user than the remembered one of its username."""
+    return previous.sub is not None and user.sub is not None and previous.sub != user.sub
 
 
 def _modified_before(user: UserRecord, other: UserRecord) -> bool:

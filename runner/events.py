@@ -18,6 +18,10 @@ leaves it alone on AdminDisableUser/AdminEnableUser; Cognito's has millisecond
 resolution), so disable -> enable -> disable would give the first and third events one id,
 and a deduping sink would drop the third. A scan sees each change once: the snapshot it
 commits with its events makes the next scan find nothing for that user.
+
+A user deleted and created again under its username gives a `deleted` change and a
+`created` one in the same scan (`runner.diff.diff_scan`); the change type is hashed in, so
+the two events never share an id.
 """
 
 from __future__ import annotations

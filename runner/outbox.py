@@ -262,16 +262,18 @@ class Outbox:
         rows = _event_rows(bridge_id, events)
         now = time.time()
         with self._transaction() as conn:
+            # Deletions first: a user deleted and created again under the same name between
+            # two scans is a (deleted, created) pair, and the new entry must be what remains.
+            conn.executemany(
+                "DELETE FROM snapshot WHERE bridge_id = ? AND pool_arn = ? AND username = ?",
+                deletions,
+            )
             conn.executemany(
                 "INSERT INTO snapshot (bridge_id, pool_arn, username, fingerprint, sub)"
                 " VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (bridge_id, pool_arn, username)"
                 " DO UPDATE SET fingerprint = excluded.fingerprint, sub = excluded.sub",
                 upserts,
-            )
-            conn.executemany(
-                "DELETE FROM snapshot WHERE bridge_id = ? AND pool_arn = ? AND username = ?",
-                deletions,
             )
             if complete:
                 conn.execute(

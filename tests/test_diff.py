@@ -380,6 +380,36 @@ def test_sub_second_modification_times_are_compared_as_instants() -> None:
     assert diff_scan({}, [later, whole], complete=True)[0].record == later
 
 
+def test_a_user_deleted_and_created_again_is_a_deletion_then_a_creation() -> None:
+    old = user("reborn")
+    snapshot = {"reborn": entry(old), "changed": entry(user("changed")), "gone": entry(user("g"))}
+    new = to_record(boto3_user(Username="reborn", Attributes=[{"Name": "sub", "Value": "sub-2"}]))
+    changed_now = user("changed", 5)
+    first = user("first")
+
+    for complete in (True, False):  # the new sub proves the old user gone, even mid-scan
+        changes = diff_scan(snapshot, [first, new, changed_now], complete=complete)
+
+        assert changes[:4] == [
+            Change("created", "first", first, None),
+            Change("deleted", "reborn", None, snapshot["reborn"]),
+            Change("created", "reborn", new, None),
+            Change("updated", "changed", changed_now, snapshot["changed"]),
+        ]
+        assert changes[4:] == (
+            [Change("deleted", "gone", None, snapshot["gone"])] if complete else []
+        )
+        assert apply(snapshot, changes)["reborn"] == entry(new)
+
+
+def test_a_changed_record_without_a_sub_on_either_side_is_an_update() -> None:
+    with_sub = user("u")
+    without_sub = to_record(boto3_user(Username="u", Attributes=[]))
+    for before, after in ((with_sub, without_sub), (without_sub, with_sub)):
+        changes = diff_scan({"u": entry(before)}, [after], complete=True)
+        assert [(c.kind, c.username) for c in changes] == [("updated", "u")]
+
+
 # -- properties -----------------------------------------------------------------------------
 
 NAMES = st.sampled_from([f"user{i}" for i in range(12)])
@@ -416,10 +446,28 @@ def test_applying_the_changes_of_a_complete_scan_gives_the_scanned_set(
     assert set(apply(snapshot, changes)) == {u.username for u in scan}
     for username, after in apply(snapshot, changes).items():
         assert after.fingerprint in {u.fingerprint for u in scan if u.username == username}
-    usernames = [c.username for c in changes]
-    assert len(usernames) == len(set(usernames))  # at most one change per user per scan
-    for change in changes:  # every change is real
+    assert_real_changes(snapshot, changes)
+
+
+def assert_real_changes(snapshot: Mapping[str, SnapshotEntry], changes: list[Change]) -> None:
+    """One change per user per scan, or one replacement pair (`deleted` then `created`, when
+    the scanned `sub` differs from the remembered one); and every change is real."""
+    kinds: dict[str, list[str]] = {}
+    for change in changes:
+        kinds.setdefault(change.username, []).append(change.kind)
+    for i, change in enumerate(changes):
         before, after = snapshot.get(change.username), change.entry()
+        if kinds[change.username] == ["deleted", "created"]:
+            assert before is not None and before.sub is not None
+            if change.kind == "deleted":
+                assert change.previous == before and after is None
+                created = changes[i + 1]  # the pair is adjacent, deletion first
+                assert (created.kind, created.username) == ("created", change.username)
+                assert created.record is not None and created.record.sub not in (None, before.sub)
+            else:
+                assert change.previous is None and after is not None
+            continue
+        assert len(kinds[change.username]) == 1
         assert change.previous == before
         if before is None:
             assert change.kind == "created"
@@ -428,6 +476,7 @@ def test_applying_the_changes_of_a_complete_scan_gives_the_scanned_set(
         else:
             assert change.kind == "updated"
             assert after.fingerprint != before.fingerprint
+            assert before.sub is None or after.sub is None or before.sub == after.sub
 
 
 @settings(max_examples=200, deadline=None)
@@ -437,8 +486,10 @@ def test_an_incomplete_scan_only_adds_and_updates(
 ) -> None:
     changes = diff_scan(snapshot, scan, complete=False)
 
-    assert all(c.kind != "deleted" for c in changes)
-    assert set(apply(snapshot, changes)) == set(snapshot) | {u.username for u in scan}
+    assert_real_changes(snapshot, changes)  # so a deletion only ever precedes a re-creation
+    scanned = {u.username for u in scan}
+    assert all(c.username in scanned for c in changes)
+    assert set(apply(snapshot, changes)) == set(snapshot) | scanned
 
 
 @settings(max_examples=100, deadline=None)

@@ -30,6 +30,7 @@ from runner.model import (
     Target,
     frozen_map,
 )
+from runner.outbox import Outbox
 from runner.schemas import load_schema, validator
 from runner.sinks import to_cloudevent
 from tests.conftest import CONFORMANCE
@@ -205,6 +206,49 @@ def test_a_change_and_its_undoing_get_different_ids_when_the_timestamp_stays() -
         assert event.attributes["time"] == "2024-01-01T10:00:05Z"
         ids.append(event.event_id)
     assert len(set(ids)) == 3
+
+
+# -- a user deleted and created again under the same username --------------------------------
+
+
+def replacement() -> tuple[Change, list[Change]]:
+    """The creation of user "reborn" and the changes of a later scan that finds it
+    re-created: the same username with another sub."""
+    old = to_record(raw_user("reborn", 0))
+    new = to_record({**raw_user("reborn", 90), "Attributes": [{"Name": "sub", "Value": "sub-2"}]})
+    first = Change("created", "reborn", old, None)
+    before = first.entry()
+    assert before is not None
+    return first, diff_scan({"reborn": before}, [new], complete=False)
+
+
+def test_a_re_created_user_gives_a_deletion_then_a_creation_with_distinct_ids() -> None:
+    _, changes = replacement()
+    deleted, created = build_events(BRIDGE, changes, observed_at=OBSERVED, scan_id="scan-1")
+
+    assert deleted.attributes["changetype"] == "deleted"
+    assert deleted.attributes["type"] == EVENT_TYPE_DELETED
+    assert deleted.data == {"Username": "reborn", "sub": "sub-reborn"}  # the old user's sub
+    assert created.attributes["changetype"] == "created"
+    assert created.attributes["type"] == EVENT_TYPE_SYNC
+    assert created.data["Attributes"] == [{"Name": "sub", "Value": "sub-2"}]
+    assert deleted.event_id != created.event_id
+    quiet = build_events(BRIDGE, changes, observed_at=OBSERVED, scan_id="s", emit_deletions=False)
+    assert [e.attributes["changetype"] for e in quiet] == ["created"]
+
+
+def test_committing_a_replacement_leaves_the_new_user_in_the_snapshot(tmp_path: Path) -> None:
+    first, changes = replacement()
+    events = build_events(BRIDGE, changes, observed_at=OBSERVED, scan_id="scan-1")
+    with Outbox.open(tmp_path) as outbox:
+        outbox.commit_scan(BRIDGE.id, ARN, [first], [], complete=True)
+        assert outbox.load_snapshot(BRIDGE.id, ARN) == {"reborn": first.entry()}
+
+        seqs = outbox.commit_scan(BRIDGE.id, ARN, changes, events, complete=False)
+
+        assert [e.event_id for e in outbox.pending(BRIDGE.id, 10)] == [e.event_id for e in events]
+        assert len(seqs) == 2
+        assert outbox.load_snapshot(BRIDGE.id, ARN) == {"reborn": changes[1].entry()}
 
 
 # -- the events against the SDK and the conformance schemas ---------------------------------
