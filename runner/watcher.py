@@ -19,7 +19,8 @@ every kind of change a GitOps deployment makes:
 
 Ignored: files and folders whose names start with `.` (including the status writer's temp
 files and git's metadata), the runner's own `*.status.json`, and files that are not bridge
-files. Deleted paths without a suffix still count, since they may have been folders of bridges.
+files. Any other deleted path counts, whatever its name (`team.v2`): once gone, it cannot be
+told from a folder of bridges, except editors' temp files (`*.tmp`, `*.tmp4913`, `*~`).
 
 watchfiles runs with a short debounce (its default 1.6 s is far too slow for a reconcile loop),
 in a background task that coalesces batches while the consumer is busy: a burst of writes
@@ -37,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -54,6 +56,7 @@ DEFAULT_POLL_DELAY_MS = 300
 CONFIGMAP_DATA_LINK = "..data"  # Kubernetes' atomic writer swaps this symlink on every update
 _REARM_CHECK_S = 1.0  # how often the watch checks that it still watches the right directory
 _STOP_TIMEOUT_S = 5.0
+_TEMP_SUFFIX = re.compile(r"\.tmp\d*", re.IGNORECASE)
 _POLL_ECHO_S = 1.1  # polling sees whole-second mtimes: re-read once the second is surely over
 
 
@@ -154,8 +157,16 @@ def _matters_below_root(change: Change, path: Path, relative: Path) -> bool:
     if path.suffix in BRIDGE_SUFFIXES:
         return True
     if change == Change.deleted:
-        return not path.suffix  # maybe a folder of bridges, moved or deleted
+        # Gone, so there is no telling a file from a folder of bridges (`team.v2` as well as
+        # `team`): anything but an editor's temp file counts. A stray one costs one re-read.
+        return not _is_temp_file(path.name)
     return change == Change.added and path.is_dir()  # a folder moved in
+
+
+def _is_temp_file(name: str) -> bool:
+    """Editors' temp and backup files (`x.yaml.tmp`, `x.yaml.tmp4913`, `x.yaml~`); dot-files
+    are out already. Narrow on purpose: a folder `team.tmpl` must still count when deleted."""
+    return name.endswith("~") or _TEMP_SUFFIX.fullmatch(Path(name).suffix) is not None
 
 
 class _StopFlag:

@@ -137,6 +137,20 @@ def test_added_deleted_and_moved_in_folders(tmp_path: Path) -> None:
     run(scenario)
 
 
+@pytest.mark.parametrize("force_polling", POLLING)
+def test_a_folder_with_a_suffix_moved_out_of_the_tree(tmp_path: Path, force_polling: bool) -> None:
+    root = tmp_path / "bridges"
+    folder = write(root / "team.v2" / "signups.yaml", "v1\n").parent
+
+    async def scenario() -> None:
+        async with DirectoryWatcher(root, force_polling=force_polling) as watcher:
+            await settled(watcher)
+            os.replace(folder, tmp_path / "team.v2-gone")  # its bridges must stop now
+            await next_batch_with(watcher, contains(folder, folder / "signups.yaml"))
+
+    run(scenario)
+
+
 def test_the_runners_own_files_and_dot_files_never_signal(tmp_path: Path) -> None:
     root = tmp_path / "bridges"
     bridge = write(root / "signups.yaml", "v1\n")
@@ -328,7 +342,13 @@ def test_change_filter_rules(tmp_path: Path) -> None:
     assert not matters(Change.added, root / ".hidden" / "c.yaml")
     assert not matters(Change.modified, root / "README.md")
     assert not matters(Change.added, root / "notes.txt")
-    assert not matters(Change.deleted, root / "notes.txt")
+    assert matters(Change.deleted, root / "team.v2")  # maybe a folder of bridges, gone
+    assert matters(Change.deleted, root / "notes.txt")  # it may have been one too
+    assert not matters(Change.deleted, root / "signups.yml.tmp4913")  # an editor's temp file
+    assert not matters(Change.deleted, root / "signups.yaml~")
+    assert matters(Change.deleted, root / "team.tmpl")  # not a temp file
+    assert not matters(Change.deleted, root / "a.status.json")
+    assert not matters(Change.deleted, root / ".a.status.json.x1y2.tmp")
     assert not matters(Change.modified, tmp_path / "elsewhere.yaml")
 
 
