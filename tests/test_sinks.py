@@ -697,3 +697,17 @@ def test_secret_header_never_reaches_logs_or_outcomes(
     for outcome in outcomes:
         assert secret not in repr(outcome)
         assert secret.encode() not in outcome.body_excerpt
+
+
+def test_cloudevents_headers_win_over_custom_headers_of_the_same_name() -> None:
+    from runner.sinks import _merged_headers
+
+    event = {"ce-id": "1", "Content-Type": "application/json"}
+    merged = _merged_headers(event, {"CE-ID": "mine", "x-team": "a", "Accept-Encoding": "gzip"})
+    assert merged == {
+        "ce-id": "1",
+        "Content-Type": "application/json",
+        "x-team": "a",
+        "Accept-Encoding": "gzip",  # the bridge's own choice is kept, not doubled
+    }
+    assert _merged_headers(event, {})["accept-encoding"] == "identity"
