@@ -26,10 +26,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 
+from runner.cli import EXIT_OK
 from runner.durations import duration_argument
 from runner.errors import BridgeRunnerError, UsageError
 
-EXIT_OK = 0
 REGION = "us-west-2"
 SEED_USERS = ("alice", "bob", "carol")
 # Dummy credentials for the emulator: never real ones, and never read from the environment.

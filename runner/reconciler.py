@@ -39,7 +39,7 @@ from runner.plan import (
 from runner.poller import BridgePoller
 from runner.secrets import SecretResolver
 from runner.sources.cognito import CognitoClients
-from runner.status import StatusWriter, ce_attributes_for, render_status, status_path_for
+from runner.status import StatusWriter, ce_attributes_for, render_status
 
 log = logging.getLogger(__name__)
 
@@ -170,13 +170,15 @@ class Reconciler:
                 for bridge_id, item in self.running.items()
             }
             plan = plan_reconcile(desired, running)
-            removed = [bid for bid in self._files if bid not in states]
+            removed = [st.path for bid, st in self._files.items() if bid not in states]
             self._all_files = states
             self._files = {bid: st for bid, st in states.items() if desired[bid].selected}
             for action in plan.actions:
                 await self._apply(action)
-            for bridge_id in removed:
-                await asyncio.to_thread(self._forget_status, bridge_id, states)
+            for path in removed:
+                # The bridge's file is gone: so goes its status file (its state is kept
+                # for --state-retention).
+                await asyncio.to_thread(self.status_writer.remove, path)
             self.reconciles += 1
             await self._write_statuses()
             try:
@@ -342,19 +344,6 @@ class Reconciler:
             previous=previous,
             now=now,
         )
-
-    def _forget_status(self, bridge_id: str, states: Mapping[str, _FileState]) -> None:
-        old = self._files_removed_path(bridge_id)
-        if old is not None and bridge_id not in states:
-            self.status_writer.remove(old)
-
-    def _files_removed_path(self, bridge_id: str) -> Path | None:
-        # The status file sits beside the bridge file; both have the id's path.
-        for suffix in (".yaml", ".yml"):
-            candidate = self.settings.root / f"{bridge_id}{suffix}"
-            if status_path_for(candidate).exists():
-                return candidate
-        return None
 
     # -- state retention -----------------------------------------------------------------
 

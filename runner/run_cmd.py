@@ -22,7 +22,7 @@ from typing import cast
 
 import httpx
 
-from runner.cli import add_secrets_dir_flag, add_state_dir_flag
+from runner.cli import EXIT_FAILED, EXIT_OK, add_secrets_dir_flag, add_state_dir_flag
 from runner.durations import duration_argument
 from runner.errors import StateError, UsageError
 from runner.logs import configure_logging
@@ -38,7 +38,6 @@ from runner.watcher import watch_changes
 log = logging.getLogger("runner")
 
 STATUS_INTERVAL = 2.0  # seconds between status refreshes while running
-EXIT_OK, EXIT_NOT_READY = 0, 1
 METRICS_ADDR_ENV = "BRIDGE_RUNNER_METRICS_ADDR"
 
 
@@ -204,7 +203,7 @@ async def _once(reconciler: Reconciler, settings: RunnerSettings) -> int:
         log.warning("bridge %s is not Ready: %s", bridge_id, why)
     total = len(reconciler.documents)
     log.info("%d of %d bridges Ready", total - len(not_ready), total)
-    return EXIT_NOT_READY if not_ready else EXIT_OK
+    return EXIT_FAILED if not_ready else EXIT_OK
 
 
 async def _forever(

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.cli import EXIT_FAILED, EXIT_OK
 from runner.discovery import discover_bridge_files
 from runner.durations import duration_argument
 from runner.errors import UsageError
@@ -25,7 +26,6 @@ from runner.plan import Shard
 from runner.schemas import validator
 from runner.status import status_path_for
 
-EXIT_OK, EXIT_NOT_READY = 0, 1
 POLL_SECONDS = 1.0
 
 
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"timed out after {args.timeout:g}s; not ready:", file=sys.stderr)
         for bridge_id, why in sorted(blocked.items()):
             print(f"  {bridge_id}: {why}", file=sys.stderr)
-        return EXIT_NOT_READY
+        return EXIT_FAILED
     if args.wait and not rows:
         print("no bridges found", file=sys.stderr)
     return EXIT_OK

@@ -47,6 +47,7 @@ from runner.model import (
 )
 from runner.outbox import Outbox
 from runner.secrets import SecretResolver
+from tests.peers.faults import CrashBeforeMarking
 from tests.peers.sink_server import Reply, SinkServer
 
 POOL = PoolArn(
@@ -593,29 +594,14 @@ def test_an_unusable_sink_spends_no_retry_budget(
 # -- crash and cancellation safety ------------------------------------------------------------
 
 
-class CrashBeforeMarkingDelivered:
-    """The real outbox, but the first `mark_delivered` fails as if the process died there."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self._outbox = outbox
-        self.crashed = False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._outbox, name)
-
-    def mark_delivered(self, bridge_id: str, seqs: Sequence[int]) -> None:
-        if not self.crashed:
-            self.crashed = True
-            raise RuntimeError("injected crash after the sink accepted")
-        self._outbox.mark_delivered(bridge_id, seqs)
-
-
 def test_a_crash_after_the_sink_accepted_resends_with_the_same_id(
     sink_server: SinkServer, make_harness: Callable[..., Harness]
 ) -> None:
     harness = make_harness(Target(sink_server.url))
     ids = harness.append(3)
-    crashing = CrashBeforeMarkingDelivered(harness.outbox)
+    crashing = CrashBeforeMarking(
+        harness.outbox, RuntimeError("injected crash after the sink accepted")
+    )
 
     with pytest.raises(RuntimeError, match="injected crash"):
         harness.run(outbox=crashing)

@@ -26,6 +26,7 @@ from runner.schemas import validator
 from runner.secrets import SecretResolver
 from runner.sources.cognito import CognitoClients
 from tests.conftest import CONFORMANCE
+from tests.peers.faults import CrashBeforeMarking
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 from tests.peers.sink_server import Reply, SinkServer
 
@@ -250,23 +251,6 @@ def crash_at(step: str) -> Checkpoint:
     return checkpoint
 
 
-class CrashBeforeMarking:
-    """An outbox whose mark_delivered fails once: the sink accepted, the outbox was not updated."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self._outbox = outbox
-        self.crashed = False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._outbox, name)
-
-    def mark_delivered(self, bridge_id: str, seqs: Sequence[int]) -> None:
-        if not self.crashed:
-            self.crashed = True
-            raise Boom("after the sink accepted, before the outbox was updated")
-        self._outbox.mark_delivered(bridge_id, seqs)
-
-
 def _changes(events: Sequence[Any]) -> Counter[tuple[str, str]]:
     return Counter((e.get_data()["Username"], e.get_extension("changetype")) for e in events)
 
@@ -303,7 +287,7 @@ def test_crash_after_the_sink_accepted_resends_with_the_same_id(
     pool = cognito_pool()
     cognito_admin.seed_users(pool, 10)
     bridge = make_bridge(pool, moto_server.endpoint, sink_server.url)
-    crashing = CrashBeforeMarking(harness.outbox)
+    crashing = CrashBeforeMarking(harness.outbox, Boom("after the sink accepted"))
     with pytest.raises(Boom):
         harness.pass_(bridge, outbox=crashing)
     first_ids = sink_server.ids(accepted_only=True)
@@ -460,7 +444,7 @@ def test_a_failing_delivery_loop_is_raised_not_left_dead(
     cognito_admin.seed_users(pool, 3)
     bridge = make_bridge(pool, moto_server.endpoint, sink_server.url)
     outbox = Outbox.open(tmp_path / "state")
-    crashing = CrashBeforeMarking(outbox)
+    crashing = CrashBeforeMarking(outbox, Boom("after the sink accepted"))
     secrets = SecretResolver(tmp_path / "secrets", env={})
     clients = CognitoClients(secrets, RequestBudgets(1000.0))
 
