@@ -44,9 +44,12 @@ class _Fault:
     status: int = 400
     code: str = ""
     message: str = ""
+    where: Callable[[dict[str, Any]], bool] | None = None  # only requests whose body matches
 
     def applies_to(self, operation: str, body: dict[str, Any]) -> bool:
         if self.remaining <= 0 or (self.operation and self.operation != operation):
+            return False
+        if self.where is not None and not self.where(body):
             return False
         if self.kind in ("reject_token", "empty_page"):
             return operation == "ListUsers" and bool(body.get("PaginationToken"))
@@ -150,8 +153,9 @@ class CognitoProxy:
         *,
         status: int = 400,
         operation: str | None = None,
+        where: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
-        self._add(_Fault("error", n, operation, status, code, message))
+        self._add(_Fault("error", n, operation, status, code, message, where))
 
     def reject_token_next(self, n: int = 1) -> None:
         """Answer the next `n` ListUsers carrying a token with InvalidParameterException."""
