@@ -8,10 +8,12 @@ Knative's rules (DESIGN §4.2):
   sends are in flight (see `_DeliveredMarks`); a crash before the commit resends those
   events (at most `MARK_MAX`) with the same ids, which at-least-once allows.
 - network error, timeout, 404, 408, 409, 429, 5xx: retried with the bridge's backoff
-  (`exponential`: delay * 2**n, `linear`: delay * (n + 1), capped at `max_backoff`), never
-  sooner than `Retry-After` (itself capped at `max_backoff`). Without `retry` this goes
-  on until the sink takes the event; with `retry: N` the event is given up after N
-  retries. Failed attempts are counted in the outbox, so a restart does not reset them.
+  (`exponential`: delay * 2**n, `linear`: delay * (n + 1), capped at `max_backoff`),
+  jittered (`equal_jitter`: a random wait in the upper half of that step, so that bridges
+  and replicas that failed together do not come back together), never sooner than
+  `Retry-After` (itself capped at `max_backoff`). Without `retry` this goes on until the
+  sink takes the event; with `retry: N` the event is given up after N retries. Failed
+  attempts are counted in the outbox, so a restart does not reset them.
 - other statuses: refused, not retried. A refused *batch* is split and its events are
   sent one by one, so that only the event(s) the sink really refuses are given up.
 - given up or refused: written to the dead-letter sink with Knative's error extensions,
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -76,12 +79,32 @@ MARK_INTERVAL = 1.0
 MARK_MAX = 500
 # 2**64 * any sane delay is far beyond any max_backoff; avoids float overflow.
 _MAX_EXPONENT = 64
+# The jitter's random source when none is injected: one per process, seeded by the OS, so
+# that replicas started together draw different waits.
+_RANDOM = random.Random()
 
 SinkReady = tuple[bool | None, str, str]
 
 
+def equal_jitter(ceiling: float, *, floor: float = 0.0, rng: random.Random = _RANDOM) -> float:
+    """A wait drawn uniformly from [max(ceiling / 2, floor), ceiling]: "equal jitter", as
+    AWS's Architecture Blog ("Exponential Backoff And Jitter") names it.
+
+    Callers that failed at the same moment spread their retries over the upper half of
+    their backoff instead of coming back in lockstep, and none comes back sooner than half
+    of it (full jitter, [0, ceiling], would let a retry budget of `retry: N` run out in next
+    to no time). A `floor` above the ceiling wins and is returned as it is. Rounded to the
+    millisecond, finer than any sleep, so that logs read "retrying in 0.732s".
+    """
+    low = max(ceiling / 2, floor)
+    if low >= ceiling:
+        return low
+    return min(max(round(rng.uniform(low, ceiling), 3), low), ceiling)
+
+
 def backoff_delay(delivery: Delivery, retry_number: int) -> float:
-    """Seconds before retry number `retry_number` (0 for the first retry), capped."""
+    """The backoff step before retry number `retry_number` (0 for the first retry), capped
+    at `max_backoff`: the most that retry waits (see `retry_delay`)."""
     n = max(0, retry_number)
     if delivery.backoff_policy == "linear":
         delay = delivery.backoff_delay * (n + 1)
@@ -90,13 +113,17 @@ def backoff_delay(delivery: Delivery, retry_number: int) -> float:
     return min(delay, delivery.max_backoff)
 
 
-def retry_delay(delivery: Delivery, retry_number: int, retry_after: float | None) -> float:
-    """The backoff, or longer when the sink asked for it (`Retry-After`, capped at
+def retry_delay(
+    delivery: Delivery,
+    retry_number: int,
+    retry_after: float | None,
+    rng: random.Random = _RANDOM,
+) -> float:
+    """Seconds to wait before retry number `retry_number`: the backoff step, jittered
+    (`equal_jitter`), and never sooner than the sink asked (`Retry-After`, capped at
     `max_backoff` so that a sink cannot stall the bridge beyond what its owner allowed)."""
-    delay = backoff_delay(delivery, retry_number)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, delivery.max_backoff))
-    return delay
+    floor = 0.0 if retry_after is None else min(retry_after, delivery.max_backoff)
+    return equal_jitter(backoff_delay(delivery, retry_number), floor=floor, rng=rng)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +211,7 @@ class Deliverer:
         counters: SinkCounters,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         self._bridge_id = bridge.id
         self._delivery = bridge.delivery
@@ -191,6 +219,7 @@ class Deliverer:
         self._counters = counters
         self._sleep = sleep
         self._clock = clock
+        self._rng = rng if rng is not None else _RANDOM  # the retries' jitter
         self._sink: EventSender = open_sender(
             bridge.sink.target, http=http, secrets=secrets, state_dir=state_dir, sink=bridge.sink
         )
@@ -327,7 +356,7 @@ class Deliverer:
                 self._ready = (False, outcome.reason, f"sink refused an event: {outcome.error}")
                 return await self._give_up(unit, outcome, stop)
             if outcome.kind == "misconfigured":
-                delay = backoff_delay(self._delivery, unusable)
+                delay = retry_delay(self._delivery, unusable, None, self._rng)
                 unusable += 1
             else:
                 failures += 1
@@ -342,7 +371,7 @@ class Deliverer:
                     )
                     return await self._give_up(unit, outcome, stop)
                 self._counters.retried += len(unit.events)
-                delay = retry_delay(self._delivery, failures - 1, outcome.retry_after)
+                delay = retry_delay(self._delivery, failures - 1, outcome.retry_after, self._rng)
             self._ready = (False, outcome.reason, f"{outcome.error}; retrying in {delay:g}s")
             log.warning(
                 "bridge %s: sink %s: %s; retrying in %gs",
@@ -409,7 +438,7 @@ class Deliverer:
             result = await dead_letter.send([letter])
             if result.accepted or result.kind == "refused" or attempt >= retries:
                 return result
-            delay = retry_delay(self._delivery, attempt, result.retry_after)
+            delay = retry_delay(self._delivery, attempt, result.retry_after, self._rng)
             attempt += 1
             log.warning(
                 "bridge %s: dead-letter sink %s: %s; retrying in %gs",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from runner.counters import SinkCounters, SourceCounters
-from runner.delivery import Deliverer
+from runner.delivery import Deliverer, equal_jitter
 from runner.diff import diff_users
 from runner.errors import BridgeRunnerError, PermanentError, TemporaryError
 from runner.events import build_events
@@ -41,8 +42,10 @@ log = logging.getLogger(__name__)
 SEGMENT_THRESHOLD_USERS = 1200
 SEGMENTS = 16
 # After a failed poll, wait at most this long before trying again (the poll interval
-# still applies when it is shorter).
+# still applies when it is longer).
 MAX_ERROR_BACKOFF = 300.0
+# The error backoff's jitter (one per process, seeded by the OS).
+_RANDOM = random.Random()
 
 Checkpoint = Callable[[str], None]
 
@@ -275,7 +278,7 @@ class BridgePoller:
             started = time.monotonic()
             outcome = await self.poll_once()
             failures = 0 if outcome.complete else failures + 1
-            wait = _next_wait(interval, failures) - (time.monotonic() - started)
+            wait = next_poll_wait(interval, failures) - (time.monotonic() - started)
             await _wait_or_stop(stop, max(wait, 0.0))
 
     async def _delivery_loop(self, stop: asyncio.Event) -> None:
@@ -294,13 +297,16 @@ async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
     target.set()
 
 
-def _next_wait(interval: float, failures: int) -> float:
-    """The poll interval, doubled per consecutive failed poll up to MAX_ERROR_BACKOFF (never
-    below the interval), so that a broken pool is not hammered."""
+def next_poll_wait(interval: float, failures: int, rng: random.Random = _RANDOM) -> float:
+    """Seconds from one poll's start to the next: the poll interval, or after `failures`
+    consecutive failed polls a backoff that doubles per failure up to MAX_ERROR_BACKOFF, so
+    that a broken pool is not hammered. The backoff is jittered (`equal_jitter`, never below
+    the interval), so that the bridges of one pool or account that failed together, in one
+    runner or several, do not all ask again at the same moment."""
     if failures == 0:
         return interval
-    backoff: float = interval * 2 ** min(failures, 16)
-    return max(interval, min(backoff, MAX_ERROR_BACKOFF))
+    ceiling = max(interval, min(interval * 2.0 ** min(failures, 16), MAX_ERROR_BACKOFF))
+    return equal_jitter(ceiling, floor=interval, rng=rng)
 
 
 async def _wait_or_stop(

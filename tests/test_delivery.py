@@ -3,7 +3,9 @@ real loopback sinks: every format, every sink fault of DESIGN §4.2, dead letter
 crash and cancellation safety, and secrets kept out of logs, counters and errors.
 
 Backoff waits go through an injected `sleep` that records the delay and returns at once,
-so the tests assert the delays asked for instead of waiting them out.
+so the tests assert the delays asked for instead of waiting them out; the jitter drawn for
+them comes from an injected, seeded random source, so each delay is checked against the
+bounds of its backoff step, never against the clock.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import asyncio
 import base64
 import json
 import logging
+import random
+import statistics
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -24,7 +29,11 @@ import httpx
 import pytest
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from hypothesis import given
+from hypothesis import strategies as st
 
+import runner.delivery as delivery_module
+import runner.poller as poller
 from runner.counters import SinkCounters
 from runner.delivery import (
     DEAD_LETTER_RETRIES,
@@ -131,6 +140,8 @@ class Harness:
         self.secrets = SecretResolver(env=env)
         self.counters = SinkCounters()
         self.sleeps = Sleeps()
+        # None: the deliverer's own random source, as in production.
+        self.rng: random.Random | None = random.Random(SEED)
         self.deliverer: Deliverer | None = None
 
     def append(self, count: int, start: int = 0) -> list[str]:
@@ -157,6 +168,7 @@ class Harness:
                     secrets=self.secrets,
                     counters=self.counters,
                     sleep=self.sleeps,
+                    rng=self.rng,
                 )
                 if body is not None:
                     await body(self.deliverer)
@@ -183,6 +195,16 @@ def ids_of(events: Sequence[CloudEvent]) -> list[str]:
     return [event.get_id() for event in events]
 
 
+SEED = 20261201
+
+
+def within_backoff(delays: Sequence[float], backoffs: Sequence[float]) -> bool:
+    """Each delay is a jittered draw of its backoff step: in [step / 2, step]."""
+    return len(delays) == len(backoffs) and all(
+        step / 2 <= delay <= step for delay, step in zip(delays, backoffs, strict=True)
+    )
+
+
 # -- the pure backoff rules ---------------------------------------------------------------
 
 
@@ -196,10 +218,82 @@ def test_exponential_and_linear_backoff_are_capped() -> None:
 
 def test_retry_after_lengthens_the_wait_up_to_max_backoff() -> None:
     policy = Delivery(backoff_delay=0.5, max_backoff=60.0)
-    assert retry_delay(policy, 0, None) == 0.5
-    assert retry_delay(policy, 0, 30.0) == 30.0
-    assert retry_delay(policy, 0, 0.1) == 0.5  # never sooner than the backoff
-    assert retry_delay(policy, 0, 3600.0) == 60.0
+    rng = random.Random(SEED)
+    assert 0.25 <= retry_delay(policy, 0, None, rng) <= 0.5
+    assert retry_delay(policy, 0, 30.0, rng) == 30.0  # longer than the backoff: as asked
+    assert retry_delay(policy, 0, 3600.0, rng) == 60.0  # but never beyond max_backoff
+    # A Retry-After inside the backoff's range raises its lower end: never sooner than asked.
+    floored = [retry_delay(policy, 0, 0.4, rng) for _ in range(500)]
+    assert min(floored) >= 0.4 and max(floored) <= 0.5
+    assert len(set(floored)) > 50  # still spread above the floor
+
+
+@pytest.mark.parametrize("policy", ["exponential", "linear"])
+def test_retry_delays_are_jittered_within_each_backoff_step(policy: Any) -> None:
+    delivery = Delivery(backoff_policy=policy, backoff_delay=0.5, max_backoff=10.0)
+    rng = random.Random(SEED)
+    for retry_number in range(8):
+        step = backoff_delay(delivery, retry_number)
+        draws = [retry_delay(delivery, retry_number, None, rng) for _ in range(2000)]
+        # Equal jitter: uniform over the upper half of the step, never above it.
+        assert step / 2 <= min(draws) and max(draws) <= step
+        assert min(draws) < step * 0.52 and max(draws) > step * 0.98  # the whole half is used
+        assert statistics.fmean(draws) == pytest.approx(step * 0.75, rel=0.02)
+        # Uniform over [step/2, step]: standard deviation step / (4 * sqrt(3)).
+        assert statistics.pstdev(draws) == pytest.approx(step / (4 * 3**0.5), rel=0.1)
+        # No lockstep: the draws fill the half evenly (tenths hold 10% each, give or take).
+        tenths = [0] * 10
+        for draw in draws:
+            tenths[min(9, int((draw - step / 2) / (step / 20)))] += 1
+        assert all(140 <= count <= 260 for count in tenths), tenths
+
+
+@given(
+    backoff=st.floats(0.001, 600.0),
+    extra=st.floats(0.0, 3600.0),
+    retry_number=st.integers(0, 10_000),
+    retry_after=st.none() | st.floats(-10.0, 100_000.0),
+    policy=st.sampled_from(["exponential", "linear"]),
+    seed=st.integers(0, 2**32),
+)
+def test_a_jittered_retry_keeps_the_cap_and_the_retry_after_floor(
+    backoff: float,
+    extra: float,
+    retry_number: int,
+    retry_after: float | None,
+    policy: Any,
+    seed: int,
+) -> None:
+    delivery = Delivery(backoff_policy=policy, backoff_delay=backoff, max_backoff=backoff + extra)
+    delay = retry_delay(delivery, retry_number, retry_after, random.Random(seed))
+    assert delay <= delivery.max_backoff
+    assert delay >= backoff_delay(delivery, retry_number) / 2
+    if retry_after is not None:
+        assert delay >= min(retry_after, delivery.max_backoff)
+
+
+def test_two_random_sources_do_not_retry_in_lockstep() -> None:
+    # What two bridges (or two replicas) that failed at the same moment would wait.
+    delivery = Delivery(backoff_delay=0.5, max_backoff=60.0)
+    first = [retry_delay(delivery, n, None) for n in range(6)]
+    second = [retry_delay(delivery, n, None) for n in range(6)]
+    assert first != second
+    assert within_backoff(first, [0.5, 1, 2, 4, 8, 16])
+    assert within_backoff(second, [0.5, 1, 2, 4, 8, 16])
+
+
+def test_the_poll_error_backoff_is_jittered_above_the_poll_interval() -> None:
+    rng = random.Random(SEED)
+    assert poller.next_poll_wait(30.0, 0, rng) == 30.0  # a healthy pool: the interval
+    for failures in range(1, 12):
+        step = min(30.0 * 2**failures, poller.MAX_ERROR_BACKOFF)
+        draws = [poller.next_poll_wait(30.0, failures, rng) for _ in range(1000)]
+        assert max(30.0, step / 2) <= min(draws) and max(draws) <= step
+        assert len(set(draws)) > 500  # pollers of one broken pool do not retry together
+    # An interval beyond the cap: the interval, never less.
+    assert poller.next_poll_wait(3600.0, 5, rng) == 3600.0
+    # The jitter is the deliverer's, shared.
+    assert poller.equal_jitter is delivery_module.equal_jitter
 
 
 # -- every format, end to end ---------------------------------------------------------------
@@ -262,10 +356,37 @@ def test_5xx_is_retried_with_exponential_backoff(
 
     assert ids_of(sink_server.events()) == [ids[0]] * 4 + [ids[1]]
     assert ids_of(sink_server.events(accepted_only=True)) == ids
-    assert harness.sleeps.delays == [0.5, 1.0, 2.0]
+    assert within_backoff(harness.sleeps.delays, [0.5, 1.0, 2.0])
+    # The deliverer draws its jitter from the random source it was given.
+    rng = random.Random(SEED)
+    policy = harness.bridge.delivery
+    assert harness.sleeps.delays == [retry_delay(policy, n, None, rng) for n in range(3)]
     assert harness.counters.retried == 3
     assert harness.counters.last_error == "HTTP 502 Bad Gateway"
     assert harness.outbox.stats(BRIDGE_ID).delivered == 2
+
+
+def test_bridges_failing_together_retry_at_different_times(
+    sink_server: SinkServer, outbox: Outbox, tmp_path: Path
+) -> None:
+    # Two bridges on one sink that goes down: each backs off, but not in lockstep.
+    harnesses = []
+    for bridge_id in ("team-a/signups", "team-b/signups"):
+        bridge = replace(make_bridge(Target(sink_server.url)), id=bridge_id)
+        harness = Harness(bridge, outbox, tmp_path / "state", {})
+        harness.rng = None  # the deliverer's own random source, as in production
+        harness.append(1)
+        harnesses.append(harness)
+
+    for harness in harnesses:
+        sink_server.script(*[Reply(503)] * 4)
+        harness.run()
+
+    first, second = (h.sleeps.delays for h in harnesses)
+    assert within_backoff(first, [0.5, 1.0, 2.0, 4.0])
+    assert within_backoff(second, [0.5, 1.0, 2.0, 4.0])
+    assert all(a != b for a, b in zip(first, second, strict=True))
+    assert len(sink_server.events(accepted_only=True)) == 2
 
 
 def test_linear_backoff_is_capped_at_max_backoff(
@@ -279,7 +400,7 @@ def test_linear_backoff_is_capped_at_max_backoff(
 
     harness.run()
 
-    assert harness.sleeps.delays == [1.0, 2.0, 2.5, 2.5]
+    assert within_backoff(harness.sleeps.delays, [1.0, 2.0, 2.5, 2.5])
     assert len(sink_server.events(accepted_only=True)) == 1
 
 
@@ -320,7 +441,7 @@ def test_connection_refused_is_retried_until_the_sink_comes_up(
 
     harness.run(body)
 
-    assert harness.sleeps.delays == [0.5, 1.0, 2.0]
+    assert within_backoff(harness.sleeps.delays, [0.5, 1.0, 2.0])
     assert harness.ready[:2] == (False, "SinkUnreachable")
     assert harness.counters.last_error is not None
     assert harness.counters.last_error.startswith("ConnectError")
@@ -339,7 +460,7 @@ def test_a_slow_sink_beyond_the_timeout_is_retried(
     harness.run()
 
     assert ids_of(sink_server.events()) == [event_id, event_id]  # at least once
-    assert harness.sleeps.delays == [0.5]
+    assert within_backoff(harness.sleeps.delays, [0.5])
     assert harness.outbox.stats(BRIDGE_ID).delivered == 1
 
 
@@ -418,7 +539,7 @@ def test_retry_n_gives_up_after_n_retries_into_the_dead_letter_file(
     harness.run()
 
     assert len(sink_server.received) == 3  # the first attempt + 2 retries
-    assert harness.sleeps.delays == [0.5, 1.0]
+    assert within_backoff(harness.sleeps.delays, [0.5, 1.0])
     lines = (tmp_path / "state" / "dead-letter" / "signups.jsonl").read_bytes().splitlines()
     [letter] = [JSONFormat().read(CloudEvent, line) for line in lines]
     assert letter.get_id() == event_id
@@ -485,7 +606,7 @@ def test_a_split_batch_keeps_the_retry_budget_it_already_spent(
     assert [len(r.events) for r in sink.received] == [2, 2, 2, 1, 1]
     assert ids_of(dead.events()) == [ids[0]]
     assert ids_of(sink.events(accepted_only=True)) == [ids[1]]
-    assert harness.sleeps.delays == [0.5, 1.0]  # the batch's two retries, none after
+    assert within_backoff(harness.sleeps.delays, [0.5, 1.0])  # the batch's two retries only
     assert harness.outbox.stats(BRIDGE_ID).dead_lettered == 1
 
 
@@ -583,7 +704,7 @@ def test_an_unusable_sink_spends_no_retry_budget(
     harness.run(body)
 
     assert sink.received == [] and dead.received == []
-    assert harness.sleeps.delays == [0.5, 1.0, 2.0, 4.0]
+    assert within_backoff(harness.sleeps.delays, [0.5, 1.0, 2.0, 4.0])
     [pending] = harness.outbox.pending(BRIDGE_ID, 10)
     assert pending.attempts == 0
     status, reason, message = harness.ready
