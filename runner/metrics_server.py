@@ -4,11 +4,15 @@
     serve_metrics(address, reconciler, budgets)          async context manager; None: off
     MetricsServer                                        the server thread and loop heartbeat
 
-    /metrics   Prometheus text format (OpenMetrics when the scraper asks for it): runner.metrics
+    /metrics   Prometheus text format (OpenMetrics when the scraper asks for it), gzipped when
+               the client accepts it, as prometheus_client's own server does: runner.metrics
     /healthz   200 "ok" while the event loop beats; 503 once it has been silent STUCK_AFTER s
     /readyz    200 when every selected, non-suspended bridge is Ready; otherwise 503 listing
                the bridges that are not and why, or "starting" before the first reconcile
                has finished. Plain text, or JSON if the client accepts application/json.
+
+Each answers HEAD too (the GET's status and headers, no body), for tools that check an
+endpoint without reading it.
 
 Why a thread and not the event loop: /healthz must still answer when the loop is stuck, to
 say so. The other endpoints read the reconciler's state by scheduling the read on the loop
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gzip
 import json
 import logging
 import socket
@@ -35,7 +40,7 @@ from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, ProcessCollector
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from runner.errors import UsageError
 from runner.metrics import ReconcilerView, RunnerCollector, RunnerSnapshot, take_snapshot
@@ -222,18 +227,24 @@ class Reply:
     status: HTTPStatus
     body: bytes
     content_type: str = "text/plain; charset=utf-8"
+    content_encoding: str | None = None
 
 
 def _text(status: HTTPStatus, text: str) -> Reply:
     return Reply(status, text.encode("utf-8"))
 
 
-def metrics_reply(app: MetricsServer, accept: str) -> Reply:
+def metrics_reply(app: MetricsServer, accept: str, accept_encoding: str = "") -> Reply:
+    """The exposition in the format `accept` asks for (prometheus_client's choice), gzipped
+    when `accept_encoding` allows it (Prometheus always asks; the text shrinks ~10x)."""
     encoder, content_type = choose_encoder(accept)
     try:
-        return Reply(HTTPStatus.OK, encoder(app.registry), content_type)
+        body = encoder(app.registry)
     except LoopUnresponsive as exc:
         return _text(HTTPStatus.SERVICE_UNAVAILABLE, f"metrics unavailable: {exc}\n")
+    if gzip_accepted(accept_encoding):
+        return Reply(HTTPStatus.OK, gzip.compress(body), content_type, "gzip")
+    return Reply(HTTPStatus.OK, body, content_type)
 
 
 def healthz_reply(app: MetricsServer) -> Reply:
@@ -302,12 +313,18 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server_version  # no Python version in the Server header
 
     def do_GET(self) -> None:
+        self._answer(with_body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(with_body=False)
+
+    def _answer(self, *, with_body: bool) -> None:
         app = cast(_HttpServer, self.server).app
         path = urlsplit(self.path).path
         accept = self.headers.get("Accept", "")
         try:
             if path == "/metrics":
-                reply = metrics_reply(app, accept)
+                reply = metrics_reply(app, accept, self.headers.get("Accept-Encoding", ""))
             elif path == "/healthz":
                 reply = healthz_reply(app)
             elif path == "/readyz":
@@ -319,10 +336,13 @@ class _Handler(BaseHTTPRequestHandler):
             reply = _text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
+        if reply.content_encoding is not None:
+            self.send_header("Content-Encoding", reply.content_encoding)
         self.send_header("Content-Length", str(len(reply.body)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        self.wfile.write(reply.body)
+        if with_body:
+            self.wfile.write(reply.body)
 
     def log_message(self, format: str, *args: Any) -> None:
         # A line per scrape and probe would drown the runner's own log.

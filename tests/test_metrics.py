@@ -4,6 +4,7 @@ the server in-process, and `bridge-runner run --metrics-addr` as a subprocess ov
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 import threading
 import time
@@ -248,6 +249,96 @@ def test_server_endpoints_and_a_clean_stop() -> None:
         pass
 
 
+def raw_request(port: int, request: str) -> tuple[str, bytes]:
+    """Send `request` on a plain socket; the response's head, and every byte after it until
+    the server closes (a client library would hide a body sent after a HEAD)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(request.encode("ascii"))
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    head, _, rest = received.partition(b"\r\n\r\n")
+    return head.decode("iso-8859-1"), rest
+
+
+def header(head: str, name: str) -> str | None:
+    for line in head.split("\r\n")[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return None
+
+
+def test_metrics_answer_head_and_gzip_as_prometheus_client_does() -> None:
+    reconciler = FakeReconciler(reconciles=3)
+
+    async def scenario() -> None:
+        server = MetricsServer(ListenAddress("127.0.0.1", 0), reconciler)
+        await server.start()
+        port = server.bound.port
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                plain = await http.get("/metrics", headers={"Accept-Encoding": "identity"})
+                assert plain.status_code == 200
+                assert "content-encoding" not in plain.headers
+                assert value(parse_metrics(plain.text), "bridge_runner_reconciles_total") == 3
+
+                # gzip when asked (Prometheus asks): the same exposition, compressed.
+                async with http.stream(
+                    "GET", "/metrics", headers={"Accept-Encoding": "gzip"}
+                ) as zipped:
+                    raw = b"".join([chunk async for chunk in zipped.aiter_raw()])
+                assert zipped.status_code == 200
+                assert zipped.headers["content-encoding"] == "gzip"
+                assert zipped.headers["content-type"] == plain.headers["content-type"]
+                assert int(zipped.headers["content-length"]) == len(raw)
+                unzipped = gzip.decompress(raw).decode("utf-8")
+                assert value(parse_metrics(unzipped), "bridge_runner_reconciles_total") == 3
+                assert {name for name, _ in parse_metrics(unzipped)} == {
+                    name for name, _ in parse_metrics(plain.text)
+                }
+                # What httpx sends by default ("gzip, deflate") is decoded transparently.
+                default = await http.get("/metrics")
+                assert default.headers["content-encoding"] == "gzip"
+                assert value(parse_metrics(default.text), "bridge_runner_reconciles_total") == 3
+
+                # OpenMetrics when the scraper asks for it, gzipped too.
+                om_accept = "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+                om = await http.get("/metrics", headers={"Accept": om_accept})
+                assert om.headers["content-type"].startswith("application/openmetrics-text")
+                assert om.headers["content-encoding"] == "gzip"
+                assert om.text.endswith("# EOF\n")
+
+                # HEAD: the GET's status and headers, no body.
+                head = await http.head("/metrics", headers={"Accept-Encoding": "identity"})
+                assert head.status_code == 200
+                assert head.headers["content-type"] == plain.headers["content-type"]
+                assert int(head.headers["content-length"]) > 0
+                assert head.content == b""
+                om_head = await http.head("/metrics", headers={"Accept": om_accept})
+                assert om_head.headers["content-type"] == om.headers["content-type"]
+                assert om_head.headers["content-encoding"] == "gzip"
+                healthz = await http.head("/healthz")
+                assert (healthz.status_code, healthz.headers["content-length"]) == (200, "3")
+                readyz = await http.head("/readyz")
+                assert readyz.status_code == 200
+
+            # On the wire: nothing follows a HEAD's headers, whatever the encoding.
+            for encoding in ("identity", "gzip"):
+                request = (
+                    "HEAD /metrics HTTP/1.1\r\nHost: test\r\n"
+                    f"Accept-Encoding: {encoding}\r\nConnection: close\r\n\r\n"
+                )
+                head_text, rest = await asyncio.to_thread(raw_request, port, request)
+                assert head_text.startswith("HTTP/1.0 200 "), head_text
+                assert int(header(head_text, "Content-Length") or 0) > 0
+                assert rest == b""
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
+
+
 def test_a_busy_event_loop_makes_readyz_503_not_hang(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metrics_server, "LOOP_ANSWER_TIMEOUT", 0.05)
     reconciler = FakeReconciler(reconciles=1)
@@ -341,6 +432,10 @@ def test_endpoints_of_a_running_runner(
 
     health = http.get(f"{base}/healthz")
     assert (health.status_code, health.text) == (200, "ok\n")
+    head = http.head(f"{base}/metrics")
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-type"].startswith("text/plain")
+    assert head.headers["content-encoding"] == "gzip"  # httpx accepts gzip by default
 
     def good_ready_bad_failing() -> bool:
         return (
@@ -358,8 +453,9 @@ def test_endpoints_of_a_running_runner(
     cognito_admin.create_user(pool.id, "alice")
 
     def scrape() -> Samples:
-        reply = http.get(f"{base}/metrics")
+        reply = http.get(f"{base}/metrics", headers={"Accept-Encoding": "gzip"})
         assert reply.status_code == 200
+        assert reply.headers["content-encoding"] == "gzip"
         assert SINK_TOKEN not in reply.text
         return parse_metrics(reply.text)
 
