@@ -66,6 +66,16 @@ def _statefulset() -> dict[str, Any]:
     return found
 
 
+def _disruption_budget() -> dict[str, Any]:
+    (found,) = [
+        doc
+        for path in _manifests()
+        for doc in _documents(path)
+        if doc["kind"] == "PodDisruptionBudget"
+    ]
+    return found
+
+
 def _container(pod: dict[str, Any], name: str) -> dict[str, Any]:
     containers = pod.get("containers", []) + pod.get("initContainers", [])
     (found,) = [c for c in containers if c["name"] == name]
@@ -215,6 +225,25 @@ def test_volumes_ports_and_probes_line_up() -> None:
     assert statefulset["spec"]["serviceName"] == service["metadata"]["name"]
     assert service["spec"]["selector"] == statefulset["spec"]["selector"]["matchLabels"]
     assert service["spec"]["ports"][0]["targetPort"] == container_port["name"]
+
+
+def test_a_disruption_budget_keeps_shards_up_without_blocking_a_drain() -> None:
+    budget, statefulset = _disruption_budget(), _statefulset()
+    assert budget["apiVersion"] == "policy/v1"
+    assert budget["metadata"]["namespace"] == statefulset["metadata"]["namespace"]
+    spec = budget["spec"]
+    # It covers exactly the runner's pods: the StatefulSet's own selector.
+    assert spec["selector"] == statefulset["spec"]["selector"]
+    labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
+    # A pod whose /readyz answers 503 (a bridge not Ready) is not "healthy" to the eviction
+    # API; with the default policy (IfHealthyBudget) it could then never be evicted, and a
+    # node drain would wait forever. AlwaysAllow lets unhealthy pods go.
+    assert spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    # One shard at a time may be evicted, whatever the replica count: never all of them at
+    # once, and never a budget that forbids every eviction (minAvailable == replicas).
+    assert spec["maxUnavailable"] == 1
+    assert "minAvailable" not in spec
 
 
 def test_every_container_runs_unprivileged_on_a_read_only_root() -> None:
