@@ -6,7 +6,8 @@ No cluster and no Docker engine here, so each file is checked for what can be kn
 - the wiring that validation cannot see: replicas N agree with `--shard $(POD_INDEX)/N`, the
   runner's arguments parse with the real CLI for every ordinal, the runner reads below
   git-sync's link, ports / probes / volumes / users line up with the image's Dockerfile;
-- the compose file's essentials, the same way;
+- the compose file against the compose-spec JSON Schema (`check-jsonschema`), and its
+  essentials, the same way;
 - the CI workflow's commands run against real status files, its shell loop against a stand-in
   `kubectl` that serves per-pod checkouts from temp directories;
 - the pre-commit hook's entry passes the example bridges and rejects an invalid one.
@@ -318,6 +319,51 @@ def test_compose_runs_the_runner_on_git_syncs_checkout() -> None:
     assert (COMPOSE.parent / runner["build"]["context"] / runner["build"]["dockerfile"]).is_file()
     port = _image_env()["BRIDGE_RUNNER_METRICS_ADDR"].rpartition(":")[2]
     assert runner["ports"] == [f"127.0.0.1:{port}:{port}"]
+
+
+def _venv_tool(name: str) -> str | None:
+    return shutil.which(name, path=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
+
+
+def _check_compose_spec(path: Path) -> subprocess.CompletedProcess[str]:
+    validate = _venv_tool("check-jsonschema")
+    if validate is None:
+        pytest.skip("check-jsonschema not installed (in the dev extra)")
+    # The compose-spec JSON Schema that Compose v2 (compose-go) validates files against,
+    # vendored by check-jsonschema: no network needed.
+    return subprocess.run(
+        [validate, "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_compose_file_is_valid_compose_spec(tmp_path: Path) -> None:
+    result = _check_compose_spec(COMPOSE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok -- validation done" in result.stdout
+    # The validator does check: a misspelt key in a copy of the file is rejected.
+    broken = tmp_path / "docker-compose.yaml"
+    broken.write_text(
+        COMPOSE.read_text("utf-8").replace("    read_only: true\n", "    readonly: true\n", 1),
+        "utf-8",
+    )
+    rejected = _check_compose_spec(broken)
+    assert rejected.returncode == 1, rejected.stdout + rejected.stderr
+    assert "'readonly' was unexpected" in rejected.stdout
+
+
+def test_the_compose_file_is_written_for_compose_v2_and_says_so() -> None:
+    text = COMPOSE.read_text("utf-8")
+    # Compose v2 ignores a top-level `version:` and warns that it is obsolete.
+    assert "version" not in yaml.safe_load(text)
+    header = text.split("\n\n", 1)[0]
+    assert "Compose v2" in header and "docker compose " in header
+    # No `docker-compose` (v1, end of life) command anywhere in the file or the README.
+    v1_command = re.compile(r"\bdocker-compose\s+(-f|up|down|exec|run|build|config)\b")
+    assert not v1_command.search(text)
+    assert not v1_command.search((ROOT / "README.md").read_text("utf-8"))
 
 
 # --- the CI recipe -------------------------------------------------------------------------------
