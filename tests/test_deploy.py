@@ -178,6 +178,62 @@ def test_git_sync_is_a_native_sidecar_that_gates_the_runner() -> None:
     assert pod["securityContext"]["fsGroup"] == git_sync["securityContext"]["runAsGroup"]
 
 
+# git-sync v4's deprecated flags (`git-sync --man`; v3-to-v4.md) and what replaces them.
+GIT_SYNC_DEPRECATED = {
+    "--ssh": "nothing: an ssh:// or git@ --repo URL uses SSH, with --ssh-key-file",
+    "--password": "--password-file or $GITSYNC_PASSWORD",
+    "--branch": "--ref",
+    "--rev": "--ref",
+    "--dest": "--link",
+    "--wait": "--period",
+    "--timeout": "--sync-timeout",
+    "--max-sync-failures": "--max-failures",
+    "--change-permissions": "--group-write",
+    "--sync-hook-command": "--exechook-command",
+    "--v": "-v / --verbose",
+}
+# Of those, the ones that no bridge-runner command has either: they must not appear anywhere
+# in deploy/, comments included (bridge-runner has its own --wait and --timeout).
+GIT_SYNC_ONLY_DEPRECATED = sorted(set(GIT_SYNC_DEPRECATED) - {"--wait", "--timeout", "--v"})
+
+
+def _git_sync_args() -> dict[str, list[str]]:
+    pod = _statefulset()["spec"]["template"]["spec"]
+    compose = yaml.safe_load(COMPOSE.read_text("utf-8"))
+    return {
+        "statefulset.yaml": _container(pod, GIT_SYNC)["args"],
+        "docker-compose.yaml": compose["services"][GIT_SYNC]["command"],
+    }
+
+
+def test_git_sync_runs_and_is_documented_with_v4_flags_only() -> None:
+    for where, args in _git_sync_args().items():
+        for arg in args:
+            flag = arg.split("=", 1)[0]
+            assert flag not in GIT_SYNC_DEPRECATED, (
+                f"{where}: git-sync {flag} is deprecated in v4; use {GIT_SYNC_DEPRECATED[flag]}"
+            )
+    deprecated = re.compile(
+        "|".join(rf"(?<![\w-]){re.escape(flag)}(?![\w-])" for flag in GIT_SYNC_ONLY_DEPRECATED)
+    )
+    deploy_files = [
+        p
+        for p in (ROOT / "deploy").rglob("*")
+        if p.suffix in {".yaml", ".yml", ".md"} and p.is_file()
+    ]
+    assert COMPOSE in deploy_files and KUBERNETES / "statefulset.yaml" in deploy_files
+    for path in deploy_files:
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+            found = deprecated.search(line)
+            assert found is None, (
+                f"{path.relative_to(ROOT)}:{number}: git-sync {found[0]} is deprecated in v4; "
+                f"use {GIT_SYNC_DEPRECATED[found[0]]}"
+            )
+    # How to reach a private repository is still said, with the flags v4 has.
+    statefulset = (KUBERNETES / "statefulset.yaml").read_text("utf-8")
+    assert "--ssh-key-file" in statefulset and "--password-file" in statefulset
+
+
 def test_volumes_ports_and_probes_line_up() -> None:
     statefulset = _statefulset()
     template = statefulset["spec"]["template"]
