@@ -236,7 +236,8 @@ def _text(status: HTTPStatus, text: str) -> Reply:
 
 def metrics_reply(app: MetricsServer, accept: str, accept_encoding: str = "") -> Reply:
     """The exposition in the format `accept` asks for (prometheus_client's choice), gzipped
-    when `accept_encoding` allows it (Prometheus always asks; the text shrinks ~10x)."""
+    when `accept_encoding` allows it (Prometheus always asks; measured ~5x smaller for three
+    bridges, more with more, the series being alike)."""
     encoder, content_type = choose_encoder(accept)
     try:
         body = encoder(app.registry)
