@@ -9,7 +9,7 @@ Knative's rules (DESIGN §4.2):
   events (at most `MARK_MAX`) with the same ids, which at-least-once allows.
 - network error, timeout, 404, 408, 409, 429, 5xx: retried with the bridge's backoff
   (`exponential`: delay * 2**n, `linear`: delay * (n + 1), capped at `max_backoff`),
-  jittered (`equal_jitter`: a random wait in the upper half of that step, so that bridges
+  jittered (`equal_jitter`: a random wait in a window half a step wide, so that bridges
   and replicas that failed together do not come back together), never sooner than
   `Retry-After` (itself capped at `max_backoff`). Without `retry` this goes on until the
   sink takes the event; with `retry: N` the event is given up after N retries. Failed
@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -86,20 +87,30 @@ _RANDOM = random.Random()
 SinkReady = tuple[bool | None, str, str]
 
 
-def equal_jitter(ceiling: float, *, floor: float = 0.0, rng: random.Random = _RANDOM) -> float:
-    """A wait drawn uniformly from [max(ceiling / 2, floor), ceiling]: "equal jitter", as
-    AWS's Architecture Blog ("Exponential Backoff And Jitter") names it.
+def equal_jitter(
+    step: float,
+    *,
+    floor: float = 0.0,
+    cap: float = math.inf,
+    rng: random.Random = _RANDOM,
+) -> float:
+    """A random wait for a backoff `step`: uniform over [step / 2, step], "equal jitter" as
+    AWS's Architecture Blog ("Exponential Backoff And Jitter") names it; when `floor` (a
+    Retry-After) is later than step / 2 the window, still step / 2 wide, starts there
+    instead; never beyond `cap`.
 
-    Callers that failed at the same moment spread their retries over the upper half of
-    their backoff instead of coming back in lockstep, and none comes back sooner than half
-    of it (full jitter, [0, ceiling], would let a retry budget of `retry: N` run out in next
-    to no time). A `floor` above the ceiling wins and is returned as it is. Rounded to the
-    millisecond, finer than any sleep, so that logs read "retrying in 0.732s".
+    Callers that failed at the same moment spread their retries over the window instead of
+    coming back in lockstep, also when a sink told them all the same Retry-After, and none
+    comes back sooner than half the step (full jitter, [0, step], would let a retry budget of
+    `retry: N` run out in next to no time). Rounded to the millisecond, finer than any
+    sleep, so that logs read "retrying in 0.732s".
     """
-    low = max(ceiling / 2, floor)
-    if low >= ceiling:
+    width = step / 2
+    low = min(max(width, floor), cap)
+    high = min(low + width, cap)
+    if high <= low:
         return low
-    return min(max(round(rng.uniform(low, ceiling), 3), low), ceiling)
+    return min(max(round(rng.uniform(low, high), 3), low), high)
 
 
 def backoff_delay(delivery: Delivery, retry_number: int) -> float:
@@ -120,10 +131,11 @@ def retry_delay(
     rng: random.Random = _RANDOM,
 ) -> float:
     """Seconds to wait before retry number `retry_number`: the backoff step, jittered
-    (`equal_jitter`), and never sooner than the sink asked (`Retry-After`, capped at
-    `max_backoff` so that a sink cannot stall the bridge beyond what its owner allowed)."""
-    floor = 0.0 if retry_after is None else min(retry_after, delivery.max_backoff)
-    return equal_jitter(backoff_delay(delivery, retry_number), floor=floor, rng=rng)
+    (`equal_jitter`), never sooner than the sink asked (`Retry-After`) and never beyond
+    `max_backoff`, so that a sink cannot stall the bridge beyond what its owner allowed."""
+    cap = delivery.max_backoff
+    floor = 0.0 if retry_after is None else retry_after
+    return equal_jitter(backoff_delay(delivery, retry_number), floor=floor, cap=cap, rng=rng)
 
 
 @dataclass(frozen=True, slots=True)

@@ -305,8 +305,9 @@ def next_poll_wait(interval: float, failures: int, rng: random.Random = _RANDOM)
     runner or several, do not all ask again at the same moment."""
     if failures == 0:
         return interval
-    ceiling = max(interval, min(interval * 2.0 ** min(failures, 16), MAX_ERROR_BACKOFF))
-    return equal_jitter(ceiling, floor=interval, rng=rng)
+    cap = max(interval, MAX_ERROR_BACKOFF)
+    step = min(interval * 2.0 ** min(failures, 16), cap)
+    return equal_jitter(step, floor=interval, cap=cap, rng=rng)
 
 
 async def _wait_or_stop(

@@ -220,12 +220,17 @@ def test_retry_after_lengthens_the_wait_up_to_max_backoff() -> None:
     policy = Delivery(backoff_delay=0.5, max_backoff=60.0)
     rng = random.Random(SEED)
     assert 0.25 <= retry_delay(policy, 0, None, rng) <= 0.5
-    assert retry_delay(policy, 0, 30.0, rng) == 30.0  # longer than the backoff: as asked
-    assert retry_delay(policy, 0, 3600.0, rng) == 60.0  # but never beyond max_backoff
-    # A Retry-After inside the backoff's range raises its lower end: never sooner than asked.
-    floored = [retry_delay(policy, 0, 0.4, rng) for _ in range(500)]
-    assert min(floored) >= 0.4 and max(floored) <= 0.5
-    assert len(set(floored)) > 50  # still spread above the floor
+    assert retry_delay(policy, 0, 3600.0, rng) == 60.0  # never beyond max_backoff
+    # A Retry-After moves the jitter window (half a step wide) to start where it says: never
+    # sooner than asked, and sinks that told every bridge the same time are not all retried
+    # at that instant.
+    for retry_after in (0.4, 30.0, 59.9):
+        draws = [retry_delay(policy, 0, retry_after, rng) for _ in range(500)]
+        assert retry_after <= min(draws) and max(draws) <= min(retry_after + 0.25, 60.0)
+        assert len(set(draws)) > 50
+    # A Retry-After before the window changes nothing.
+    early = [retry_delay(policy, 3, 1.0, rng) for _ in range(500)]
+    assert min(early) >= 2.0 and max(early) <= 4.0
 
 
 @pytest.mark.parametrize("policy", ["exponential", "linear"])
@@ -266,10 +271,13 @@ def test_a_jittered_retry_keeps_the_cap_and_the_retry_after_floor(
 ) -> None:
     delivery = Delivery(backoff_policy=policy, backoff_delay=backoff, max_backoff=backoff + extra)
     delay = retry_delay(delivery, retry_number, retry_after, random.Random(seed))
-    assert delay <= delivery.max_backoff
-    assert delay >= backoff_delay(delivery, retry_number) / 2
-    if retry_after is not None:
-        assert delay >= min(retry_after, delivery.max_backoff)
+    step = backoff_delay(delivery, retry_number)
+    assert step / 2 <= delay <= delivery.max_backoff
+    if retry_after is None or retry_after <= step / 2:
+        assert delay <= step
+    else:
+        floor = min(retry_after, delivery.max_backoff)
+        assert floor <= delay <= floor + step / 2
 
 
 def test_two_random_sources_do_not_retry_in_lockstep() -> None:
@@ -419,9 +427,10 @@ def test_429_retry_after_seconds_and_date_are_honoured(
     harness.run()
 
     first, second, third = harness.sleeps.delays
-    assert first == 7.0
-    assert 35.0 <= second <= 40.0
-    assert third == 60.0
+    # Each no sooner than asked, jittered within a quarter second (half a 0.5 s step) after.
+    assert 7.0 <= first <= 7.25
+    assert 35.0 <= second <= 40.25
+    assert third == 60.0  # capped at max_backoff: nothing left to jitter
     assert len(sink_server.events(accepted_only=True)) == 1
 
 
