@@ -39,7 +39,6 @@ from runner.durations import format_duration, parse_duration
 from runner.model import (
     API_VERSION,
     KIND_BRIDGE,
-    RESERVED_ATTRIBUTES,
     STATE_FILE_NAME,
     TRIGGERMESH_API_VERSION,
     TRIGGERMESH_KIND,
@@ -79,7 +78,6 @@ _EXPECTED_KINDS = (
     f"expected apiVersion: {API_VERSION} with kind: {KIND_BRIDGE}, "
     f"or apiVersion: {TRIGGERMESH_API_VERSION} with kind: {TRIGGERMESH_KIND}"
 )
-_EXTENSION_NAME = re.compile(r"[a-z0-9]+")
 _EXTENSION_NAME_RECOMMENDED_MAX = 20
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # `$${` is a literal `${`; `${...}` a reference; a lone `${` with no closing brace is malformed.
@@ -250,7 +248,7 @@ def _load(
         return None, [kind_problem] if kind_problem else []
     checker = _Checker(parsed, display)
     checker.expand_variables(env)
-    checker.validate(schemas.validator(schema_name))
+    checker.validate(schemas.substituted_validator(schema_name))
     if schema_name == "bridge":
         bridge = checker.build_bridge(bridge_id, path)
     else:
@@ -419,14 +417,14 @@ class _Checker:
                     self._reported.add((*path, name))
                     self.error((*path, name), f"missing required field {name!r}")
             return
+        message = _editor_message(error) or _schema_message(error)
         if "propertyNames" in error.relative_schema_path:
             where = (*path, str(instance))
             self._reported.add(where)
-            self.error(where, f"{str(instance)!r} {schema.get('x-error-message')}", at_key=True)
+            self.error(where, f"{str(instance)!r} {message}", at_key=True)
             return
         self._reported.add(path)
-        custom = schema.get("x-error-message")
-        self.error(path, custom if isinstance(custom, str) else _schema_message(error))
+        self.error(path, message)
 
     # -- typed reads (None when absent or of the wrong type: the schema reported it) ---------
 
@@ -659,33 +657,23 @@ class _Checker:
         return result
 
     def extensions(self, path: DocPath) -> dict[str, str]:
+        """The extension attributes. Their names are checked by the schema (`propertyNames`:
+        the CloudEvents form, and none of `RESERVED_ATTRIBUTES`); only the length CloudEvents
+        recommends is left to check here."""
         result: dict[str, str] = {}
         for name, value in self.mapping(path).items():
             where = (*path, name)
-            if name in RESERVED_ATTRIBUTES:
-                self.error(
+            if self._already_reported(where):
+                continue
+            if len(name) > _EXTENSION_NAME_RECOMMENDED_MAX:
+                self.warn(
                     where,
-                    f"extension {name!r} would replace an attribute that bridge-runner sets "
-                    f"(reserved: {', '.join(sorted(RESERVED_ATTRIBUTES))})",
+                    f"extension name {name!r} is longer than the "
+                    f"{_EXTENSION_NAME_RECOMMENDED_MAX} characters CloudEvents recommends",
                     at_key=True,
                 )
-            elif not _EXTENSION_NAME.fullmatch(name):
-                self.error(
-                    where,
-                    f"extension name {name!r} is not a CloudEvents attribute name: "
-                    "use lowercase letters a-z and digits only",
-                    at_key=True,
-                )
-            else:
-                if len(name) > _EXTENSION_NAME_RECOMMENDED_MAX:
-                    self.warn(
-                        where,
-                        f"extension name {name!r} is longer than the "
-                        f"{_EXTENSION_NAME_RECOMMENDED_MAX} characters CloudEvents recommends",
-                        at_key=True,
-                    )
-                if isinstance(value, str):
-                    result[name] = value
+            if isinstance(value, str):
+                result[name] = value
         return result
 
     def labels(self) -> dict[str, str]:
@@ -839,6 +827,21 @@ class _Checker:
             labels=frozen_map(self.labels()),
             origin="AWSCognitoUserPoolSource",
         )
+
+
+def _editor_message(error: ValidationError) -> str | None:
+    """The schema's own message for `error`, read as yaml-language-server reads it: a failed
+    `pattern` shows `patternErrorMessage` (else `errorMessage`), a failed `not` the
+    `errorMessage` of the schema it negates, anything else the failing schema's `errorMessage`."""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "pattern":
+        candidates = [schema.get("patternErrorMessage"), schema.get("errorMessage")]
+    elif error.validator == "not":
+        negated = error.validator_value
+        candidates = [negated.get("errorMessage") if isinstance(negated, dict) else None]
+    else:
+        candidates = [schema.get("errorMessage")]
+    return next((text for text in candidates if isinstance(text, str)), None)
 
 
 def _schema_message(error: ValidationError) -> str:
