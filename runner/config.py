@@ -676,6 +676,47 @@ class _Checker:
                 result[name] = value
         return result
 
+    def _warn_percent_encoded(
+        self,
+        path: DocPath,
+        extensions: Mapping[str, str],
+        *,
+        sink_binary: bool,
+        dead_letter_binary: bool,
+    ) -> None:
+        """Warn about extension values that HTTP binary mode would percent-encode.
+
+        Binary mode carries each attribute in a `ce-` header, percent-encoding (CloudEvents
+        HTTP binding, 3.1.3.2) space, `"`, `%` and every character outside printable ASCII;
+        the JS, Go and Java SDKs hand such values on undecoded (cloudevents/spec#1397).
+        Dead letters are always sent in binary mode.
+        """
+        if not (sink_binary or dead_letter_binary):
+            return
+        if sink_binary:
+            mode = "binary mode (spec.sink.format, default binary)"
+            advice = "use format: structured or batch, whose JSON carries the value as it is"
+        else:
+            mode = "binary mode, which dead letters are sent in"
+            advice = "use a file: deadLetterSink, which stores the value as it is"
+        for name, value in extensions.items():
+            encoded = percent_encoded_characters(value)
+            if not encoded:
+                continue
+            value_path = (*path, name)
+            if value_path in self._expanded:
+                # A value from the environment is not quoted, not even in part.
+                found = "characters outside printable ASCII, or space, '\"' or '%'"
+            else:
+                found = ", ".join(_describe_character(c) for c in encoded)
+            self.warn(
+                value_path,
+                f"would be percent-encoded in its ce-{name} header in {mode}: it has {found}, "
+                "and receivers built on the CloudEvents JS, Go or Java SDK do not decode it "
+                f"(cloudevents/spec#1397); {advice}, or keep to printable ASCII without "
+                "space, '\"' and '%'",
+            )
+
     def labels(self) -> dict[str, str]:
         labels = self.mapping(("metadata", "labels"))
         return {k: v for k, v in labels.items() if isinstance(v, str)}
@@ -717,6 +758,14 @@ class _Checker:
 
         delivery = self._delivery(("spec", "delivery"))
         extensions = self.extensions(("spec", "ceOverrides", "extensions"))
+        self._warn_percent_encoded(
+            ("spec", "ceOverrides", "extensions"),
+            extensions,
+            sink_binary=sink_format == "binary" and target is not None and not target.file_path,
+            dead_letter_binary=delivery is not None
+            and delivery.dead_letter is not None
+            and not delivery.dead_letter.file_path,
+        )
         if self.has_errors or pool is None or target is None or delivery is None:
             return None
         return Bridge(
@@ -827,6 +876,22 @@ class _Checker:
             labels=frozen_map(self.labels()),
             origin="AWSCognitoUserPoolSource",
         )
+
+
+def percent_encoded_characters(value: str) -> list[str]:
+    """The distinct characters of `value` that the CloudEvents HTTP binding (3.1.3.2) has
+    percent-encoded in a `ce-` header, in order of appearance: space, `"`, `%`, and anything
+    outside printable ASCII (U+0021-U+007E)."""
+    found = dict.fromkeys(c for c in value if not "!" <= c <= "~" or c in '"%')
+    return list(found)
+
+
+def _describe_character(char: str) -> str:
+    if char == " ":
+        return "space"
+    if char.isprintable():
+        return f"{char!r} (U+{ord(char):04X})"
+    return f"U+{ord(char):04X}"
 
 
 def _editor_message(error: ValidationError) -> str | None:
