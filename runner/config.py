@@ -106,6 +106,12 @@ _PLAIN_TEXT_VALUE_WARNING = (
     "prefer valueFromEnv, valueFromFile or valueFromSecret"
 )
 
+_NOT_A_POOL_ARN = (
+    "is not a user pool ARN: arn:<partition>:cognito-idp:<region>:<12-digit account>:"
+    "userpool/<region>_<id>, with the pool id in the ARN's region"
+)
+_NOT_A_DURATION = "must be a duration such as 500ms, 30s, 5m, 1h30m or PT30S"
+
 _TYPE_NAMES = {
     "object": "a mapping",
     "array": "a list",
@@ -328,6 +334,14 @@ class _Checker:
     def warn(self, path: DocPath, message: str, *, at_key: bool = False) -> None:
         self._add(path, message, "warning", at_key=at_key)
 
+    def value_error(self, path: DocPath, message: str, *, without_value: str) -> None:
+        """An error about the value at `path`. `message` may quote the value, unless it came
+        from the environment: then `without_value` is said instead (no environment value is
+        ever shown, not even in part)."""
+        if path in self._expanded:
+            message = f"{without_value} (the value comes from the environment and is not shown)"
+        self.error(path, message)
+
     def _already_reported(self, path: DocPath) -> bool:
         return any(path[:end] in self._reported for end in range(len(path) + 1))
 
@@ -457,7 +471,7 @@ class _Checker:
         try:
             return parse_pool_arn(text)
         except ValueError as exc:
-            self.error(path, str(exc))
+            self.value_error(path, str(exc), without_value=_NOT_A_POOL_ARN)
             return None
 
     def duration(self, path: DocPath, default: float, *, minimum: float = 0.0) -> float:
@@ -467,11 +481,13 @@ class _Checker:
         try:
             seconds = parse_duration(text)
         except ValueError as exc:
-            self.error(path, str(exc))
+            self.value_error(path, str(exc), without_value=_NOT_A_DURATION)
             return default
         if seconds < minimum or (minimum == 0.0 and seconds == 0.0):
             bound = f"at least {format_duration(minimum)}" if minimum else "longer than 0s"
-            self.error(path, f"must be {bound} (got {text})")
+            self.value_error(
+                path, f"must be {bound} (got {text})", without_value=f"must be {bound}"
+            )
         return seconds
 
     def secret(self, path: DocPath) -> SecretRef | None:
@@ -489,7 +505,12 @@ class _Checker:
         if source == "valueFromFile" and isinstance(value, str):
             problem = secret_path_problem(value)
             if problem:
-                self.error(where, f"secret file path {problem}")
+                self.value_error(
+                    where,
+                    f"secret file path {problem}",
+                    without_value="secret file path must be relative and stay inside "
+                    "--secrets-dir (no '..')",
+                )
                 return None
             return SecretRef("file", name=PurePosixPath(value).as_posix())
         if source == "valueFromSecret" and isinstance(value, dict):
@@ -500,10 +521,12 @@ class _Checker:
             for part, text in (("name", name), ("key", key)):
                 if "/" in text or "\\" in text or text in (".", ".."):
                     ok = False
-                    self.error(
-                        (*where, part),
-                        f"must be a single path segment (no '/', '.' or '..'): the value is "
-                        f"read from <secrets-dir>/<name>/<key> (got {text!r})",
+                    segment = (
+                        "must be a single path segment (no '/', '.' or '..'): the value is "
+                        "read from <secrets-dir>/<name>/<key>"
+                    )
+                    self.value_error(
+                        (*where, part), f"{segment} (got {text!r})", without_value=segment
                     )
             return SecretRef("secret", name=name, key=key) if ok else None
         return None
@@ -589,8 +612,10 @@ class _Checker:
                 "must be an absolute http:// or https:// URL, or file:relative/path.jsonl",
             )
         else:
-            self.error(
-                path, f"unsupported scheme {scheme!r}: use http://, https:// or file:path.jsonl"
+            self.value_error(
+                path,
+                f"unsupported scheme {scheme!r}: use http://, https:// or file:path.jsonl",
+                without_value="unsupported scheme: use http://, https:// or file:path.jsonl",
             )
         return None
 

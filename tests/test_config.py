@@ -874,3 +874,55 @@ def test_variables_in_fields_of_a_fixed_form_give_the_values_of_the_environment(
     assert bridge is not None
     assert bridge.source.poll_interval == 120.0
     assert bridge.delivery.backoff_policy == "exponential"
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "message"),
+    [
+        (
+            "      pollInterval: P${V}M\n",
+            "spec.source.awsCognitoUserPool.pollInterval",
+            "must be a duration such as 500ms, 30s, 5m, 1h30m or PT30S",
+        ),
+        (
+            "      pollInterval: ${V}ms\n",
+            "spec.source.awsCognitoUserPool.pollInterval",
+            "must be at least 1s",
+        ),
+        (
+            "      arn: ${V}\n",
+            "spec.source.awsCognitoUserPool.arn",
+            "is not a user pool ARN: arn:<partition>:cognito-idp:<region>:<12-digit account>:"
+            "userpool/<region>_<id>, with the pool id in the ARN's region",
+        ),
+        (
+            "      auth: {credentials: {accessKeyID: {valueFromFile: '/${V}'},"
+            " secretAccessKey: {valueFromEnv: K}}}\n",
+            f"{CREDS}.accessKeyID.valueFromFile",
+            "secret file path must be relative and stay inside --secrets-dir (no '..')",
+        ),
+        (
+            "      auth: {credentials: {accessKeyID: {valueFromSecret: {name: 'a/${V}', key: k}},"
+            " secretAccessKey: {valueFromEnv: K}}}\n",
+            f"{CREDS}.accessKeyID.valueFromSecret.name",
+            "must be a single path segment (no '/', '.' or '..'): the value is read from "
+            "<secrets-dir>/<name>/<key>",
+        ),
+        (
+            "      endpoint: http://127.0.0.1:5000\n  sink: {uri: 'x${V}://h/'}\n",
+            "spec.sink.uri",
+            "unsupported scheme: use http://, https:// or file:path.jsonl",
+        ),
+    ],
+)
+def test_no_environment_value_is_shown_in_a_message(extra: str, path: str, message: str) -> None:
+    # MINIMAL without its arn line (and, for the sink case, its sink): `extra` gives them.
+    head, tail = MINIMAL.split(f"      arn: {ARN}\n")
+    if "  sink:" in extra:
+        tail = ""
+    text = head + (extra if "arn:" in extra else f"      arn: {ARN}\n" + extra) + tail
+    result = load_text(text, env={"V": "432"})
+    assert [(p.path, p.message) for p in result.problems] == [
+        (path, f"{message} (the value comes from the environment and is not shown)")
+    ]
+    assert "432" not in " ".join(p.message for p in result.problems)
