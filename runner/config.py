@@ -39,7 +39,6 @@ from runner.durations import format_duration, parse_duration
 from runner.model import (
     API_VERSION,
     KIND_BRIDGE,
-    RESERVED_ATTRIBUTES,
     STATE_FILE_NAME,
     TRIGGERMESH_API_VERSION,
     TRIGGERMESH_KIND,
@@ -79,7 +78,6 @@ _EXPECTED_KINDS = (
     f"expected apiVersion: {API_VERSION} with kind: {KIND_BRIDGE}, "
     f"or apiVersion: {TRIGGERMESH_API_VERSION} with kind: {TRIGGERMESH_KIND}"
 )
-_EXTENSION_NAME = re.compile(r"[a-z0-9]+")
 _EXTENSION_NAME_RECOMMENDED_MAX = 20
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # `$${` is a literal `${`; `${...}` a reference; a lone `${` with no closing brace is malformed.
@@ -107,6 +105,12 @@ _PLAIN_TEXT_VALUE_WARNING = (
     "plain-text secret value: it is stored in git; "
     "prefer valueFromEnv, valueFromFile or valueFromSecret"
 )
+
+_NOT_A_POOL_ARN = (
+    "is not a user pool ARN: arn:<partition>:cognito-idp:<region>:<12-digit account>:"
+    "userpool/<region>_<id>, with the pool id in the ARN's region"
+)
+_NOT_A_DURATION = "must be a duration such as 500ms, 30s, 5m, 1h30m or PT30S"
 
 _TYPE_NAMES = {
     "object": "a mapping",
@@ -250,7 +254,7 @@ def _load(
         return None, [kind_problem] if kind_problem else []
     checker = _Checker(parsed, display)
     checker.expand_variables(env)
-    checker.validate(schemas.validator(schema_name))
+    checker.validate(schemas.substituted_validator(schema_name))
     if schema_name == "bridge":
         bridge = checker.build_bridge(bridge_id, path)
     else:
@@ -329,6 +333,14 @@ class _Checker:
 
     def warn(self, path: DocPath, message: str, *, at_key: bool = False) -> None:
         self._add(path, message, "warning", at_key=at_key)
+
+    def value_error(self, path: DocPath, message: str, *, without_value: str) -> None:
+        """An error about the value at `path`. `message` may quote the value, unless it came
+        from the environment: then `without_value` is said instead (no environment value is
+        ever shown, not even in part)."""
+        if path in self._expanded:
+            message = f"{without_value} (the value comes from the environment and is not shown)"
+        self.error(path, message)
 
     def _already_reported(self, path: DocPath) -> bool:
         return any(path[:end] in self._reported for end in range(len(path) + 1))
@@ -419,14 +431,14 @@ class _Checker:
                     self._reported.add((*path, name))
                     self.error((*path, name), f"missing required field {name!r}")
             return
+        message = _editor_message(error) or _schema_message(error)
         if "propertyNames" in error.relative_schema_path:
             where = (*path, str(instance))
             self._reported.add(where)
-            self.error(where, f"{str(instance)!r} {schema.get('x-error-message')}", at_key=True)
+            self.error(where, f"{str(instance)!r} {message}", at_key=True)
             return
         self._reported.add(path)
-        custom = schema.get("x-error-message")
-        self.error(path, custom if isinstance(custom, str) else _schema_message(error))
+        self.error(path, message)
 
     # -- typed reads (None when absent or of the wrong type: the schema reported it) ---------
 
@@ -459,7 +471,7 @@ class _Checker:
         try:
             return parse_pool_arn(text)
         except ValueError as exc:
-            self.error(path, str(exc))
+            self.value_error(path, str(exc), without_value=_NOT_A_POOL_ARN)
             return None
 
     def duration(self, path: DocPath, default: float, *, minimum: float = 0.0) -> float:
@@ -469,11 +481,13 @@ class _Checker:
         try:
             seconds = parse_duration(text)
         except ValueError as exc:
-            self.error(path, str(exc))
+            self.value_error(path, str(exc), without_value=_NOT_A_DURATION)
             return default
         if seconds < minimum or (minimum == 0.0 and seconds == 0.0):
             bound = f"at least {format_duration(minimum)}" if minimum else "longer than 0s"
-            self.error(path, f"must be {bound} (got {text})")
+            self.value_error(
+                path, f"must be {bound} (got {text})", without_value=f"must be {bound}"
+            )
         return seconds
 
     def secret(self, path: DocPath) -> SecretRef | None:
@@ -491,7 +505,12 @@ class _Checker:
         if source == "valueFromFile" and isinstance(value, str):
             problem = secret_path_problem(value)
             if problem:
-                self.error(where, f"secret file path {problem}")
+                self.value_error(
+                    where,
+                    f"secret file path {problem}",
+                    without_value="secret file path must be relative and stay inside "
+                    "--secrets-dir (no '..')",
+                )
                 return None
             return SecretRef("file", name=PurePosixPath(value).as_posix())
         if source == "valueFromSecret" and isinstance(value, dict):
@@ -502,10 +521,12 @@ class _Checker:
             for part, text in (("name", name), ("key", key)):
                 if "/" in text or "\\" in text or text in (".", ".."):
                     ok = False
-                    self.error(
-                        (*where, part),
-                        f"must be a single path segment (no '/', '.' or '..'): the value is "
-                        f"read from <secrets-dir>/<name>/<key> (got {text!r})",
+                    segment = (
+                        "must be a single path segment (no '/', '.' or '..'): the value is "
+                        "read from <secrets-dir>/<name>/<key>"
+                    )
+                    self.value_error(
+                        (*where, part), f"{segment} (got {text!r})", without_value=segment
                     )
             return SecretRef("secret", name=name, key=key) if ok else None
         return None
@@ -591,8 +612,10 @@ class _Checker:
                 "must be an absolute http:// or https:// URL, or file:relative/path.jsonl",
             )
         else:
-            self.error(
-                path, f"unsupported scheme {scheme!r}: use http://, https:// or file:path.jsonl"
+            self.value_error(
+                path,
+                f"unsupported scheme {scheme!r}: use http://, https:// or file:path.jsonl",
+                without_value="unsupported scheme: use http://, https:// or file:path.jsonl",
             )
         return None
 
@@ -659,34 +682,65 @@ class _Checker:
         return result
 
     def extensions(self, path: DocPath) -> dict[str, str]:
+        """The extension attributes. Their names are checked by the schema (`propertyNames`:
+        the CloudEvents form, and none of `RESERVED_ATTRIBUTES`); only the length CloudEvents
+        recommends is left to check here."""
         result: dict[str, str] = {}
         for name, value in self.mapping(path).items():
             where = (*path, name)
-            if name in RESERVED_ATTRIBUTES:
-                self.error(
+            if self._already_reported(where):
+                continue
+            if len(name) > _EXTENSION_NAME_RECOMMENDED_MAX:
+                self.warn(
                     where,
-                    f"extension {name!r} would replace an attribute that bridge-runner sets "
-                    f"(reserved: {', '.join(sorted(RESERVED_ATTRIBUTES))})",
+                    f"extension name {name!r} is longer than the "
+                    f"{_EXTENSION_NAME_RECOMMENDED_MAX} characters CloudEvents recommends",
                     at_key=True,
                 )
-            elif not _EXTENSION_NAME.fullmatch(name):
-                self.error(
-                    where,
-                    f"extension name {name!r} is not a CloudEvents attribute name: "
-                    "use lowercase letters a-z and digits only",
-                    at_key=True,
-                )
-            else:
-                if len(name) > _EXTENSION_NAME_RECOMMENDED_MAX:
-                    self.warn(
-                        where,
-                        f"extension name {name!r} is longer than the "
-                        f"{_EXTENSION_NAME_RECOMMENDED_MAX} characters CloudEvents recommends",
-                        at_key=True,
-                    )
-                if isinstance(value, str):
-                    result[name] = value
+            if isinstance(value, str):
+                result[name] = value
         return result
+
+    def _warn_percent_encoded(
+        self,
+        path: DocPath,
+        extensions: Mapping[str, str],
+        *,
+        sink_binary: bool,
+        dead_letter_binary: bool,
+    ) -> None:
+        """Warn about extension values that HTTP binary mode would percent-encode.
+
+        Binary mode carries each attribute in a `ce-` header, percent-encoding (CloudEvents
+        HTTP binding, 3.1.3.2) space, `"`, `%` and every character outside printable ASCII;
+        the JS, Go and Java SDKs hand such values on undecoded (cloudevents/spec#1397).
+        Dead letters are always sent in binary mode.
+        """
+        if not (sink_binary or dead_letter_binary):
+            return
+        if sink_binary:
+            mode = "binary mode (spec.sink.format, default binary)"
+            advice = "use format: structured or batch, whose JSON carries the value as it is"
+        else:
+            mode = "binary mode, which dead letters are sent in"
+            advice = "use a file: deadLetterSink, which stores the value as it is"
+        for name, value in extensions.items():
+            encoded = percent_encoded_characters(value)
+            if not encoded:
+                continue
+            value_path = (*path, name)
+            if value_path in self._expanded:
+                # A value from the environment is not quoted, not even in part.
+                found = "characters outside printable ASCII, or space, '\"' or '%'"
+            else:
+                found = ", ".join(_describe_character(c) for c in encoded)
+            self.warn(
+                value_path,
+                f"would be percent-encoded in its ce-{name} header in {mode}: it has {found}, "
+                "and receivers built on the CloudEvents JS, Go or Java SDK do not decode it "
+                f"(cloudevents/spec#1397); {advice}, or keep to printable ASCII without "
+                "space, '\"' and '%'",
+            )
 
     def labels(self) -> dict[str, str]:
         labels = self.mapping(("metadata", "labels"))
@@ -729,6 +783,14 @@ class _Checker:
 
         delivery = self._delivery(("spec", "delivery"))
         extensions = self.extensions(("spec", "ceOverrides", "extensions"))
+        self._warn_percent_encoded(
+            ("spec", "ceOverrides", "extensions"),
+            extensions,
+            sink_binary=sink_format == "binary" and target is not None and not target.file_path,
+            dead_letter_binary=delivery is not None
+            and delivery.dead_letter is not None
+            and not delivery.dead_letter.file_path,
+        )
         if self.has_errors or pool is None or target is None or delivery is None:
             return None
         return Bridge(
@@ -839,6 +901,37 @@ class _Checker:
             labels=frozen_map(self.labels()),
             origin="AWSCognitoUserPoolSource",
         )
+
+
+def percent_encoded_characters(value: str) -> list[str]:
+    """The distinct characters of `value` that the CloudEvents HTTP binding (3.1.3.2) has
+    percent-encoded in a `ce-` header, in order of appearance: space, `"`, `%`, and anything
+    outside printable ASCII (U+0021-U+007E)."""
+    found = dict.fromkeys(c for c in value if not "!" <= c <= "~" or c in '"%')
+    return list(found)
+
+
+def _describe_character(char: str) -> str:
+    if char == " ":
+        return "space"
+    if char.isprintable():
+        return f"{char!r} (U+{ord(char):04X})"
+    return f"U+{ord(char):04X}"
+
+
+def _editor_message(error: ValidationError) -> str | None:
+    """The schema's own message for `error`, read as yaml-language-server reads it: a failed
+    `pattern` shows `patternErrorMessage` (else `errorMessage`), a failed `not` the
+    `errorMessage` of the schema it negates, anything else the failing schema's `errorMessage`."""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "pattern":
+        candidates = [schema.get("patternErrorMessage"), schema.get("errorMessage")]
+    elif error.validator == "not":
+        negated = error.validator_value
+        candidates = [negated.get("errorMessage") if isinstance(negated, dict) else None]
+    else:
+        candidates = [schema.get("errorMessage")]
+    return next((text for text in candidates if isinstance(text, str)), None)
 
 
 def _schema_message(error: ValidationError) -> str:

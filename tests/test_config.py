@@ -516,7 +516,7 @@ def test_secret_value_taken_from_env_is_not_a_plain_text_warning() -> None:
                     13,
                     7,
                     "spec.ceOverrides.extensions.type",
-                    "extension 'type' would replace an attribute that bridge-runner sets (reserved: "  # noqa: E501 - exact message
+                    "'type' would replace an attribute that bridge-runner sets (reserved: "
                     "changetype, data, data_base64, datacontenttype, dataschema, id, source, "
                     "specversion, subject, time, type)",
                     "error",
@@ -525,8 +525,8 @@ def test_secret_value_taken_from_env_is_not_a_plain_text_warning() -> None:
                     14,
                     7,
                     "spec.ceOverrides.extensions.Team",
-                    "extension name 'Team' is not a CloudEvents attribute name: use lowercase "
-                    "letters a-z and digits only",
+                    "'Team' is not a CloudEvents attribute name: use lowercase letters a-z and "
+                    "digits only",
                     "error",
                 ),
             ],
@@ -820,3 +820,109 @@ def test_load_bridge_reads_the_file_and_uses_display_path(tmp_path: Path) -> Non
         "team/signups.yml:9:3: error: unknown field 'nope' (allowed: suspend, source, sink, "
         "delivery, ceOverrides) [spec.nope]"
     ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "path", "message"),
+    [
+        # The value a variable gives is held to the field's form, with the schema's message.
+        (
+            "    timeout: ${T}\n",
+            {"T": "5 minutes"},
+            "spec.sink.timeout",
+            "must be a duration such as 500ms, 30s, 5m, 1h30m or PT30S",
+        ),
+        (
+            "    format: ${FORMAT:-json}\n",
+            {},
+            "spec.sink.format",
+            "must be one of: binary, structured, batch",
+        ),
+        # Still a reference after substitution: not a way around the field's form.
+        (
+            "    timeout: $${T}\n",
+            {},
+            "spec.sink.timeout",
+            "must be a duration such as 500ms, 30s, 5m, 1h30m or PT30S",
+        ),
+        (
+            "    format: ${FORMAT}\n",
+            {"FORMAT": "${OTHER}"},
+            "spec.sink.format",
+            "must be one of: binary, structured, batch",
+        ),
+        (
+            "    headers: {X-A: {valueFromEnv: '${NAME}'}}\n",
+            {"NAME": "${X}"},
+            "spec.sink.headers.X-A.valueFromEnv",
+            "must be an environment variable name (letters, digits and _, not starting with a digit)",  # noqa: E501 - exact message
+        ),
+    ],
+)
+def test_values_from_variables_are_held_to_the_form_of_their_field(
+    extra: str, env: dict[str, str], path: str, message: str
+) -> None:
+    result = load_text(MINIMAL + extra, env=env)
+    assert [(p.path, p.message) for p in result.problems] == [(path, message)]
+
+
+def test_variables_in_fields_of_a_fixed_form_give_the_values_of_the_environment() -> None:
+    text = FULL.replace("pollInterval: 1m", "pollInterval: ${POLL}").replace(
+        "backoffPolicy: linear", "backoffPolicy: ${POLICY:-exponential}"
+    )
+    bridge = load_text(text, env={"POLL": "2m"}).bridge
+    assert bridge is not None
+    assert bridge.source.poll_interval == 120.0
+    assert bridge.delivery.backoff_policy == "exponential"
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "message"),
+    [
+        (
+            "      pollInterval: P${V}M\n",
+            "spec.source.awsCognitoUserPool.pollInterval",
+            "must be a duration such as 500ms, 30s, 5m, 1h30m or PT30S",
+        ),
+        (
+            "      pollInterval: ${V}ms\n",
+            "spec.source.awsCognitoUserPool.pollInterval",
+            "must be at least 1s",
+        ),
+        (
+            "      arn: ${V}\n",
+            "spec.source.awsCognitoUserPool.arn",
+            "is not a user pool ARN: arn:<partition>:cognito-idp:<region>:<12-digit account>:"
+            "userpool/<region>_<id>, with the pool id in the ARN's region",
+        ),
+        (
+            "      auth: {credentials: {accessKeyID: {valueFromFile: '/${V}'},"
+            " secretAccessKey: {valueFromEnv: K}}}\n",
+            f"{CREDS}.accessKeyID.valueFromFile",
+            "secret file path must be relative and stay inside --secrets-dir (no '..')",
+        ),
+        (
+            "      auth: {credentials: {accessKeyID: {valueFromSecret: {name: 'a/${V}', key: k}},"
+            " secretAccessKey: {valueFromEnv: K}}}\n",
+            f"{CREDS}.accessKeyID.valueFromSecret.name",
+            "must be a single path segment (no '/', '.' or '..'): the value is read from "
+            "<secrets-dir>/<name>/<key>",
+        ),
+        (
+            "      endpoint: http://127.0.0.1:5000\n  sink: {uri: 'x${V}://h/'}\n",
+            "spec.sink.uri",
+            "unsupported scheme: use http://, https:// or file:path.jsonl",
+        ),
+    ],
+)
+def test_no_environment_value_is_shown_in_a_message(extra: str, path: str, message: str) -> None:
+    # MINIMAL without its arn line (and, for the sink case, its sink): `extra` gives them.
+    head, tail = MINIMAL.split(f"      arn: {ARN}\n")
+    if "  sink:" in extra:
+        tail = ""
+    text = head + (extra if "arn:" in extra else f"      arn: {ARN}\n" + extra) + tail
+    result = load_text(text, env={"V": "432"})
+    assert [(p.path, p.message) for p in result.problems] == [
+        (path, f"{message} (the value comes from the environment and is not shown)")
+    ]
+    assert "432" not in " ".join(p.message for p in result.problems)
