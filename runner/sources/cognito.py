@@ -32,8 +32,10 @@ and empty pages are normal. A rejected token restarts the scan (bounded), thrott
 5xx that outlast boto3's retries are retried on the same page after a back-off (bounded).
 Whatever gives up makes the result `complete=False`, and nobody may derive deletions from
 an incomplete scan. A segmented scan runs one such scan per `sub` prefix ("0".."f")
-concurrently; every Cognito user has a `sub` (a UUID it assigns), which is what makes the
-segments cover the pool.
+concurrently; every Cognito user has a `sub` (a lowercase UUID it assigns), which is what
+makes the segments cover the pool. A reader cannot rely on that (`segments_cover`): the
+poller checks a segmented scan against the subs it knows and rescans in one piece when a
+known user could not have been listed, so that no user is ever taken for deleted.
 """
 
 from __future__ import annotations
@@ -116,6 +118,21 @@ class ScanResult:
     restarts: int
     duration: float  # seconds
     error: BridgeRunnerError | None = None  # why the scan is incomplete
+
+
+def segments_cover(sub: str | None, segments: int) -> bool:
+    """Whether a scan in `segments` parts can see a user with this `sub`.
+
+    Real Cognito subs are lowercase UUIDs, but nothing guarantees it to a reader (an import,
+    an emulator, a future format): a user outside every prefix is never listed by a
+    segmented scan, and must not then be taken for deleted.
+    """
+    if segments == 1:
+        return True
+    if sub is None:
+        return False
+    width = len(segment_prefixes(segments)[0])
+    return len(sub) >= width and all(ch in SEGMENT_ALPHABET for ch in sub[:width])
 
 
 def segment_prefixes(segments: int) -> list[str]:
