@@ -98,8 +98,14 @@ class CognitoSettings:
 
     max_attempts: int = 3  # boto3 standard mode: total attempts per call
     connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    page_retries: int = 5  # re-asks for one page after boto3 gave up (throttled, 5xx, network)
+    # A ListUsers page of 60 users is answered in well under a second; an endpoint silent for
+    # this long is not going to answer.
+    read_timeout: float = 15.0
+    # One call, boto3's attempts included (5 + 3 x 15 s at most), is abandoned after this
+    # long, so that a Cognito endpoint that accepts connections and never answers turns
+    # SourceReady False within about a minute instead of leaving the bridge Ready.
+    call_deadline: float = 50.0
+    page_retries: int = 5  # re-asks for one page after boto3 gave up (throttled, 5xx)
     retry_backoff: float = 1.0  # first back-off before re-asking; doubles, with jitter
     max_retry_backoff: float = 20.0
     max_restarts: int = 3  # rejected pagination tokens tolerated per segment and scan
@@ -543,7 +549,10 @@ class CognitoPool:
                     raise _TokenRejected(exc) from None
                 raise
             except SourceUnavailable as exc:
-                if attempt >= self._settings.page_retries:
+                # An endpoint that cannot be reached or does not answer already had boto3's
+                # attempts and the call deadline; asking again would hold the scan (and the
+                # bridge's Ready) for minutes. The next poll tries again.
+                if attempt >= self._settings.page_retries or exc.reason == "EndpointUnreachable":
                     raise
                 attempt += 1
                 delay = self._backoff(attempt, exc.delay)
@@ -575,11 +584,19 @@ class CognitoPool:
         )
         await self.bucket.acquire()
         context = _CallContext(self.bucket)
+        deadline = self._settings.call_deadline
         try:
-            response: dict[str, Any] = await self._clients.run(
-                functools.partial(_invoke, context, functools.partial(method, **params))
-            )
+            # The worker thread cannot be interrupted, but its read timeout ends it; the
+            # deadline ends the wait for it here, whatever boto3's retries still intend.
+            async with asyncio.timeout(deadline):
+                response: dict[str, Any] = await self._clients.run(
+                    functools.partial(_invoke, context, functools.partial(method, **params))
+                )
             return response
+        except TimeoutError:
+            raise SourceUnavailable(
+                f"{what}: no answer within {deadline:g}s", reason="EndpointUnreachable"
+            ) from None
         except Exception as exc:
             translated = translate_error(exc, what=what)
             if translated is None:
