@@ -64,7 +64,14 @@ from runner.model import (
 from runner.secrets import DEFAULT_SECRETS_DIR, secret_path_problem
 from runner.yamlsafe import MAX_FILE_BYTES, ParsedDocument, format_path, parse_document
 
-__all__ = ["DEFAULT_SECRETS_DIR", "bridge_digest", "effective_spec", "load_bridge", "load_bytes"]
+__all__ = [
+    "DEFAULT_SECRETS_DIR",
+    "bridge_digest",
+    "effective_spec",
+    "load_bridge",
+    "load_bytes",
+    "move_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +224,12 @@ def bridge_digest(bridge: Bridge) -> str:
         effective_spec(bridge), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def move_key(bridge: Bridge) -> str:
+    """The digest that tells a moved or renamed bridge file from a new bridge: the effective
+    spec without the name, which defaults to the file's name (`signups.yaml` -> `signups`)."""
+    return bridge_digest(dataclasses.replace(bridge, name=""))
 
 
 def _canonical(value: Any) -> Any:

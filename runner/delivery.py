@@ -482,6 +482,9 @@ class Deliverer:
     async def _wait(self, delay: float, stop: asyncio.Event | None) -> bool:
         """Sleep `delay` seconds (committing accepted marks first); False if `stop` came first."""
         await self._marks.flush()
+        # The poller keeps committing while delivery waits to retry: refresh what the status
+        # and the pending gauge show, or they stay at the count the drain started with.
+        await self._refresh_gauges()
         if stop is None:
             await self._sleep(delay)
             return True

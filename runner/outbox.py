@@ -58,6 +58,9 @@ _MAX_ERROR_CHARS = 2_000
 # SQLite's default limit on host parameters is 32,766 (3.32+); stay far below it.
 _CHUNK = 500
 
+# Every table keyed by bridge id: what forgetting or moving a bridge touches.
+_BRIDGE_TABLES = ("snapshot", "baselines", "events", "counters", "activity")
+
 _SCHEMA = f"""
 CREATE TABLE schema_version (version INTEGER NOT NULL);
 CREATE TABLE snapshot (
@@ -413,12 +416,44 @@ class Outbox:
             ).fetchone()
         return datetime.fromtimestamp(row[0], UTC) if row else None
 
+    def undelivered(self, bridge_id: str) -> list[OutboxEvent]:
+        """Every event of the bridge not delivered yet, pending and parked, in seq order."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT seq, event_id, attributes, data, attempts FROM events"
+                " WHERE bridge_id = ? ORDER BY seq",
+                (bridge_id,),
+            ).fetchall()
+        return [
+            OutboxEvent(seq, bridge_id, event_id, StoredJson(attrs), StoredJson(data), attempts)
+            for seq, event_id, attrs, data, attempts in rows
+        ]
+
+    def move_bridge(self, old_id: str, new_id: str) -> bool:
+        """Give everything kept for `old_id` (snapshots, baselines, events, counters) to
+        `new_id`, in one transaction: a bridge file moved or renamed with its spec unchanged.
+        Refused (False, nothing changed) when `new_id` already has state of its own."""
+        with self._transaction() as conn:
+            taken = conn.execute(
+                "SELECT 1 FROM activity WHERE bridge_id = ? UNION ALL "
+                "SELECT 1 FROM events WHERE bridge_id = ? LIMIT 1",
+                (new_id, new_id),
+            ).fetchone()
+            if taken:
+                return False
+            for table in _BRIDGE_TABLES:
+                conn.execute(
+                    f"UPDATE {table} SET bridge_id = ? WHERE bridge_id = ?",  # noqa: S608
+                    (new_id, old_id),
+                )
+        return True
+
     def forget(self, bridge_id: str) -> None:
         """Drop everything kept for the bridge: snapshots, baselines, events (parked ones
         included), counters. For --state-retention expiry; a bridge that comes back later
         starts over with its `initialSync`."""
         with self._transaction() as conn:
-            for table in ("snapshot", "baselines", "events", "counters", "activity"):
+            for table in _BRIDGE_TABLES:
                 conn.execute(f"DELETE FROM {table} WHERE bridge_id = ?", (bridge_id,))  # noqa: S608
 
 

@@ -294,3 +294,19 @@ def is_selected(
     if selector and labels is not None:
         return matches_selector(labels, selector)
     return True
+
+
+def pair_moves(removed: Mapping[str, str], added: Mapping[str, str]) -> dict[str, str]:
+    """Which added bridges are removed ones under a new id: `{new id: old id}`.
+
+    Both map a bridge id to its move key (its effective spec without the name it takes
+    from its file name). A removed and an added bridge pair up when they alone share a key:
+    a file moved or renamed in one pass. When several share one (a file copied, then the
+    original removed), none pairs, since which copy is "the" bridge cannot be told.
+    """
+    by_key: dict[str, tuple[list[str], list[str]]] = {}
+    for bridge_id, key in removed.items():
+        by_key.setdefault(key, ([], []))[0].append(bridge_id)
+    for bridge_id, key in added.items():
+        by_key.setdefault(key, ([], []))[1].append(bridge_id)
+    return {new[0]: old[0] for old, new in by_key.values() if len(old) == 1 and len(new) == 1}

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,13 +27,13 @@ import httpx
 
 from runner.counters import SinkCounters, SourceCounters
 from runner.delivery import Deliverer, equal_jitter
-from runner.diff import diff_users
+from runner.diff import SnapshotEntry, diff_users
 from runner.errors import BridgeRunnerError, PermanentError, TemporaryError
 from runner.events import build_events
 from runner.model import Bridge
 from runner.outbox import Outbox
 from runner.secrets import SecretResolver
-from runner.sources.cognito import CognitoClients, CognitoPool
+from runner.sources.cognito import CognitoClients, CognitoPool, ScanResult, segments_cover
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,8 @@ class BridgePoller:
         self._checkpoint = checkpoint
         self._events_committed = asyncio.Event()
         self._described = False
+        # False once a segmented scan met a user no segment covers (see `_check_cover`).
+        self._segments_cover_the_pool = True
 
     # -- one step each, so that `run --once`, tests and the loops share them ---------------
 
@@ -122,7 +124,8 @@ class BridgePoller:
     async def _scan_and_commit(self) -> PollOutcome:
         bridge, counters = self.bridge, self.source_counters
         arn = bridge.source.pool.arn
-        segments = SEGMENTS if counters.users_tracked >= SEGMENT_THRESHOLD_USERS else 1
+        large = counters.users_tracked >= SEGMENT_THRESHOLD_USERS
+        segments = SEGMENTS if large and self._segments_cover_the_pool else 1
         scan = await self.pool.scan(segments=segments)
         counters.pages_read += scan.pages
         counters.throttles += scan.throttles
@@ -135,6 +138,11 @@ class BridgePoller:
             raise scan.error or TemporaryError("the scan ended early", reason="ScanIncomplete")
 
         snapshot = await asyncio.to_thread(self.outbox.load_snapshot, bridge.id, arn)
+        if scan.complete and segments > 1 and self._uncovered(scan, snapshot, segments):
+            # Read the pool again in one piece, which lists everyone, before diffing.
+            scan = await self.pool.scan(segments=1)
+            counters.pages_read += scan.pages
+            counters.throttles += scan.throttles
         # A thread, not the event loop: a large pool's diff takes a good part of a second,
         # and other bridges' deliveries must not wait for it.
         changes = await asyncio.to_thread(diff_users, snapshot, scan.users, complete=scan.complete)
@@ -183,6 +191,34 @@ class BridgePoller:
                 " (initial baseline, nothing sent)" if baseline else "",
             )
         return PollOutcome(scan.complete, len(changes), len(events), baseline)
+
+    def _uncovered(
+        self, scan: ScanResult, snapshot: Mapping[str, SnapshotEntry], segments: int
+    ) -> bool:
+        """Whether a segmented scan missed a known user that no segment could list.
+
+        A segment lists the users whose `sub` starts with its prefix; a user whose `sub`
+        starts otherwise is in no segment and would be reported deleted. The snapshot knows
+        each user's `sub`: when one it cannot vouch for is missing, this poller stops
+        segmenting the pool (the caller rescans it in one piece).
+        """
+        seen = {user["Username"] for user in scan.users}
+        outside = sum(
+            1
+            for username, entry in snapshot.items()
+            if username not in seen and not segments_cover(entry.sub, segments)
+        )
+        if outside:
+            self._segments_cover_the_pool = False
+            log.warning(
+                "bridge %s: %d known user(s) of pool %s have a sub outside the %d scan "
+                "segments (not a lowercase hex prefix); scanning the pool in one piece instead",
+                self.bridge.id,
+                outside,
+                self.pool.pool_id,
+                segments,
+            )
+        return outside > 0
 
     def _record_source_error(self, exc: BridgeRunnerError) -> None:
         reason = getattr(exc, "reason", "") or type(exc).__name__

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import httpx
 
-from runner.config import load_bridge
+from runner.config import load_bridge, move_key
 from runner.discovery import discover_bridge_files, find_id_clashes
 from runner.errors import StateError
 from runner.gitrev import observed_revision
+from runner.leftovers import write_undelivered
 from runner.model import Bridge, LoadResult, bridge_id_for
 from runner.outbox import Outbox
 from runner.plan import (
@@ -31,9 +32,11 @@ from runner.plan import (
     ActionKind,
     DesiredBridge,
     Plan,
+    Reason,
     RunningBridge,
     Shard,
     is_selected,
+    pair_moves,
     plan_reconcile,
 )
 from runner.poller import BridgePoller
@@ -173,7 +176,10 @@ class Reconciler:
             removed = [st.path for bid, st in self._files.items() if bid not in states]
             self._all_files = states
             self._files = {bid: st for bid, st in states.items() if desired[bid].selected}
-            for action in plan.actions:
+            moves = self._moves(plan)
+            for action in plan.actions:  # stops come first: a moved bridge's old id is free
+                if action.bridge_id in moves and action.kind is ActionKind.START:
+                    await asyncio.to_thread(self._carry_state, moves[action.bridge_id], action)
                 await self._apply(action)
             for path in removed:
                 # The bridge's file is gone: so goes its status file (its state is kept
@@ -186,6 +192,49 @@ class Reconciler:
             except StateError as exc:
                 log.warning("state retention skipped this time: %s", exc)
             return plan
+
+    def _moves(self, plan: Plan) -> dict[str, str]:
+        """`{new id: old id}` for the bridges this plan stops because their file is gone and
+        starts under another id with the same spec (see `runner.plan.pair_moves`)."""
+        removed = {
+            a.bridge_id: move_key(self.running[a.bridge_id].bridge)
+            for a in plan.actions
+            if a.kind is ActionKind.STOP
+            and a.reason is Reason.REMOVED
+            and a.bridge_id in self.running
+        }
+        added = {
+            a.bridge_id: move_key(a.bridge)
+            for a in plan.actions
+            if a.kind is ActionKind.START and a.bridge is not None
+        }
+        return pair_moves(removed, added) if removed and added else {}
+
+    def _carry_state(self, old_id: str, action: Action) -> None:
+        """A moved or renamed bridge keeps its checkpoint and undelivered events."""
+        try:
+            pending = len(self.outbox.undelivered(old_id))
+            moved = self.outbox.move_bridge(old_id, action.bridge_id)
+        except StateError as exc:
+            log.warning("move %s -> %s: state not carried over: %s", old_id, action.bridge_id, exc)
+            return
+        if moved:
+            log.info(
+                "move %s -> %s: same spec; its checkpoint and %d undelivered %s go with it",
+                old_id,
+                action.bridge_id,
+                pending,
+                "event" if pending == 1 else "events",
+            )
+        else:
+            log.warning(
+                "move %s -> %s: %s has state of its own, so it starts from that; "
+                "the state of %s is kept for --state-retention",
+                old_id,
+                action.bridge_id,
+                action.bridge_id,
+                old_id,
+            )
 
     async def _apply(self, action: Action) -> None:
         if action.kind is ActionKind.KEEP:
@@ -357,6 +406,27 @@ class Reconciler:
                 continue
             seen = self.outbox.last_seen(bridge_id)
             if seen is not None and seen < horizon:
+                undelivered = self.outbox.undelivered(bridge_id)
+                if undelivered:
+                    # Changes nobody has seen yet are kept, in a file, never dropped.
+                    try:
+                        path = write_undelivered(self.settings.state_dir, bridge_id, undelivered)
+                    except OSError as exc:
+                        log.warning(
+                            "bridge %s: its state is kept past --state-retention, as its "
+                            "undelivered events could not be written out: %s",
+                            bridge_id,
+                            exc,
+                        )
+                        continue
+                    count = len(undelivered)
+                    log.warning(
+                        "bridge %s was removed with %d %s not delivered; written to %s",
+                        bridge_id,
+                        count,
+                        "event" if count == 1 else "events",
+                        path,
+                    )
                 log.info("forgetting the state of bridge %s (gone since %s)", bridge_id, seen)
                 self.outbox.forget(bridge_id)
 

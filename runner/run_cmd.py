@@ -33,6 +33,7 @@ from runner.ratelimit import RequestBudgets
 from runner.reconciler import Reconciler, RunnerSettings
 from runner.secrets import SecretResolver
 from runner.sources.cognito import CognitoClients
+from runner.statelock import StateLock
 from runner.watcher import watch_changes
 
 log = logging.getLogger("runner")
@@ -171,9 +172,13 @@ async def _main(
     resync_interval: float,
     metrics_addr: ListenAddress | None = None,
 ) -> int:
+    # Locked before the state is opened, and held until the process ends: a second runner
+    # on this directory is refused here, before it could commit or send anything.
+    lock = StateLock.acquire(settings.state_dir)
     try:
         outbox = Outbox.open(settings.state_dir)
     except Exception as exc:
+        lock.release()
         raise StateError(f"cannot open the state in {settings.state_dir}: {exc}") from None
     secrets = SecretResolver(settings.secrets_dir)
     clients = CognitoClients(secrets, RequestBudgets(aws_rps))
@@ -190,6 +195,7 @@ async def _main(
     finally:
         await asyncio.to_thread(clients.close)
         outbox.close()
+        lock.release()
 
 
 async def _once(reconciler: Reconciler, settings: RunnerSettings) -> int:

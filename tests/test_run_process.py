@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -64,7 +65,11 @@ def test_bridges_follow_the_directory(
     # Editing one file restarts that bridge only.
     a.write_text(bridge_yaml(pool_a, moto_server.endpoint, sink_server.url, poll_interval="2s"))
     proc.wait_for_log(r"restart a: ")
-    wait_until(lambda: read_status(a)["appliedDigest"] == read_status(a)["observedDigest"])  # type: ignore[index]
+    # The status must describe the edited file (not the one before it) and say it runs.
+    edited = hashlib.sha256(a.read_bytes()).hexdigest()
+    wait_until(
+        lambda: read_status(a)["appliedDigest"] == edited == read_status(a)["observedDigest"]
+    )
     assert proc.count(r"(restart|stop|start) team/b") == 1  # started once, never touched again
 
     # An invalid edit keeps the last good version running, and says so with the line.

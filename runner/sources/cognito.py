@@ -32,8 +32,10 @@ and empty pages are normal. A rejected token restarts the scan (bounded), thrott
 5xx that outlast boto3's retries are retried on the same page after a back-off (bounded).
 Whatever gives up makes the result `complete=False`, and nobody may derive deletions from
 an incomplete scan. A segmented scan runs one such scan per `sub` prefix ("0".."f")
-concurrently; every Cognito user has a `sub` (a UUID it assigns), which is what makes the
-segments cover the pool.
+concurrently; every Cognito user has a `sub` (a lowercase UUID it assigns), which is what
+makes the segments cover the pool. A reader cannot rely on that (`segments_cover`): the
+poller checks a segmented scan against the subs it knows and rescans in one piece when a
+known user could not have been listed, so that no user is ever taken for deleted.
 """
 
 from __future__ import annotations
@@ -96,8 +98,14 @@ class CognitoSettings:
 
     max_attempts: int = 3  # boto3 standard mode: total attempts per call
     connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    page_retries: int = 5  # re-asks for one page after boto3 gave up (throttled, 5xx, network)
+    # A ListUsers page of 60 users is answered in well under a second; an endpoint silent for
+    # this long is not going to answer.
+    read_timeout: float = 15.0
+    # One call, boto3's attempts included (5 + 3 x 15 s at most), is abandoned after this
+    # long, so that a Cognito endpoint that accepts connections and never answers turns
+    # SourceReady False within about a minute instead of leaving the bridge Ready.
+    call_deadline: float = 50.0
+    page_retries: int = 5  # re-asks for one page after boto3 gave up (throttled, 5xx)
     retry_backoff: float = 1.0  # first back-off before re-asking; doubles, with jitter
     max_retry_backoff: float = 20.0
     max_restarts: int = 3  # rejected pagination tokens tolerated per segment and scan
@@ -116,6 +124,21 @@ class ScanResult:
     restarts: int
     duration: float  # seconds
     error: BridgeRunnerError | None = None  # why the scan is incomplete
+
+
+def segments_cover(sub: str | None, segments: int) -> bool:
+    """Whether a scan in `segments` parts can see a user with this `sub`.
+
+    Real Cognito subs are lowercase UUIDs, but nothing guarantees it to a reader (an import,
+    an emulator, a future format): a user outside every prefix is never listed by a
+    segmented scan, and must not then be taken for deleted.
+    """
+    if segments == 1:
+        return True
+    if sub is None:
+        return False
+    width = len(segment_prefixes(segments)[0])
+    return len(sub) >= width and all(ch in SEGMENT_ALPHABET for ch in sub[:width])
 
 
 def segment_prefixes(segments: int) -> list[str]:
@@ -526,7 +549,10 @@ class CognitoPool:
                     raise _TokenRejected(exc) from None
                 raise
             except SourceUnavailable as exc:
-                if attempt >= self._settings.page_retries:
+                # An endpoint that cannot be reached or does not answer already had boto3's
+                # attempts and the call deadline; asking again would hold the scan (and the
+                # bridge's Ready) for minutes. The next poll tries again.
+                if attempt >= self._settings.page_retries or exc.reason == "EndpointUnreachable":
                     raise
                 attempt += 1
                 delay = self._backoff(attempt, exc.delay)
@@ -558,11 +584,19 @@ class CognitoPool:
         )
         await self.bucket.acquire()
         context = _CallContext(self.bucket)
+        deadline = self._settings.call_deadline
         try:
-            response: dict[str, Any] = await self._clients.run(
-                functools.partial(_invoke, context, functools.partial(method, **params))
-            )
+            # The worker thread cannot be interrupted, but its read timeout ends it; the
+            # deadline ends the wait for it here, whatever boto3's retries still intend.
+            async with asyncio.timeout(deadline):
+                response: dict[str, Any] = await self._clients.run(
+                    functools.partial(_invoke, context, functools.partial(method, **params))
+                )
             return response
+        except TimeoutError:
+            raise SourceUnavailable(
+                f"{what}: no answer within {deadline:g}s", reason="EndpointUnreachable"
+            ) from None
         except Exception as exc:
             translated = translate_error(exc, what=what)
             if translated is None:

@@ -1,0 +1,103 @@
+"""A segmented scan never reports a user deleted only because no segment covers its `sub`
+(issue 9). Against moto's Cognito server over HTTP, with a real SQLite outbox and sink."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from runner import poller as poller_module
+from runner.model import Bridge, Delivery, Sink, Target
+from runner.outbox import Outbox
+from runner.poller import BridgePoller
+from runner.ratelimit import RequestBudgets
+from runner.secrets import SecretResolver
+from runner.sources.cognito import CognitoClients, segments_cover
+from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
+from tests.peers.sink_server import SinkServer
+
+DELETED = "com.amazon.cognito-idp.user_deleted"
+
+
+@pytest.mark.parametrize(
+    ("sub", "segments", "covered"),
+    [
+        ("0f0d6fc9-9c3b-412e-b34b-de6c5affcd74", 16, True),
+        ("f0", 256, True),
+        ("Qq-odd", 16, False),  # uppercase: ListUsers' `sub ^= "q"` need not list it
+        ("-abc", 16, False),
+        ("a", 256, False),  # too short for a two-character prefix
+        ("", 16, False),
+        (None, 16, False),
+        ("Qq-odd", 1, True),  # one segment is the whole pool
+    ],
+)
+def test_which_subs_the_segments_cover(sub: str | None, segments: int, covered: bool) -> None:
+    assert segments_cover(sub, segments) is covered
+
+
+def test_a_user_outside_the_segments_is_not_reported_deleted(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    moto_server: MotoServer,
+    cognito_admin: CognitoAdmin,
+    cognito_pool: Callable[..., PoolInfo],
+    sink_server: SinkServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    # Segment as soon as one user is tracked, instead of seeding 1,200 users.
+    monkeypatch.setattr(poller_module, "SEGMENT_THRESHOLD_USERS", 1)
+    pool = cognito_pool()
+    for name in ("ann", "ben", "odd"):
+        cognito_admin.create_user(pool.id, name)
+    # moto, unlike Cognito, lets a sub be rewritten: a sub that no `sub ^= "0".."f"` lists.
+    cognito_admin.update_user(pool.id, "odd", {"sub": "Qq-not-a-lowercase-uuid"})
+    bridge = Bridge(
+        id="cover",
+        file=Path("cover.yaml"),
+        name="cover",
+        source=pool.source(moto_server.endpoint, poll_interval=1.0, initial_sync="baseline"),
+        sink=Sink(Target(sink_server.url), format="binary", timeout=5.0),
+        delivery=Delivery(backoff_delay=0.01, max_backoff=0.05),
+    )
+    outbox = Outbox.open(tmp_path / "state")
+    secrets = SecretResolver(tmp_path / "secrets", env={})
+    clients = CognitoClients(secrets, RequestBudgets(1000.0))
+
+    counts: list[int] = []
+
+    async def three_polls() -> list[tuple[bool, bool | None]]:
+        results = []
+        async with httpx.AsyncClient() as http:
+            poller = BridgePoller(
+                bridge,
+                outbox=outbox,
+                clients=clients,
+                http=http,
+                state_dir=tmp_path / "state",
+                secrets=secrets,
+            )
+            for _ in range(3):  # whole (baseline), segmented + whole, whole from then on
+                before = poller.source_counters.pages_read
+                outcome = await poller.poll_once()
+                counts.append(poller.source_counters.pages_read - before)
+                await poller.deliver_once()
+                results.append((outcome.complete, poller.source_health.ready))
+        return results
+
+    try:
+        results = asyncio.run(three_polls())
+    finally:
+        clients.close()
+        outbox.close()
+    assert [e["type"] for e in sink_server.events()] == []  # nothing changed: nothing sent
+    # Every poll complete and Ready: the segmented scan that missed "odd" was redone whole.
+    assert results == [(True, True)] * 3
+    assert counts == [1, 17, 1]  # pages: whole, 16 segments + the whole rescan, whole
+    assert any("outside the 16 scan segments" in r.getMessage() for r in caplog.records)
