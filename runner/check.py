@@ -1,7 +1,9 @@
 """`bridge-runner check PATH...`: validate bridge files offline and report every problem.
 
 Each PATH is a bridge file (checked whatever its name) or a directory (its bridge files, found as
-the runner finds them: `runner.discovery`). Every file goes through the one loader
+the runner finds them: `runner.discovery`). A named file is checked together with the files beside
+it that share its bridge id (`x.yaml` for `x.yml`), so that the pre-commit hook, which names only
+the staged files, rejects a pair that checking the directory rejects. Every file goes through the one loader
 (`runner.config.load_bridge`), so `check` accepts exactly what `run` accepts. Three output
 formats share one `CheckReport`: `text` (one `file:line:col: severity: message [path]` line per
 problem, then a summary), `json` (a document for tools, shape in the README) and `github`
