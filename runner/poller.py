@@ -33,6 +33,7 @@ from runner.model import Bridge
 from runner.outbox import Outbox
 from runner.secrets import SecretResolver
 from runner.sources.cognito import CognitoClients, CognitoPool
+from runner.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -166,17 +167,18 @@ class BridgePoller:
             counters.last_scan_duration = scan.duration
             counters.last_successful_poll_time = datetime.now(UTC)
             counters.last_error = None
-            self.source_health = SourceHealth(True, "Polling", f"{len(scan.users)} users tracked")
+            tracked = plural(len(scan.users), "user")
+            self.source_health = SourceHealth(True, "Polling", f"{tracked} tracked")
         else:
             self._record_source_error(
                 scan.error or TemporaryError("the scan ended early", reason="ScanIncomplete")
             )
         if changes or events:
             log.info(
-                "bridge %s: %d changes, %d events committed%s",
+                "bridge %s: %s, %s committed%s",
                 bridge.id,
-                len(changes),
-                len(events),
+                plural(len(changes), "change"),
+                plural(len(events), "event"),
                 " (initial baseline, nothing sent)" if baseline else "",
             )
         return PollOutcome(scan.complete, len(changes), len(events), baseline)
