@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from runner.discovery import discover_bridge_files
+
 ROOT = Path(__file__).resolve().parent.parent
 PRE_COMMIT = Path(sys.executable).parent / "pre-commit"
 HOOK_ID = "bridge-runner-check"
@@ -155,6 +157,46 @@ def bridges_repo(tmp_path: Path, hook_source: HookSource) -> BridgesRepo:
 
 def _summaries(output: str) -> list[str]:
     return re.findall(r"^\d+ files? checked: .*$", output, flags=re.MULTILINE)
+
+
+def test_the_hook_pattern_picks_the_files_the_directory_walk_picks(tmp_path: Path) -> None:
+    # pre-commit matches `files` and `exclude` with re.search on the path from the repository
+    # root; the walk is runner.discovery's, with the repository as the bridges directory.
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    names = [
+        "a.yaml",
+        "b.yml",
+        "team/c.yaml",
+        "dir.with.dots/d.yaml",
+        "team/e.f.yml",
+        "status.yaml",
+        "kustomization.yaml",
+        "deploy/kustomization.yml",
+        ".pre-commit-config.yaml",
+        ".pre-commit-hooks.yaml",
+        ".github/workflows/ci.yml",
+        ".github/dependabot.yml",
+        "team/.drafts/wip.yaml",
+        "team/.hidden.yaml",
+        "..data/g.yaml",
+        "a.status.yaml",
+        "team/b.status.yml",
+        "a.status.json",
+        "a.yaml.bak",
+        "UPPER.YAML",
+        "notes.md",
+    ]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("kind: Bridge\n")
+    walked = sorted(p.relative_to(tmp_path).as_posix() for p in discover_bridge_files(tmp_path))
+    hooked = sorted(
+        name
+        for name in names
+        if re.search(hook["files"], name) and not re.search(hook["exclude"], name)
+    )
+    assert hooked == walked
+    assert "kustomization.yaml" in walked and ".pre-commit-config.yaml" not in walked
 
 
 def test_a_staged_yml_beside_a_committed_yaml_is_rejected(bridges_repo: BridgesRepo) -> None:
