@@ -1,12 +1,15 @@
 """`bridge-runner check PATH...`: validate bridge files offline and report every problem.
 
 Each PATH is a bridge file (checked whatever its name) or a directory (its bridge files, found as
-the runner finds them: `runner.discovery`). Every file goes through the one loader
-(`runner.config.load_bridge`), so `check` accepts exactly what `run` accepts. Three output
-formats share one `CheckReport`: `text` (one `file:line:col: severity: message [path]` line per
-problem, then a summary), `json` (a document for tools, shape in the README) and `github`
-(workflow-command annotations). Exit codes: 0 every file valid, 1 any file invalid (or, with
-`--strict`, any warning), 2 usage error (raised as `UsageError` and mapped by `runner.cli`).
+the runner finds them: `runner.discovery`). A named file is checked together with the files
+beside it that share its bridge id (`x.yaml` for `x.yml`), so that the pre-commit hook, which
+names only the staged files, rejects a pair that checking the directory rejects. Every file
+goes through the one loader (`runner.config.load_bridge`), so `check` accepts exactly what `run`
+accepts. Three output formats share one `CheckReport`: `text` (one `file:line:col: severity:
+message [path]` line per problem, then a summary), `json` (a document for tools, shape in the
+README) and `github` (workflow-command annotations). Exit codes: 0 every file valid, 1 any file
+invalid (or, with `--strict`, any warning), 2 usage error (raised as `UsageError` and mapped by
+`runner.cli`).
 
 A directory without bridge files is not an error (exit 0, with a note on stderr): the runner
 accepts an empty directory too, and a mistyped path is caught because it does not exist.
@@ -28,6 +31,7 @@ from runner.config import load_bridge
 from runner.discovery import discover_bridge_files, expand_paths, find_id_clashes
 from runner.errors import UsageError
 from runner.model import LoadResult, Problem
+from runner.wording import plural
 
 FORMATS = ("text", "json", "github")
 GITHUB_TITLE = "bridge-runner"
@@ -147,16 +151,12 @@ def _empty_dirs(paths: Sequence[Path], pairs: Sequence[tuple[Path, Path]]) -> tu
 # ---- rendering ---------------------------------------------------------------------------
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 def summary_line(report: CheckReport) -> str:
     """`3 files checked: 2 valid, 1 invalid (2 errors, 1 warning)`."""
     line = (
-        f"{_plural(len(report.results), 'file')} checked: {report.valid_count} valid, "
-        f"{report.invalid_count} invalid ({_plural(report.error_count, 'error')}, "
-        f"{_plural(report.warning_count, 'warning')})"
+        f"{plural(len(report.results), 'file')} checked: {report.valid_count} valid, "
+        f"{report.invalid_count} invalid ({plural(report.error_count, 'error')}, "
+        f"{plural(report.warning_count, 'warning')})"
     )
     if report.strict and report.warning_count:
         line += "; warnings fail the check (--strict)"

@@ -62,6 +62,7 @@ from runner.model import (
     frozen_map,
 )
 from runner.secrets import DEFAULT_SECRETS_DIR, secret_path_problem
+from runner.wording import plural
 from runner.yamlsafe import MAX_FILE_BYTES, ParsedDocument, format_path, parse_document
 
 __all__ = [
@@ -964,13 +965,16 @@ def _schema_message(error: ValidationError) -> str:
     if keyword == "maximum":
         return f"must be at most {value}"
     if keyword == "minLength":
-        return "must not be empty" if value == 1 else f"must be at least {value} characters long"
+        if value == 1:
+            return "must not be empty"
+        return f"must be at least {plural(value, 'character')} long"
     if keyword == "maxLength":
-        return f"must be at most {value} characters long"
+        return f"must be at most {plural(value, 'character')} long"
     if keyword == "pattern":
         return f"does not have the expected form (pattern {value})"
     if keyword in ("minProperties", "maxProperties"):
-        return f"must have {'at least' if keyword == 'minProperties' else 'at most'} {value} fields"
+        bound = "at least" if keyword == "minProperties" else "at most"
+        return f"must have {bound} {plural(value, 'field')}"
     return f"is not valid ({keyword})"
 
 

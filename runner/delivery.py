@@ -66,6 +66,7 @@ from runner.sinks import (
     open_sender,
     safe_uri,
 )
+from runner.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -273,9 +274,9 @@ class Deliverer:
                 await self._marks.flush()
                 await self._refresh_gauges()
             log.debug(
-                "bridge %s: %d event(s) delivered in %.3fs",
+                "bridge %s: %s delivered in %.3fs",
                 self._bridge_id,
-                self._counters.delivered - delivered_before,
+                plural(self._counters.delivered - delivered_before, "event"),
                 self._clock() - started,
             )
 
@@ -379,7 +380,7 @@ class Deliverer:
                     self._ready = (
                         False,
                         outcome.reason,
-                        f"{outcome.error}; gave up after {retry_limit} retries",
+                        f"{outcome.error}; gave up after {plural(retry_limit, 'retry', 'retries')}",
                     )
                     return await self._give_up(unit, outcome, stop)
                 self._counters.retried += len(unit.events)
@@ -470,7 +471,10 @@ class Deliverer:
         self._counters.pending = max(0, self._counters.pending - len(seqs))
         self._counters.last_error = error
         log.warning(
-            "bridge %s: %d event(s) parked in the outbox: %s", self._bridge_id, len(seqs), error
+            "bridge %s: %s parked in the outbox: %s",
+            self._bridge_id,
+            plural(len(seqs), "event"),
+            error,
         )
 
     async def _refresh_gauges(self) -> None:

@@ -3,8 +3,9 @@
 It starts a local Cognito emulator (moto's server on 127.0.0.1, from the `demo` extra) with a
 seeded pool, a local sink that prints every CloudEvent it receives, writes a demo bridge,
 runs the real runner on it (`bridge-runner run` as a child process), then creates, updates,
-disables and deletes users so that events flow, and shows the status file. It ends after
-`--duration` or on Ctrl-C and cleans up everything it started. No AWS account, credentials
+disables and deletes users so that events flow, and shows the status file. Each event is shown
+with its CloudEvents type, and each wait says what it waits for. It ends after `--duration` or
+on Ctrl-C and cleans up everything it started. No AWS account, credentials
 or network access are needed: every address is on 127.0.0.1.
 """
 
@@ -27,11 +28,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner.cli import EXIT_OK
-from runner.durations import duration_argument
+from runner.durations import duration_argument, format_duration
 from runner.errors import BridgeRunnerError, UsageError
 
 REGION = "us-west-2"
 SEED_USERS = ("alice", "bob", "carol")
+BACKFILL_WAIT = 3.0  # before the first scripted change: the first poll sends the seeded users
+STEP_WAIT = 1.2  # between scripted changes: one poll interval (1 s) and a little
+# After the last change: one poll interval (1 s) plus delivery, so that it shows before we stop.
+SETTLE_WAIT = 2.5
 # Dummy credentials for the emulator: never real ones, and never read from the environment.
 DEMO_ENV = {
     "AWS_ACCESS_KEY_ID": "demo",
@@ -80,12 +85,11 @@ def _describe_event(headers: dict[str, str], body: bytes) -> str:
     data = event.get_data()
     username = data.get("Username", "?") if isinstance(data, dict) else "?"
     change = event.get_extension("changetype")
-    kind = event.get_type().rsplit(".", 1)[-1]
     details = ""
     if isinstance(data, dict) and "Attributes" in data:
         attrs = {a["Name"]: a["Value"] for a in data["Attributes"] if a["Name"] != "sub"}
         details = f" enabled={data.get('Enabled')} attributes={json.dumps(attrs)}"
-    return f"{change:<8} {username:<8} type={kind} id={event.get_id()[:12]}…{details}"
+    return f"{change:<8} {username:<8} type={event.get_type()} id={event.get_id()[:12]}…{details}"
 
 
 def _start_sink(say: Callable[[str, str], None]) -> ThreadingHTTPServer:
@@ -243,8 +247,12 @@ def run(args: argparse.Namespace) -> int:
             pump = threading.Thread(target=_pump, args=(runner.stdout, say), daemon=True)
             pump.start()
             _script(client, pool["Id"], say, interrupted)
-            # One poll interval (1 s) plus delivery, so the last change shows before we stop.
-            _wait(max(deadline, time.monotonic() + 2.5), interrupted)
+            settled = time.monotonic() + SETTLE_WAIT
+            if not interrupted.is_set():
+                say("[demo]  ", _waiting_message(args.duration, duration_over=deadline < settled))
+            _wait(max(deadline, settled), interrupted)
+            if interrupted.is_set():
+                say("[demo]  ", "Ctrl-C: stopping")
             _stop_runner(runner, say)
             pump.join(5)
             runner.stdout.close()
@@ -295,13 +303,32 @@ def _script(
         ("disable bob", lambda: client.admin_disable_user(UserPoolId=pool_id, Username="bob")),
         ("delete carol", lambda: client.admin_delete_user(UserPoolId=pool_id, Username="carol")),
     ]
-    _wait(time.monotonic() + 3.0, interrupted)  # let the backfill show first
+    say(
+        "[demo]  ",
+        "waiting for the first poll: one event per seeded user (initialSync: emit); Ctrl-C to stop",
+    )
+    _wait(time.monotonic() + BACKFILL_WAIT, interrupted)
     for text, step in steps:
         if interrupted.is_set():
             return
         say("[demo]  ", text)
         step()
-        _wait(time.monotonic() + 1.2, interrupted)
+        _wait(time.monotonic() + STEP_WAIT, interrupted)
+
+
+def _waiting_message(duration: float, *, duration_over: bool) -> str:
+    """What the demo waits for once its changes are made (the runner keeps polling meanwhile).
+
+    `duration_over`: `--duration` ends before the last change's event can have arrived, so the
+    demo waits only for that event.
+    """
+    if duration_over:
+        waiting = f"waiting {format_duration(SETTLE_WAIT)} for the last change's event"
+    else:
+        waiting = (
+            f"the runner keeps polling until {format_duration(duration)} have passed (--duration)"
+        )
+    return f"all changes made; {waiting}; Ctrl-C to stop"
 
 
 def _wait(until: float, interrupted: threading.Event) -> None:

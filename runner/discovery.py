@@ -15,6 +15,11 @@
 - broken symlinks and anything that is not a regular file (a FIFO would block the reader) are
   skipped.
 
+`expand_paths` turns command-line arguments into files to check: a directory contributes its
+bridge files, and a named file brings along the files beside it that would share its bridge id
+(`x.yaml` beside `x.yml`), so that checking only the staged files of a commit still finds a clash
+with a file already committed.
+
 `root` itself may be a symlink (git-sync publishes each checkout by swapping one): it is resolved
 once, so one call walks one version of the tree, and the paths returned are spelled under `root`
 as given, so ids and status-file locations stay stable across swaps.
@@ -45,8 +50,10 @@ def is_bridge_file_name(name: str) -> bool:
     )
 
 
-def discover_bridge_files(root: Path) -> list[Path]:
+def discover_bridge_files(root: Path, *, recursive: bool = True) -> list[Path]:
     """Every bridge file below `root`, sorted, spelled under `root` as given.
+
+    With `recursive=False`, only the files directly in `root`, chosen by the same rules.
 
     Raises `OSError` (`FileNotFoundError`, `NotADirectoryError`, `PermissionError`) when `root`
     or a folder below it cannot be listed.
@@ -55,7 +62,15 @@ def discover_bridge_files(root: Path) -> list[Path]:
     if not real_root.is_dir():
         raise NotADirectoryError(f"not a directory: {root}")
     found: list[Path] = []
-    _walk(root, real_root, real_root, visited_dirs={real_root}, seen_files=set(), found=found)
+    _walk(
+        root,
+        real_root,
+        real_root,
+        visited_dirs={real_root},
+        seen_files=set(),
+        found=found,
+        recursive=recursive,
+    )
     return found
 
 
@@ -67,6 +82,7 @@ def _walk(
     visited_dirs: set[Path],
     seen_files: set[Path],
     found: list[Path],
+    recursive: bool,
 ) -> None:
     # Depth-first over names sorted at every level yields paths already in sorted order.
     with os.scandir(real_dir) as listing:
@@ -75,6 +91,8 @@ def _walk(
         if entry.name.startswith("."):
             continue
         is_dir = entry.is_dir()  # follows symlinks; False for broken ones
+        if is_dir and not recursive:
+            continue
         if not is_dir and not (entry.is_file() and is_bridge_file_name(entry.name)):
             continue
         real = Path(os.path.realpath(entry.path)) if entry.is_symlink() else real_dir / entry.name
@@ -90,6 +108,7 @@ def _walk(
                     visited_dirs=visited_dirs,
                     seen_files=seen_files,
                     found=found,
+                    recursive=recursive,
                 )
         elif real not in seen_files:
             seen_files.add(real)
@@ -99,24 +118,29 @@ def _walk(
 def expand_paths(paths: Sequence[Path]) -> list[tuple[Path, Path]]:
     """(file, root) pairs for command-line arguments that name files or directories.
 
-    A directory contributes its bridge files (see `discover_bridge_files`) with itself as root;
-    a file is taken as named, whatever its name, with its parent as root (so its id is its stem).
+    A directory contributes its bridge files (see `discover_bridge_files`) with itself as root.
+    A file is taken as named, whatever its name, with its parent as root (so its id is its
+    stem), together with the bridge files beside it that have the same id (`x.yaml` for a named
+    `x.yml`): the runner reads those as well, and only the pair shows the clash that
+    `find_id_clashes` reports. The named file and those siblings come in the order the walk
+    lists them, so the clash is reported on the same file as when checking the directory.
     A file named twice, directly or through several arguments, is kept once, with the first
     argument that reached it. Raises `UsageError` for a path that does not exist or is neither
-    a regular file nor a directory.
+    a regular file nor a directory, and `OSError` when a folder cannot be listed.
     """
     pairs: list[tuple[Path, Path]] = []
     seen: set[Path] = set()
-    # One directory lists each file once already: resolving every path is only needed to find
-    # the same file named by several arguments.
+    # One directory lists each file once already, and so does one file with its siblings:
+    # resolving every path is only needed to find the same file reached by several arguments.
     needs_dedupe = len(paths) > 1
+    listings: dict[Path, dict[str, list[Path]]] = {}
     for path in paths:
         if path.is_dir():
             candidates: Iterable[tuple[Path, Path]] = (
                 (file, path) for file in discover_bridge_files(path)
             )
         elif path.is_file():
-            candidates = [(path, path.parent)]
+            candidates = [(file, path.parent) for file in _with_same_id_siblings(path, listings)]
         elif path.is_symlink() and not path.exists():
             raise UsageError(f"{path}: broken symbolic link")
         elif path.exists():
@@ -131,6 +155,29 @@ def expand_paths(paths: Sequence[Path]) -> list[tuple[Path, Path]]:
                 seen.add(real)
             pairs.append((file, root))
     return pairs
+
+
+def _with_same_id_siblings(file: Path, listings: dict[Path, dict[str, list[Path]]]) -> list[Path]:
+    """`file` and the bridge files in its folder that have its id, in the walk's order.
+
+    `listings` caches each folder's bridge files by id: a commit may name many files of one
+    folder.
+    """
+    folder = file.parent
+    by_id = listings.get(folder)
+    if by_id is None:
+        by_id = {}
+        for sibling in discover_bridge_files(folder, recursive=False):
+            by_id.setdefault(bridge_id_for(folder, sibling), []).append(sibling)
+        listings[folder] = by_id
+    same_id = by_id.get(bridge_id_for(folder, file), [])
+    if not same_id:
+        return [file]
+    # The walk may list the named file itself, or the same file under another name (a link
+    # beside its target): either is the named file, not a sibling.
+    real = file.resolve()
+    siblings = [sibling for sibling in same_id if sibling.resolve() != real]
+    return sorted([file, *siblings], key=lambda path: path.name)
 
 
 def find_id_clashes(files: Iterable[Path], root: Path) -> dict[Path, Path]:

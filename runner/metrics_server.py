@@ -46,6 +46,7 @@ from runner.errors import UsageError
 from runner.metrics import ReconcilerView, RunnerCollector, RunnerSnapshot, take_snapshot
 from runner.ratelimit import RequestBudgets
 from runner.secrets import Redactor
+from runner.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -264,13 +265,9 @@ def readyz_reply(app: MetricsServer, accept: str) -> Reply:
         return _readiness(False, "starting", {}, accept)
     total = len(snapshot.bridges)
     if snapshot.not_ready:
-        summary = f"not ready: {len(snapshot.not_ready)} of {_bridges(total)}"
+        summary = f"not ready: {len(snapshot.not_ready)} of {plural(total, 'bridge')}"
         return _readiness(False, summary, snapshot.not_ready, accept)
-    return _readiness(True, f"ok: {_bridges(total)} Ready", {}, accept)
-
-
-def _bridges(count: int) -> str:
-    return f"{count} bridge{'' if count == 1 else 's'}"
+    return _readiness(True, f"ok: {plural(total, 'bridge')} Ready", {}, accept)
 
 
 def _readiness(ready: bool, summary: str, not_ready: Mapping[str, str], accept: str) -> Reply:

@@ -34,6 +34,7 @@ from runner.model import Bridge
 from runner.outbox import Outbox
 from runner.secrets import SecretResolver
 from runner.sources.cognito import CognitoClients, CognitoPool, ScanResult, segments_cover
+from runner.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -177,17 +178,18 @@ class BridgePoller:
             counters.last_scan_duration = scan.duration
             counters.last_successful_poll_time = datetime.now(UTC)
             counters.last_error = None
-            self.source_health = SourceHealth(True, "Polling", f"{len(scan.users)} users tracked")
+            tracked = plural(len(scan.users), "user")
+            self.source_health = SourceHealth(True, "Polling", f"{tracked} tracked")
         else:
             self._record_source_error(
                 scan.error or TemporaryError("the scan ended early", reason="ScanIncomplete")
             )
         if changes or events:
             log.info(
-                "bridge %s: %d changes, %d events committed%s",
+                "bridge %s: %s, %s committed%s",
                 bridge.id,
-                len(changes),
-                len(events),
+                plural(len(changes), "change"),
+                plural(len(events), "event"),
                 " (initial baseline, nothing sent)" if baseline else "",
             )
         return PollOutcome(scan.complete, len(changes), len(events), baseline)
@@ -211,10 +213,10 @@ class BridgePoller:
         if outside:
             self._segments_cover_the_pool = False
             log.warning(
-                "bridge %s: %d known user(s) of pool %s have a sub outside the %d scan "
-                "segments (not a lowercase hex prefix); scanning the pool in one piece instead",
+                "bridge %s: %s of pool %s outside the %d scan segments (a sub without a "
+                "lowercase hex prefix); scanning the pool in one piece instead",
                 self.bridge.id,
-                outside,
+                plural(outside, "known user"),
                 self.pool.pool_id,
                 segments,
             )

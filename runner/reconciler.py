@@ -43,6 +43,7 @@ from runner.poller import BridgePoller
 from runner.secrets import SecretResolver
 from runner.sources.cognito import CognitoClients
 from runner.status import StatusWriter, ce_attributes_for, render_status
+from runner.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -220,11 +221,10 @@ class Reconciler:
             return
         if moved:
             log.info(
-                "move %s -> %s: same spec; its checkpoint and %d undelivered %s go with it",
+                "move %s -> %s: same spec; its checkpoint and %s go with it",
                 old_id,
                 action.bridge_id,
-                pending,
-                "event" if pending == 1 else "events",
+                plural(pending, "undelivered event"),
             )
         else:
             log.warning(
@@ -419,12 +419,10 @@ class Reconciler:
                             exc,
                         )
                         continue
-                    count = len(undelivered)
                     log.warning(
-                        "bridge %s was removed with %d %s not delivered; written to %s",
+                        "bridge %s was removed with %s not delivered; written to %s",
                         bridge_id,
-                        count,
-                        "event" if count == 1 else "events",
+                        plural(len(undelivered), "event"),
                         path,
                     )
                 log.info("forgetting the state of bridge %s (gone since %s)", bridge_id, seen)

@@ -35,6 +35,7 @@ from runner.secrets import SecretResolver
 from runner.sources.cognito import CognitoClients
 from runner.statelock import StateLock
 from runner.watcher import watch_changes
+from runner.wording import plural
 
 log = logging.getLogger("runner")
 
@@ -208,7 +209,7 @@ async def _once(reconciler: Reconciler, settings: RunnerSettings) -> int:
     for bridge_id, why in sorted(not_ready.items()):
         log.warning("bridge %s is not Ready: %s", bridge_id, why)
     total = len(reconciler.documents)
-    log.info("%d of %d bridges Ready", total - len(not_ready), total)
+    log.info("%d of %s Ready", total - len(not_ready), plural(total, "bridge"))
     return EXIT_FAILED if not_ready else EXIT_OK
 
 
@@ -234,7 +235,7 @@ async def _forever(
         )
         async with contextlib.aclosing(changes):
             async for batch in changes:
-                log.debug("reconciling after %d changed path(s)", len(batch))
+                log.debug("reconciling after %s", plural(len(batch), "changed path"))
                 try:
                     await reconciler.reconcile()
                 except Exception:
@@ -243,7 +244,7 @@ async def _forever(
                     log.exception("reconcile failed; the bridges keep running as they are")
     finally:
         stop.set()
-        log.info("shutting down: stopping %d bridge(s)", len(reconciler.running))
+        log.info("shutting down: stopping %s", plural(len(reconciler.running), "bridge"))
         await statuses
         await reconciler.shutdown()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -254,6 +254,29 @@ def test_yaml_and_yml_with_one_id_are_an_error(
     )
 
 
+@pytest.mark.parametrize("named", ["signups.yml", "signups.yaml"])
+def test_a_named_file_is_checked_with_the_file_beside_it_that_shares_its_id(
+    named: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the pre-commit hook does: only the staged file is named, its pair is on disk.
+    monkeypatch.chdir(tmp_path)
+    team = tmp_path / "team"
+    team.mkdir()
+    for name in ("signups.yaml", "signups.yml", "other.yaml"):
+        (team / name).write_text(VALID_BRIDGE.format(uri="https://example.com/"))
+    expected = (
+        1,
+        "team/signups.yml: error: bridge id 'signups' is already used by team/signups.yaml: "
+        "rename or remove one of the two files\n"
+        "2 files checked: 1 valid, 1 invalid (1 error, 0 warnings)\n",
+        "",
+    )
+    assert run_check(capsys, f"team/{named}") == expected
+    # The same verdict, on the same file, as checking the folder (less the unrelated file).
+    folder = run_check(capsys, "team")
+    assert folder[1].splitlines()[0] == expected[1].splitlines()[0]
+
+
 def test_environment_variables_are_expanded_from_the_environment(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

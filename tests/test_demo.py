@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import IO
+
+SYNC_TRIGGER = "com.amazon.cognito-idp.sync_trigger"
+USER_DELETED = "com.amazon.cognito-idp.user_deleted"
 
 
 def _listening(port: int) -> bool:
@@ -63,6 +70,26 @@ def test_demo_shows_events_and_cleans_up() -> None:
     assert len(sink_lines) == 7  # one event per change, no duplicates
     assert "[status] Ready        True" in out
 
+    # Each event shows its real CloudEvents type, as a sink would filter on it.
+    assert {(line.split()[1], line.split()[3]) for line in sink_lines} == {
+        ("created", f"type={SYNC_TRIGGER}"),
+        ("updated", f"type={SYNC_TRIGGER}"),
+        ("deleted", f"type={USER_DELETED}"),
+    }
+    # The quiet seconds say what the demo waits for; which wait depends on how long the
+    # scripted changes took, and either must say it.
+    waiting = re.search(r"^\[demo\] +all changes made; (.*); Ctrl-C to stop$", out, re.MULTILINE)
+    assert waiting, out
+    assert waiting.group(1) in (
+        "the runner keeps polling until 10s have passed (--duration)",
+        "waiting 2.5s for the last change's event",
+    )
+    assert out.index("delete carol") < waiting.start() < out.index("shutting down")
+    # Counts are worded as counts: each scripted change is "1 change, 1 event", never "1 changes".
+    assert "bridge demo: 1 change, 1 event committed" in out
+    assert "shutting down: stopping 1 bridge\n" in out
+    assert re.findall(r"\b1 [a-z]+s\b|\(s\)", out) == []
+
     # Nothing left behind: the runner process, the ports, the temporary directory.
     workdir = re.search(r"working directory (\S+)", out)
     ports = re.search(r"on http://127\.0\.0\.1:(\d+); sink on port (\d+)", out)
@@ -87,3 +114,62 @@ def test_demo_dir_keeps_the_bridge_and_its_status(tmp_path: Path) -> None:
     assert (work / "bridges" / "demo.status.json").is_file()
     assert (work / "state" / "state.sqlite").is_file()
     assert f"(kept {work})" in done.stdout
+    # --duration is over before the scripted changes are: it waits for the last event only.
+    assert (
+        "[demo]   all changes made; waiting 2.5s for the last change's event; Ctrl-C to stop\n"
+    ) in done.stdout
+
+
+def _lines(stream: IO[str]) -> queue.Queue[str | None]:
+    """The lines of `stream` as they come, then None at its end (read by a thread)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def test_ctrl_c_while_it_waits_stops_the_demo_and_cleans_up() -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "runner", "demo", "--duration", "10m"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert demo.stdout is not None
+    lines = _lines(demo.stdout)
+    seen: list[str] = []
+    try:
+        while not seen or "all changes made" not in seen[-1]:
+            line = lines.get(timeout=60)  # a safety net for a demo that never says it
+            assert line is not None, "".join(seen)
+            seen.append(line)
+        assert seen[-1] == (
+            "[demo]   all changes made; the runner keeps polling until 10m have passed "
+            "(--duration); Ctrl-C to stop\n"
+        ), "".join(seen)
+    finally:
+        # Ctrl-C, also when the test failed: the demo stops the runner it started.
+        demo.send_signal(signal.SIGINT)
+        try:
+            demo.wait(60)
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+                demo.wait()
+    rest = []
+    while (line := lines.get(timeout=10)) is not None:
+        rest.append(line)
+    demo.stdout.close()
+    out = "".join(rest)
+    assert demo.returncode == 0, "".join(seen) + out
+    assert "[demo]   Ctrl-C: stopping\n" in out
+    assert "[status] Ready        True" in out
+    assert out.endswith("[demo]   stopped; everything it started is gone\n")
+    workdir = re.search(r"working directory (\S+)", "".join(seen))
+    assert workdir and not Path(workdir.group(1)).exists()

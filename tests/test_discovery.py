@@ -199,3 +199,43 @@ def test_find_id_clashes_reports_the_later_of_two_files_with_one_id(tmp_path: Pa
     ]
     assert find_id_clashes(files, tmp_path) == {files[1]: files[0]}
     assert find_id_clashes(files[:1] + files[2:], tmp_path) == {}
+
+
+def test_not_recursive_lists_only_the_folder_itself_by_the_same_rules(tmp_path: Path) -> None:
+    for name in ["b.yml", "a.yaml", ".hidden.yaml", "a.status.yaml", "team/c.yaml", "d.json"]:
+        touch(tmp_path / name)
+    assert rel(discover_bridge_files(tmp_path, recursive=False), tmp_path) == ["a.yaml", "b.yml"]
+
+
+def test_a_named_file_brings_the_files_beside_it_that_share_its_id(tmp_path: Path) -> None:
+    x_yaml = touch(tmp_path / "x.yaml")
+    x_yml = touch(tmp_path / "x.yml")
+    # Not bridge `x`, or not bridges at all: none of these comes along.
+    for name in [".x.yml", "x.status.yaml", "x.json", "xy.yaml", "x.yaml.yml", "team/x.yaml"]:
+        touch(tmp_path / name)
+    # In the walk's order whichever is named, so the clash lands on the same file.
+    assert expand_paths([x_yml]) == [(x_yaml, tmp_path), (x_yml, tmp_path)]
+    assert expand_paths([x_yaml]) == [(x_yaml, tmp_path), (x_yml, tmp_path)]
+    assert expand_paths([x_yml, x_yaml]) == [(x_yaml, tmp_path), (x_yml, tmp_path)]
+    alone = touch(tmp_path / "alone.yml")
+    assert expand_paths([alone]) == [(alone, tmp_path)]
+
+
+def test_a_named_file_is_not_its_own_sibling_under_another_name(tmp_path: Path) -> None:
+    target = touch(tmp_path / "x.yaml")
+    link = tmp_path / "x.yml"
+    link.symlink_to("x.yaml")  # the walk lists this file once, as x.yaml: no clash
+    assert expand_paths([link]) == [(link, tmp_path)]
+    assert expand_paths([target]) == [(target, tmp_path)]
+
+
+def test_a_named_file_in_the_working_directory_brings_its_sibling_as_a_relative_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    touch(tmp_path / "x.yaml")
+    touch(tmp_path / "x.yml")
+    monkeypatch.chdir(tmp_path)
+    assert expand_paths([Path("x.yml")]) == [
+        (Path("x.yaml"), Path(".")),
+        (Path("x.yml"), Path(".")),
+    ]

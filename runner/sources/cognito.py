@@ -75,6 +75,7 @@ from runner.ratelimit import RequestBudgets, TokenBucket
 from runner.secrets import Redactor, SecretResolver
 from runner.sources.aws_errors import THROTTLED_CODES, secret_error, translate_error
 from runner.sources.aws_logs import guard_botocore_logs
+from runner.wording import plural
 
 if TYPE_CHECKING:
     from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
@@ -489,7 +490,10 @@ class CognitoPool:
         )
         if error is not None:
             log.warning(
-                "scan of %s incomplete after %d pages: %s", self.pool_id, result.pages, error
+                "scan of %s incomplete after %s: %s",
+                self.pool_id,
+                plural(result.pages, "page"),
+                error,
             )
         return result
 
@@ -516,8 +520,9 @@ class CognitoPool:
                     empty_pages = 0 if batch else empty_pages + 1
                     if empty_pages > self._settings.max_empty_pages:
                         raise SourceUnavailable(
-                            f"ListUsers on pool {self.pool_id}: {empty_pages} empty pages in a "
-                            "row still carrying a pagination token",
+                            f"ListUsers on pool {self.pool_id}: "
+                            f"{plural(empty_pages, 'empty page')} in a row still carrying a "
+                            "pagination token",
                             reason="ServiceError",
                         )
             except _TokenRejected as rejected:
@@ -526,7 +531,8 @@ class CognitoPool:
                     outcome.users = list(users.values())
                     outcome.error = SourceUnavailable(
                         f"ListUsers on pool {self.pool_id}: pagination token rejected "
-                        f"{outcome.restarts} times; giving up this scan ({rejected.cause})",
+                        f"{plural(outcome.restarts, 'time')}; giving up this scan "
+                        f"({rejected.cause})",
                         reason="PaginationTokenRejected",
                     )
                     return
