@@ -123,7 +123,7 @@ def test_the_migration_text_says_how_triggermesh_polled() -> None:
         text
     )
     assert "doubling up to 32 s while the pool stayed quiet" in text
-    assert "every `pollInterval`: 30 s for a manifest" in text
+    assert "every `pollInterval`: 30 s for a manifest." in text
 
 
 def test_the_development_section_says_what_a_lone_clone_does_not_run() -> None:
