@@ -1,5 +1,9 @@
 """Shared test setup. Peers (moto server, loopback sink, fault proxies) live in tests/peers/
-as pytest plugins, so that each can be owned and grown on its own."""
+as pytest plugins, so that each can be owned and grown on its own.
+
+The `conformance` fixture gives the third-party reference files of `../shared/conformance/`
+(tests/conformance.py): a test that takes it is marked `conformance`, and is skipped with the
+reason where the folder is absent, or fails there when BRIDGE_RUNNER_REQUIRE_CONFORMANCE=1."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import conformance as _conformance
+
 pytest_plugins = [
     "tests.peers.moto_server",
     "tests.peers.sink_server",
@@ -15,8 +21,6 @@ pytest_plugins = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-# ../shared/conformance relative to the project root (as laid out for sessions and CI).
-CONFORMANCE = ROOT.parent / "shared" / "conformance"
 
 # boto3 must never reach a real AWS endpoint or pick up a developer's credentials in tests.
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-west-2")
@@ -24,8 +28,30 @@ for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_COGNITO_IDP"):
     os.environ.pop(_var, None)
 
 
+def _require_conformance() -> _conformance.Conformance:
+    loaded = _conformance.load()
+    if loaded is not None:
+        return loaded
+    reason = _conformance.missing_reason()
+    if _conformance.required():
+        pytest.fail(f"{reason}; {_conformance.REQUIRE_ENV} is set, so they may not be skipped")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
-def conformance_dir() -> Path:
-    if not CONFORMANCE.is_dir():
-        pytest.fail(f"no conformance data at {CONFORMANCE}: tests expect ../shared beside the repo")
-    return CONFORMANCE
+def conformance() -> _conformance.Conformance:
+    """The files of ../shared/conformance/: skip (or fail, when required) without them."""
+    return _require_conformance()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # One mechanism: taking the fixture is what marks a test (so `-m conformance` selects them).
+    for item in items:
+        if "conformance" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.conformance)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # A test marked by hand, without the fixture, is held to the same rule.
+    if item.get_closest_marker("conformance") is not None:
+        _require_conformance()

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from runner.config import load_bridge, load_bytes
 from runner.model import LoadResult, SecretRef, Target
+from tests.conformance import TRIGGERMESH_SAMPLE as SAMPLE
+from tests.conformance import Conformance
 
 ROOT = Path("/bridges")
-SAMPLE = "triggermesh-awscognitouserpoolsource-sample.yaml"
 SINK_REF = """  sink:
     ref:
       apiVersion: eventing.knative.dev/v1
@@ -40,15 +41,15 @@ def findings(result: LoadResult) -> list[tuple[int | None, int | None, str, str,
     return [(p.line, p.column, p.path, p.message, p.severity) for p in result.problems]
 
 
-def test_conformance_sample_as_is_is_rejected_at_sink_ref(conformance_dir: Path) -> None:
-    path = conformance_dir / SAMPLE
-    result = load_bridge(path, root=conformance_dir, env={}, display_path=SAMPLE)
+def test_conformance_sample_as_is_is_rejected_at_sink_ref(conformance: Conformance) -> None:
+    path = conformance.path(SAMPLE)
+    result = load_bridge(path, root=conformance.dir, env={}, display_path=SAMPLE)
     assert result.bridge is None
     assert findings(result) == [(41, 5, "spec.sink.ref", REF_MESSAGE, "error")]
 
 
-def test_conformance_sample_with_sink_uri_is_accepted(conformance_dir: Path) -> None:
-    text = (conformance_dir / SAMPLE).read_text()
+def test_conformance_sample_with_sink_uri_is_accepted(conformance: Conformance) -> None:
+    text = conformance.path(SAMPLE).read_text()
     assert SINK_REF in text
     swapped = text.replace(
         SINK_REF, "  sink:\n    uri: http://broker-ingress.knative-eventing.svc/default\n"

@@ -15,7 +15,7 @@ from cloudevents.core.bindings.http import from_binary_event, to_binary_event
 from cloudevents.core.formats.json import JSONFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jsonschema import Draft4Validator, Draft7Validator, Draft202012Validator
+from jsonschema import Draft202012Validator
 
 from runner.diff import Change, SnapshotEntry, diff_scan, normalize_user, to_record
 from runner.events import NewEvent, build_events, event_id
@@ -33,7 +33,8 @@ from runner.model import (
 from runner.outbox import Outbox
 from runner.schemas import load_schema, validator
 from runner.sinks import to_cloudevent
-from tests.conftest import CONFORMANCE
+from tests.conformance import Conformance
+from tests.peers.sink_server import document_problems, envelope_validator
 
 POOL_ID = "us-west-2_fak3p001B"
 ARN = f"arn:aws:cognito-idp:us-west-2:043455440429:userpool/{POOL_ID}"
@@ -48,18 +49,40 @@ BRIDGE = Bridge(
 )
 
 
-def conformance_validator(name: str, cls: Any) -> Any:
-    schema = json.loads((CONFORMANCE / name).read_text())
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
-
-
-CLOUDEVENTS = conformance_validator("cloudevents-1.0.schema.json", Draft7Validator)
-TRIGGERMESH = conformance_validator(
-    "triggermesh-cognito-sync_trigger-data.schema.json", Draft4Validator
-)
-TRIGGERMESH_EXAMPLES = json.loads(
-    (CONFORMANCE / "triggermesh-cognito-sync_trigger-data.schema.json").read_text()
-)["examples"]
+# TriggerMesh's own examples of sync_trigger data, as its schema publishes them
+# (test_the_examples_here_are_triggermeshs holds this copy to the file where it is present).
+TRIGGERMESH_EXAMPLES: list[dict[str, Any]] = [
+    {
+        "Attributes": [
+            {"Name": "email", "Value": "johndoe@example.com"},
+            {"Name": "phone_number", "Value": "+1 123-456-7890"},
+        ],
+        "Enabled": True,
+        "MFAOptions": [{"AttributeName": "phone_number", "DeliveryMedium": "SMS"}],
+        "UserCreateDate": "2022-01-01T10:00:00Z",
+        "UserLastModifiedDate": "2022-01-02T11:00:00Z",
+        "UserStatus": "CONFIRMED",
+        "Username": "johndoe",
+    },
+    {
+        "Attributes": [{"Name": "email", "Value": "janedoe@example.com"}],
+        "Enabled": False,
+        "MFAOptions": [],
+        "UserCreateDate": "2022-02-01T09:00:00Z",
+        "UserLastModifiedDate": "2022-03-01T10:00:00Z",
+        "UserStatus": "RESET_REQUIRED",
+        "Username": "janedoe",
+    },
+    {
+        "Attributes": [],
+        "Enabled": True,
+        "MFAOptions": [],
+        "UserCreateDate": "2022-04-01T08:00:00Z",
+        "UserLastModifiedDate": "2022-04-01T08:00:00Z",
+        "UserStatus": "FORCE_CHANGE_PASSWORD",
+        "Username": "joedoe",
+    },
+]
 
 
 def raw_user(name: str, modified: float, **attributes: str) -> dict[str, Any]:
@@ -251,7 +274,7 @@ def test_committing_a_replacement_leaves_the_new_user_in_the_snapshot(tmp_path: 
         assert outbox.load_snapshot(BRIDGE.id, ARN) == {"reborn": changes[1].entry()}
 
 
-# -- the events against the SDK and the conformance schemas ---------------------------------
+# -- the events against the SDK, the project's schemas and the conformance ones -------------
 
 
 def all_kinds() -> list[NewEvent]:
@@ -263,6 +286,11 @@ def stored(event: NewEvent) -> OutboxEvent:
     return OutboxEvent(1, BRIDGE.id, event.event_id, event.attributes, event.data)
 
 
+def structured_form(event: NewEvent) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(JSONFormat().write(to_cloudevent(stored(event))))
+    return document
+
+
 def test_every_event_builds_with_the_sdk_and_validates_in_structured_form() -> None:
     for event in all_kinds():
         attributes_before = copy.deepcopy(event.attributes)
@@ -270,7 +298,7 @@ def test_every_event_builds_with_the_sdk_and_validates_in_structured_form() -> N
         assert event.attributes == attributes_before  # the SDK wrote into a copy
 
         structured = json.loads(JSONFormat().write(cloud_event))
-        CLOUDEVENTS.validate(structured)
+        envelope_validator().validate(structured)
         assert structured["id"] == event.event_id
         assert structured["source"] == ARN
         assert structured["changetype"] == event.attributes["changetype"]
@@ -279,10 +307,20 @@ def test_every_event_builds_with_the_sdk_and_validates_in_structured_form() -> N
         )
         assert structured["data"] == event.data
         if structured["type"] == EVENT_TYPE_SYNC:
-            TRIGGERMESH.validate(structured["data"])
             validator("sync_trigger").validate(structured["data"])
         else:
             validator("user_deleted").validate(structured["data"])
+        assert document_problems(structured) == []
+
+
+def test_every_event_is_valid_for_the_cloudevents_and_triggermesh_schemas(
+    conformance: Conformance,
+) -> None:
+    for event in all_kinds():
+        structured = structured_form(event)
+        conformance.cloudevents.validate(structured)
+        if structured["type"] == EVENT_TYPE_SYNC:
+            conformance.sync_trigger.validate(structured["data"])
 
 
 def test_binary_http_round_trip_keeps_every_attribute() -> None:
@@ -315,41 +353,59 @@ def test_event_schemas_are_valid_2020_12_schemas_with_valid_examples(name: str) 
 def test_triggermesh_examples_normalize_to_themselves_and_validate(example: dict[str, Any]) -> None:
     data = normalize_user(example)
     assert data == example
-    TRIGGERMESH.validate(data)
     validator("sync_trigger").validate(data)
 
 
-def variants() -> list[Any]:
-    """Documents near the TriggerMesh example, valid and invalid in every way we can think of."""
+def test_the_examples_here_are_triggermeshs(conformance: Conformance) -> None:
+    assert conformance.sync_trigger_examples == TRIGGERMESH_EXAMPLES
+    for example in TRIGGERMESH_EXAMPLES:
+        conformance.sync_trigger.validate(example)
+
+
+def sync_trigger_verdicts() -> list[tuple[Any, bool]]:
+    """Documents near TriggerMesh's example, valid and invalid in every way we can think of,
+    with the verdict TriggerMesh's schema gives (test_triggermesh_gives_the_same_verdicts)."""
     base = TRIGGERMESH_EXAMPLES[0]
-    docs: list[Any] = [base, {**base, "MFAOptions": []}, {**base, "Attributes": []}]
+    docs: list[tuple[Any, bool]] = [
+        (base, True),
+        ({**base, "MFAOptions": []}, True),
+        ({**base, "Attributes": []}, True),
+        ({**base, "UserCreateDate": "2022-01-01T10:00:00.123456789+05:30"}, True),
+        ({**base, "Attributes": [{"Name": "", "Value": ""}]}, True),
+    ]
     for key in base:
-        docs.append({k: v for k, v in base.items() if k != key})  # a required field missing
-        docs.append({**base, key: None})
-        docs.append({**base, key: 1})
+        docs.append(({k: v for k, v in base.items() if k != key}, False))  # a required field
+        docs.append(({**base, key: None}, False))
+        docs.append(({**base, key: 1}, False))
     docs += [
-        {**base, "Extra": "x"},
-        {**base, "UserCreateDate": "2022-01-01"},
-        {**base, "UserCreateDate": "2022-01-01T10:00:00"},
-        {**base, "UserCreateDate": "2022-01-01T10:00:00.123456789+05:30"},
-        {**base, "UserLastModifiedDate": "not a date"},
-        {**base, "Enabled": "true"},
-        {**base, "Attributes": [{"Name": "email"}]},
-        {**base, "Attributes": [{"Name": "email", "Value": "x", "Extra": 1}]},
-        {**base, "Attributes": [{"Name": 1, "Value": "x"}]},
-        {**base, "Attributes": ["email"]},
-        {**base, "MFAOptions": [{"AttributeName": "phone_number"}]},
-        {**base, "MFAOptions": [{"AttributeName": "p", "DeliveryMedium": "SMS", "X": 1}]},
-        {**base, "MFAOptions": {}},
-        [],
-        "a string",
+        ({**base, "Extra": "x"}, False),
+        ({**base, "UserCreateDate": "2022-01-01"}, False),
+        ({**base, "UserCreateDate": "2022-01-01T10:00:00"}, False),
+        ({**base, "UserLastModifiedDate": "not a date"}, False),
+        ({**base, "Enabled": "true"}, False),
+        ({**base, "Attributes": [{"Name": "email"}]}, False),
+        ({**base, "Attributes": [{"Name": "email", "Value": "x", "Extra": 1}]}, False),
+        ({**base, "Attributes": [{"Name": 1, "Value": "x"}]}, False),
+        ({**base, "Attributes": ["email"]}, False),
+        ({**base, "MFAOptions": [{"AttributeName": "phone_number"}]}, False),
+        ({**base, "MFAOptions": [{"AttributeName": "p", "DeliveryMedium": "SMS", "X": 1}]}, False),
+        ({**base, "MFAOptions": {}}, False),
+        ([], False),
+        ("a string", False),
     ]
     return docs
 
 
-@pytest.mark.parametrize("doc", variants())
-def test_sync_trigger_schema_accepts_exactly_what_triggermesh_accepts(doc: Any) -> None:
-    assert validator("sync_trigger").is_valid(doc) == TRIGGERMESH.is_valid(doc)
+@pytest.mark.parametrize(("doc", "valid"), sync_trigger_verdicts())
+def test_sync_trigger_schema_verdicts(doc: Any, valid: bool) -> None:
+    assert validator("sync_trigger").is_valid(doc) is valid
+
+
+@pytest.mark.parametrize(("doc", "valid"), sync_trigger_verdicts())
+def test_triggermesh_gives_the_same_verdicts(
+    conformance: Conformance, doc: Any, valid: bool
+) -> None:
+    assert conformance.sync_trigger.is_valid(doc) is valid
 
 
 json_values = st.recursive(
@@ -369,10 +425,10 @@ json_values = st.recursive(
     ),
 )
 def test_sync_trigger_schema_agrees_with_triggermesh_on_random_documents(
-    drop: set[str], replace_with: dict[str, Any]
+    conformance: Conformance, drop: set[str], replace_with: dict[str, Any]
 ) -> None:
     doc = {k: v for k, v in TRIGGERMESH_EXAMPLES[0].items() if k not in drop} | replace_with
-    assert validator("sync_trigger").is_valid(doc) == TRIGGERMESH.is_valid(doc)
+    assert validator("sync_trigger").is_valid(doc) == conformance.sync_trigger.is_valid(doc)
 
 
 def test_user_deleted_schema() -> None:
@@ -382,3 +438,127 @@ def test_user_deleted_schema() -> None:
     assert not check.is_valid({"Username": "a"})
     assert not check.is_valid({"Username": "a", "sub": "b", "Extra": 1})
     assert not check.is_valid({"Username": None, "sub": "b"})
+
+
+# -- the envelope schema --------------------------------------------------------------------
+
+ENVELOPE = {
+    "specversion": "1.0",
+    "id": "0f73addd",
+    "source": ARN,
+    "type": EVENT_TYPE_SYNC,
+    "subject": POOL_ID,
+    "time": "2024-01-01T10:00:01Z",
+    "datacontenttype": "application/json",
+    "changetype": "created",
+    "data": TRIGGERMESH_EXAMPLES[0],
+}
+REQUIRED = ("id", "source", "specversion", "type")
+
+
+def envelope_verdicts() -> list[tuple[Any, bool, bool]]:
+    """(document, valid for the project's envelope schema, valid for CloudEvents' JSON schema).
+    Ours may refuse more, following the specification's prose; never accept more."""
+    base = ENVELOPE
+    minimal = {k: base[k] for k in REQUIRED}
+    docs: list[tuple[Any, bool, bool]] = [
+        (base, True, True),
+        (minimal, True, True),
+        ({**minimal, "source": "/sensors/tn-1234567/alerts"}, True, True),  # a URI-reference
+        ({**minimal, "time": "2024-01-01T10:00:01.123456789+05:30"}, True, True),
+        ({**minimal, "dataschema": "https://example.com/schema"}, True, True),
+        ({**minimal, "count": 3, "flag": True, "team": ""}, True, True),  # extension types
+        ({**minimal, "data_base64": "eA=="}, True, True),
+        ({**minimal, "data": None}, True, True),
+        ({**minimal, "data": "text"}, True, True),
+        ({**minimal, "subject": None, "time": None, "datacontenttype": None}, True, True),
+    ]
+    for key in REQUIRED:
+        docs.append(({k: v for k, v in base.items() if k != key}, False, False))
+        docs.append(({**base, key: ""}, False, False))
+        docs.append(({**base, key: 1}, False, False))
+    for key in ("subject", "datacontenttype", "dataschema", "time"):
+        docs.append(({**base, key: ""}, False, False))
+        docs.append(({**base, key: 1}, False, False))
+    docs += [
+        ({**base, "source": "not a uri reference"}, False, False),
+        ({**base, "time": "yesterday"}, False, False),
+        ({**base, "time": "2024-01-01T10:00:01"}, False, False),  # no offset
+        ({**base, "time": "2024-02-30T10:00:01Z"}, False, False),
+        ({**base, "dataschema": "relative/path"}, False, False),  # must be absolute
+        ({**base, "data_base64": 1}, False, False),
+        ([], False, False),
+        ("a string", False, False),
+        # What the specification says and CloudEvents' JSON schema does not check:
+        ({**base, "specversion": "0.3"}, False, True),
+        ({**base, "Bad-Name": "x"}, False, True),  # names: a-z and 0-9 only
+        ({**base, "team\n": "x"}, False, True),
+        ({**base, "team": None}, False, True),  # extension values: string, integer, boolean
+        ({**base, "team": 1.5}, False, True),
+        ({**base, "team": {"a": 1}}, False, True),
+        ({**base, "team": ["a"]}, False, True),
+        ({**base, "data_base64": "eA=="}, False, True),  # with data: one or the other
+        ({**minimal, "data_base64": "not base64!"}, False, True),
+    ]
+    return docs
+
+
+def test_the_envelope_schema_is_a_valid_2020_12_schema_with_valid_examples() -> None:
+    schema = envelope_validator().schema
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(schema)
+    assert schema["examples"]
+    for example in schema["examples"]:
+        envelope_validator().validate(example)
+        assert document_problems(example) == []
+
+
+@pytest.mark.parametrize(("doc", "ours", "theirs"), envelope_verdicts())
+def test_envelope_schema_verdicts(doc: Any, ours: bool, theirs: bool) -> None:
+    assert ours <= theirs, "the table says ours accepts what CloudEvents refuses"
+    assert envelope_validator().is_valid(doc) is ours
+
+
+@pytest.mark.parametrize(("doc", "ours", "theirs"), envelope_verdicts())
+def test_cloudevents_gives_the_verdicts_the_table_says(
+    conformance: Conformance, doc: Any, ours: bool, theirs: bool
+) -> None:
+    assert conformance.cloudevents.is_valid(doc) is theirs
+
+
+EDGE_VALUES: list[Any] = [
+    *("", "1.0", "0.3", "x", "a b", "/x/y", "https://example.com/s", "eA==", "eA=", "é"),
+    *("2024-01-01T10:00:01Z", "2024-01-01T10:00:01", "2024-01-01"),
+    *(None, 0, 1, 1.5, True, [], {}, ["x"], {"a": 1}),
+]
+ATTRIBUTE_NAMES = [*sorted(ENVELOPE), "dataschema", "data_base64", "Ext", "ext1", "e_x"]
+attribute_values = st.one_of(st.sampled_from(EDGE_VALUES), json_values)
+
+
+def test_envelope_schema_accepts_no_single_change_cloudevents_refuses(
+    conformance: Conformance,
+) -> None:
+    """Every attribute dropped or set to each edge value, one at a time: deterministic."""
+    docs = [{k: v for k, v in ENVELOPE.items() if k != drop} for drop in ENVELOPE]
+    docs += [{**ENVELOPE, name: value} for name in ATTRIBUTE_NAMES for value in EDGE_VALUES]
+    accepted_by_us_only = [
+        doc
+        for doc in docs
+        if envelope_validator().is_valid(doc) and not conformance.cloudevents.is_valid(doc)
+    ]
+    assert accepted_by_us_only == []
+    # ... and the table is not trivially satisfied: CloudEvents refuses some of these.
+    assert not all(conformance.cloudevents.is_valid(doc) for doc in docs)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    drop=st.sets(st.sampled_from(sorted(ENVELOPE))),
+    replace_with=st.dictionaries(st.sampled_from(ATTRIBUTE_NAMES), attribute_values, max_size=3),
+)
+def test_envelope_schema_accepts_nothing_cloudevents_refuses(
+    conformance: Conformance, drop: set[str], replace_with: dict[str, Any]
+) -> None:
+    doc = {k: v for k, v in ENVELOPE.items() if k not in drop} | replace_with
+    if envelope_validator().is_valid(doc):
+        assert conformance.cloudevents.is_valid(doc), doc

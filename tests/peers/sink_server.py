@@ -1,10 +1,13 @@
 """A real loopback CloudEvents sink for tests: a threaded HTTP/1.1 server on 127.0.0.1.
 
 Every request is parsed with the cloudevents SDK (binary, structured and batch modes), and
-the structured form of every event is validated against the CloudEvents 1.0 JSON schema in
-`../shared/conformance/`. What arrived is kept in `.received` (thread-safe). Responses can
-be scripted, one per request in order: a status, headers (e.g. `Retry-After`), a delay, or
-a dropped connection; without a script the sink answers 202.
+the structured form of every event is validated against the project's own schemas, always:
+the envelope against `runner/schemas/events/cloudevent.json`, the data of our two event types
+against their data schemas. Where `../shared/conformance/` is there (tests/conformance.py),
+it is also validated against the CloudEvents 1.0 JSON schema and sync_trigger data against
+TriggerMesh's. Whatever fails is in `.problems`. What arrived is kept in `.received`
+(thread-safe). Responses can be scripted, one per request in order: a status, headers (e.g.
+`Retry-After`), a delay, or a dropped connection; without a script the sink answers 202.
 
 Fixtures:
     sink_server           one sink, closed after the test
@@ -20,16 +23,22 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from typing import Any
 
 import pytest
 from cloudevents.core.bindings.http import HTTPMessage, from_binary_event, to_structured_event
+from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
-from jsonschema import Draft7Validator
+from jsonschema import Draft202012Validator
+from jsonschema.protocols import Validator
 
-from tests.conftest import CONFORMANCE
+from runner.model import EVENT_TYPE_DELETED, EVENT_TYPE_SYNC
+from runner.schemas import validator
+from tests import conformance
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -68,12 +77,37 @@ class _Parsed:
     problems: list[str]
 
 
-def _conformance_validator() -> Draft7Validator:
-    schema = json.loads((CONFORMANCE / "cloudevents-1.0.schema.json").read_text("utf-8"))
-    return Draft7Validator(schema, format_checker=Draft7Validator.FORMAT_CHECKER)
+@cache
+def envelope_validator() -> Draft202012Validator:
+    """The project's own CloudEvents envelope schema, as shipped in the package."""
+    text = resources.files("runner").joinpath("schemas", "events", "cloudevent.json").read_text()
+    return Draft202012Validator(
+        json.loads(text), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
 
 
-_VALIDATOR = _conformance_validator()
+def document_problems(document: Any) -> list[str]:
+    """What is wrong with one event in JSON format: own schemas, then conformance ones."""
+    checks: list[tuple[str, Validator, Any]] = [("cloudevent.json", envelope_validator(), document)]
+    kind = document.get("type") if isinstance(document, dict) else None
+    data_schema = {EVENT_TYPE_SYNC: "sync_trigger", EVENT_TYPE_DELETED: "user_deleted"}.get(kind)
+    has_data = isinstance(document, dict) and "data" in document
+    if data_schema and has_data:
+        checks.append((f"{data_schema} data", validator(data_schema), document["data"]))
+    reference = conformance.load()
+    if reference is not None:
+        checks.append((conformance.CLOUDEVENTS_SCHEMA, reference.cloudevents, document))
+        if kind == EVENT_TYPE_SYNC and has_data:
+            checks.append(
+                (conformance.SYNC_TRIGGER_SCHEMA, reference.sync_trigger, document["data"])
+            )
+    return [
+        f"{label}: {error.message} (at {error.json_path})"
+        for label, check, instance in checks
+        for error in check.iter_errors(instance)
+    ]
+
+
 _FORMAT = JSONFormat()
 
 
@@ -96,10 +130,10 @@ def parse_request(headers: Mapping[str, str], body: bytes) -> _Parsed:
             events = [_FORMAT.read(CloudEvent, json.dumps(doc).encode()) for doc in documents]
         else:
             return _Parsed("invalid", [], [f"not a CloudEvents request: {content_type!r}"])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, BaseCloudEventException) as exc:
         return _Parsed("invalid", [], [f"unparseable: {type(exc).__name__}: {exc}"])
     for doc in documents:
-        problems.extend(error.message for error in _VALIDATOR.iter_errors(doc))
+        problems.extend(document_problems(doc))
     return _Parsed(mode, [e for e in events if isinstance(e, CloudEvent)], problems)
 
 
