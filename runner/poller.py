@@ -213,12 +213,12 @@ class BridgePoller:
         if outside:
             self._segments_cover_the_pool = False
             log.warning(
-                "bridge %s: %s of pool %s outside the %d scan segments (a sub without a "
-                "lowercase hex prefix); scanning the pool in one piece instead",
+                "bridge %s: %s of pool %s outside the %s (a sub without a lowercase hex "
+                "prefix); scanning the pool in one piece instead",
                 self.bridge.id,
                 plural(outside, "known user"),
                 self.pool.pool_id,
-                segments,
+                plural(segments, "scan segment"),
             )
         return outside > 0
 
