@@ -274,9 +274,12 @@ def _is_bridge_path(relative: str) -> bool:
     return is_bridge_file_name(parts[-1]) and not any(p.startswith(".") for p in parts)
 
 
-def resolve_target(root: Path, revision: str | None) -> Target | str:
+def resolve_target(
+    root: Path, revision: str | None, trees: dict[str, dict[str, str]] | None = None
+) -> Target | str:
     """What to wait for, or (a string) why it cannot be known yet. UsageError when DIR is no
-    checkout of the revision and has no repository to read it from."""
+    checkout of the revision and has no repository to read it from. `trees` caches the
+    files of commits already read (a commit's tree never changes)."""
     if revision is None:
         return Target(_disk_files(root), None, f"{root} as on disk")
     at = observed_revision(root)
@@ -308,11 +311,15 @@ def resolve_target(root: Path, revision: str | None) -> Target | str:
             f"commit {revision} is not in the repository of {root} (yet): fetch it "
             f"(git -C {root} fetch origin), or run status in a checkout of it"
         )
-    try:
-        blobs = repo.files_at(commit)
-    except GitError as exc:
-        return f"cannot read the files of {_short(commit)}: {exc}"
-    files = {path: _sha256(data) for path, data in blobs.items() if _is_bridge_path(path)}
+    files = trees.get(commit) if trees is not None else None
+    if files is None:
+        try:
+            blobs = repo.files_at(commit)
+        except GitError as exc:
+            return f"cannot read the files of {_short(commit)}: {exc}"
+        files = {path: _sha256(data) for path, data in blobs.items() if _is_bridge_path(path)}
+        if trees is not None:
+            trees[commit] = files
     return Target(files, commit, f"commit {_short(commit)} in the repository of {root}", repo)
 
 
@@ -391,6 +398,8 @@ def judge(
             return final
         if view.ready() and view.applied == want:
             return Verdict("done", "")
+        if view.ready():
+            return Verdict("waiting", "another version of the file still runs")
         return Verdict("waiting", view.why_not_ready())
     if view.applied == want and view.ready():
         # What was awaited runs, although the runner read another version since (one that
@@ -433,11 +442,18 @@ def judge(
 class GitAncestry:
     """`Ancestry` from DIR's repository (definite answers cached)."""
 
-    def __init__(self, repo: GitRepo | None, awaited: str, root: Path) -> None:
+    def __init__(
+        self,
+        repo: GitRepo | None,
+        awaited: str,
+        root: Path,
+        known: dict[tuple[str, str], bool] | None = None,
+    ) -> None:
         self._repo = repo
         self._awaited = awaited
         self._root = root
-        self._known: dict[tuple[str, str], bool] = {}
+        # (ancestor, descendant) -> answer; shared across rounds by the wait.
+        self._known = {} if known is None else known
 
     def _ask(self, ancestor: str, descendant: str) -> tuple[bool | None, str]:
         if self._repo is None:
@@ -505,10 +521,16 @@ def _removed_by_runner(
     return None
 
 
-def one_round(root: Path, revision: str | None, shard: Shard | None, target: Target) -> Round:
+def one_round(
+    root: Path,
+    revision: str | None,
+    shard: Shard | None,
+    target: Target,
+    known: dict[tuple[str, str], bool] | None = None,
+) -> Round:
     records = read_run_records(root)
     now = datetime.now(UTC)
-    ancestry = GitAncestry(target.repo, target.commit or revision or "", root)
+    ancestry = GitAncestry(target.repo, target.commit or revision or "", root, known)
     verdicts: dict[str, Verdict] = {}
     for relative, want in sorted(target.files.items()):
         path = root / relative
@@ -551,8 +573,10 @@ def _wait(root: Path, revision: str | None, args: argparse.Namespace) -> int:
     deadline = started + args.timeout
     progress = _Progress(args.timeout)
     noted: set[str] = set()
+    trees: dict[str, dict[str, str]] = {}
+    known: dict[tuple[str, str], bool] = {}
     while True:
-        target = resolve_target(root, revision)
+        target = resolve_target(root, revision, trees)
         if isinstance(target, str):
             blocked: dict[str, str] = {"(revision)": target}
             outcome: Round | None = None
@@ -561,7 +585,7 @@ def _wait(root: Path, revision: str | None, args: argparse.Namespace) -> int:
                 if note not in noted:
                     noted.add(note)
                     print(f"note: {note}", file=sys.stderr)
-            outcome = one_round(root, revision, args.shard, target)
+            outcome = one_round(root, revision, args.shard, target, known)
             failed = {b: v for b, v in outcome.verdicts.items() if v.kind == "failed"}
             if failed:
                 _print(read_rows(root, args.shard), args.format)
