@@ -40,6 +40,7 @@ from runner.plan import (
     plan_reconcile,
 )
 from runner.poller import BridgePoller
+from runner.runrecord import RunIdentity
 from runner.secrets import SecretResolver
 from runner.sources.cognito import CognitoClients
 from runner.status import StatusWriter, ce_attributes_for, render_status
@@ -90,6 +91,7 @@ class Reconciler:
         http: httpx.AsyncClient,
         secrets: SecretResolver,
         status_writer: StatusWriter | None = None,
+        run: RunIdentity | None = None,
     ) -> None:
         self.settings = settings
         self.outbox = outbox
@@ -97,6 +99,9 @@ class Reconciler:
         self.http = http
         self.secrets = secrets
         self.status_writer = status_writer or StatusWriter()
+        # Written into every status file, so that `status` can tell a status of this run
+        # from one left by a run that has ended.
+        self.run = run or RunIdentity.current()
         self.running: dict[str, _Running] = {}
         self._files: dict[str, _FileState] = {}  # every selected bridge file on disk, by id
         self._all_files: dict[str, _FileState] = {}  # every bridge file, for the load cache
@@ -104,6 +109,11 @@ class Reconciler:
         self.documents: dict[str, dict[str, object]] = {}  # last rendered status, by id
         self._lock = asyncio.Lock()  # one reconcile or status write at a time
         self.reconciles = 0
+
+    @property
+    def revision(self) -> str | None:
+        """The git commit of the directory as last reconciled (None when not known)."""
+        return self._revision
 
     # -- reading the directory -----------------------------------------------------------
 
@@ -391,6 +401,7 @@ class Reconciler:
             ce_attributes=ce_attributes_for(bridge) if bridge is not None else (),
             suspended=bool(result.bridge is not None and result.bridge.suspend),
             previous=previous,
+            runner=self.run.to_status(),
             now=now,
         )
 

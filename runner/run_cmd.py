@@ -4,6 +4,9 @@ The forever-loop is thin (STYLE habit 1): wait for a change batch from the watch
 periodic resync), then call `Reconciler.reconcile()`. Status files are refreshed every
 `STATUS_INTERVAL` seconds in between, written only when their content changed. Signal
 handlers only set the stop flag; shutdown then stops every poller within its deadline.
+The run is published for `status` (`runner.runrecord`): a record in the bridges directory,
+written before the first reconcile, refreshed every `HEARTBEAT_SECONDS` and marked stopped
+at the end, and the run's identity in every status file.
 With `--metrics-addr`, `runner.metrics_server` serves /metrics, /healthz and /readyz for as
 long as the reconciler exists.
 """
@@ -31,6 +34,7 @@ from runner.outbox import Outbox
 from runner.plan import Shard, parse_selector
 from runner.ratelimit import RequestBudgets
 from runner.reconciler import Reconciler, RunnerSettings
+from runner.runrecord import HEARTBEAT_SECONDS, RunIdentity, RunRecordWriter
 from runner.secrets import SecretResolver
 from runner.sources.cognito import CognitoClients
 from runner.statelock import StateLock
@@ -183,16 +187,24 @@ async def _main(
         raise StateError(f"cannot open the state in {settings.state_dir}: {exc}") from None
     secrets = SecretResolver(settings.secrets_dir)
     clients = CognitoClients(secrets, RequestBudgets(aws_rps))
+    run = RunIdentity.current()
+    shard = f"{settings.shard.index}/{settings.shard.count}" if settings.shard else None
+    record = RunRecordWriter(settings.root, shard=shard, run=run)
     try:
+        # Before the first reconcile: from now on, status files of an earlier run are stale.
+        await asyncio.to_thread(record.beat, None)
         async with httpx.AsyncClient() as http:
             reconciler = Reconciler(
-                settings, outbox=outbox, clients=clients, http=http, secrets=secrets
+                settings, outbox=outbox, clients=clients, http=http, secrets=secrets, run=run
             )
-            async with serve_metrics(metrics_addr, reconciler, clients.budgets):
-                if settings.once:
-                    return await _once(reconciler, settings)
-                await _forever(reconciler, settings, force_polling, resync_interval)
-                return EXIT_OK
+            try:
+                async with serve_metrics(metrics_addr, reconciler, clients.budgets):
+                    if settings.once:
+                        return await _once(reconciler, settings)
+                    await _forever(reconciler, settings, force_polling, resync_interval, record)
+                    return EXIT_OK
+            finally:
+                await asyncio.to_thread(record.stopped, reconciler.revision)
     finally:
         await asyncio.to_thread(clients.close)
         outbox.close()
@@ -214,13 +226,18 @@ async def _once(reconciler: Reconciler, settings: RunnerSettings) -> int:
 
 
 async def _forever(
-    reconciler: Reconciler, settings: RunnerSettings, force_polling: bool, resync_interval: float
+    reconciler: Reconciler,
+    settings: RunnerSettings,
+    force_polling: bool,
+    resync_interval: float,
+    record: RunRecordWriter,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     statuses = asyncio.create_task(_refresh_statuses(reconciler, stop), name="status-writer")
+    heartbeat = asyncio.create_task(_heartbeat(reconciler, record, stop), name="heartbeat")
     log.info("watching %s", settings.root)
     try:
         # watch_changes is an async generator: aclosing() ends its watch thread on exit.
@@ -246,6 +263,7 @@ async def _forever(
         stop.set()
         log.info("shutting down: stopping %s", plural(len(reconciler.running), "bridge"))
         await statuses
+        await heartbeat
         await reconciler.shutdown()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
@@ -261,3 +279,12 @@ async def _refresh_statuses(reconciler: Reconciler, stop: asyncio.Event) -> None
                 await reconciler.write_statuses()
             except Exception:
                 log.exception("writing status files failed")
+
+
+async def _heartbeat(reconciler: Reconciler, record: RunRecordWriter, stop: asyncio.Event) -> None:
+    """Refresh the runner record, so that `status` can tell this runner is alive."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), HEARTBEAT_SECONDS)
+        if not stop.is_set():
+            await asyncio.to_thread(record.beat, reconciler.revision)

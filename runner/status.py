@@ -85,6 +85,7 @@ def render_status(
     ce_attributes: Sequence[Mapping[str, str]] = (),
     suspended: bool = False,
     previous: Mapping[str, Any] | None = None,
+    runner: Mapping[str, Any] | None = None,
     now: datetime,
 ) -> dict[str, Any]:
     """The status document of one bridge.
@@ -94,7 +95,9 @@ def render_status(
     (None if none runs), so that applied == observed says "what is on disk runs"; `problems`
     what the loader found (errors make Valid False); `source_ready` / `sink_ready` None when no
     poller runs; `previous` the document written before (keeps each unchanged condition's
-    `lastTransitionTime`); `now` the current time.
+    `lastTransitionTime`); `runner` the run that writes it (`RunIdentity.to_status()`, see
+    `runner.runrecord`), so that a status left by a run that has ended can be told; `now` the
+    current time.
     """
     valid = not any(p.severity == "error" for p in problems)
     valid_condition = _valid_condition(problems, valid, applied_digest)
@@ -123,7 +126,7 @@ def render_status(
     for block in (source_block, sink_block):
         if block.get("lastError"):
             block["lastError"] = Redactor.redact(block["lastError"])
-    return {
+    document: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": STATUS_KIND,
         "bridge": bridge_id,
@@ -138,6 +141,9 @@ def render_status(
         "ceAttributes": [{"type": a["type"], "source": a["source"]} for a in ce_attributes],
         "updatedAt": _rfc3339(now, timespec="milliseconds"),
     }
+    if runner is not None:
+        document["runner"] = dict(runner)
+    return document
 
 
 def _valid_condition(
@@ -291,7 +297,7 @@ class StatusWriter:
             return False
         text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
         try:
-            _write_atomically(path, text.encode("utf-8"))
+            write_atomically(path, text.encode("utf-8"))
         except OSError as exc:
             self._cannot_write(path.parent, exc)
             return False
@@ -331,7 +337,7 @@ def _comparable(document: Mapping[str, Any]) -> str:
     )
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Temp file in the same folder, fsync, then rename over the target (STYLE habit 7).
 
     The temp name starts with a dot so that the watcher and discovery ignore it. The folder is

@@ -415,3 +415,12 @@ def test_a_read_only_directory_does_not_crash(tmp_path: Path) -> None:
         assert list(tmp_path.iterdir()) == []
     finally:
         tmp_path.chmod(0o755)
+
+
+def test_the_run_that_wrote_a_status_is_part_of_it_and_checked_by_the_schema() -> None:
+    run = {"startedAt": "2025-01-02T03:04:05.678Z", "pid": 1, "host": "bridge-runner-0"}
+    document = render(runner=run)
+    assert document["runner"] == run
+    assert "runner" not in render()  # optional: files of older runners still validate
+    for broken in ({**run, "pid": 0}, {**run, "extra": 1}, {"pid": 1, "host": "h"}):
+        assert not validator("status").is_valid({**document, "runner": broken}), broken
