@@ -15,15 +15,12 @@ No cluster and no Docker engine here, so each file is checked for what can be kn
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +29,6 @@ import yaml
 
 from runner.cli import EXIT_FAILED, EXIT_OK, build_parser, main
 from runner.discovery import discover_bridge_files
-from runner.model import bridge_id_for
-from runner.plan import shard_of
-from runner.status import render_status, status_path_for
 from tests.test_container import dockerfile_stages, stage_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -429,14 +423,6 @@ def _workflow() -> dict[Any, Any]:
     return yaml.safe_load(WORKFLOW.read_text("utf-8"))
 
 
-def _step(name: str) -> str:
-    for job in _workflow()["jobs"].values():
-        for step in job["steps"]:
-            if step.get("name") == name:
-                return str(step["run"])
-    raise AssertionError(f"no step {name!r}")
-
-
 def test_the_ci_doc_shows_the_workflow_file_verbatim() -> None:
     assert f"```yaml\n{WORKFLOW.read_text('utf-8')}```" in CI_DOC.read_text("utf-8")
 
@@ -473,100 +459,8 @@ def test_the_pull_request_check_passes_on_the_example_bridges(
     assert "::error" not in capsys.readouterr().out
 
 
-def _write_ready_status(bridges: Path, bridge_file: Path, revision: str) -> None:
-    """The status file the runner writes for a bridge that is Ready at `revision`."""
-    digest = hashlib.sha256(bridge_file.read_bytes()).hexdigest()
-    status = render_status(
-        bridge_id=bridge_id_for(bridges, bridge_file),
-        file=bridge_file.relative_to(bridges).as_posix(),
-        observed_digest=digest,
-        applied_digest=digest,
-        observed_revision=revision,
-        source_ready=(True, "Polling", "pool scanned"),
-        sink_ready=(True, "Delivering", "events delivered"),
-        now=datetime.now(UTC),
-    )
-    status_path_for(bridge_file).write_text(json.dumps(status), "utf-8")
-
-
-def _cluster(tmp_path: Path, revision: str, *, ready_pods: int, pods: int = 2) -> dict[str, str]:
-    """A stand-in cluster: `kubectl` serving one checkout per pod, the first `ready_pods` of
-    them holding Ready statuses of their shard's bridges; and the CI checkout of the bridges."""
-    checkout = tmp_path / "repo" / "bridges"
-    shutil.copytree(BRIDGES, checkout)
-    for ordinal in range(pods):
-        pod_bridges = tmp_path / "pods" / f"bridge-runner-{ordinal}" / "bridges"
-        shutil.copytree(BRIDGES, pod_bridges)
-        if ordinal >= ready_pods:
-            continue
-        for path in discover_bridge_files(pod_bridges):
-            if shard_of(bridge_id_for(pod_bridges, path), pods) == ordinal:
-                _write_ready_status(pod_bridges, path, revision)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    kubectl = bin_dir / "kubectl"
-    # `kubectl -n NS get pods ... -o name` and `kubectl -n NS exec pod/P -c C -- sh -c SCRIPT`,
-    # the script run with the pod's checkout in place of /git/current.
-    kubectl.write_text(
-        "#!/bin/sh\n"
-        f'pods="{tmp_path / "pods"}"\n'
-        'case "$3" in\n'
-        f"  get) for i in $(seq 0 {pods - 1}); do echo pod/bridge-runner-$i; done ;;\n"
-        '  exec) pod="${4#pod/}"\n'
-        '        script=$(printf "%s" "${10}" | sed "s#/git/current#$pods/$pod#g")\n'
-        '        exec sh -c "$script" ;;\n'
-        '  *) echo "unexpected: $*" >&2; exit 2 ;;\n'
-        "esac\n"
-    )
-    kubectl.chmod(0o755)
-    return {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-        "NAMESPACE": "bridge-runner",
-        "GITHUB_SHA": revision,
-    }
-
-
-def _run_wait_step(script: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    # GitHub runs a `run:` block with `bash -e {0}` when no shell is given.
-    return subprocess.run(
-        ["bash", "-e", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-    )
-
-
-@pytest.mark.skipif(
-    shutil.which("bash") is None or shutil.which("tar") is None, reason="no bash/tar"
-)
-def test_the_wait_step_succeeds_once_every_shard_reports_ready(tmp_path: Path) -> None:
-    revision = "1" * 40
-    env = _cluster(tmp_path, revision, ready_pods=2)
-    # The loop with its 5-minute deadline already passed: one round decides (no waiting).
-    script = _step("Wait until every bridge is Ready at this commit")
-    assert "SECONDS + 300" in script
-    result = _run_wait_step(script.replace("SECONDS + 300", "SECONDS + 0"), env, tmp_path / "repo")
-    assert result.returncode == 0, result.stdout + result.stderr
-    # Statuses of both shards were gathered next to the checkout's bridges.
-    for path in discover_bridge_files(tmp_path / "repo" / "bridges"):
-        assert status_path_for(path).is_file()
-
-
-@pytest.mark.skipif(
-    shutil.which("bash") is None or shutil.which("tar") is None, reason="no bash/tar"
-)
-def test_the_wait_step_fails_while_a_shard_has_not_reported(tmp_path: Path) -> None:
-    revision = "2" * 40
-    env = _cluster(tmp_path, revision, ready_pods=1)
-    script = _step("Wait until every bridge is Ready at this commit")
-    assert "SECONDS + 300" in script
-    result = _run_wait_step(script.replace("SECONDS + 300", "SECONDS + 0"), env, tmp_path / "repo")
-    assert result.returncode == EXIT_FAILED, result.stdout + result.stderr
-    assert "not Ready at" in result.stdout
-    # Exactly the bridges of the shard that has not reported are named as not ready.
-    named = {line.split(":")[0].strip() for line in result.stderr.splitlines()[1:]}
-    bridges = tmp_path / "repo" / "bridges"
-    ids = [bridge_id_for(bridges, path) for path in discover_bridge_files(bridges)]
-    assert named == {bridge_id for bridge_id in ids if shard_of(bridge_id, 2) == 1}
-    assert named  # the example bridges fall in both shards
+# The wait step itself (copying every shard's statuses and the runner record, fetching main,
+# `status --wait`) runs against real git repositories in tests/test_ci_rollout_step.py.
 
 
 # --- the pre-commit hook -----------------------------------------------------------------------
