@@ -25,6 +25,7 @@ SCHEMA_FILES: dict[str, str] = {
     "bridge": "bridge.schema.json",
     "triggermesh": "triggermesh.schema.json",
     "status": "status.schema.json",
+    "cloudevent": "events/cloudevent.json",
     "sync_trigger": "events/com.amazon.cognito-idp.sync_trigger.json",
     "user_deleted": "events/com.amazon.cognito-idp.user_deleted.json",
 }

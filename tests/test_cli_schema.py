@@ -50,7 +50,7 @@ def test_unknown_schema_exits_2_and_lists_the_known_names(
     assert captured.out == ""
     assert captured.err == (
         "bridge-runner: error: unknown schema 'brigde'; known schemas: "
-        "bridge, status, sync_trigger, triggermesh, user_deleted (or an event type: "
+        "bridge, cloudevent, status, sync_trigger, triggermesh, user_deleted (or an event type: "
         "com.amazon.cognito-idp.sync_trigger, com.amazon.cognito-idp.user_deleted)\n"
     )
 
