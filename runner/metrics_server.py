@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
@@ -103,9 +104,11 @@ class MetricsServer:
         clock: Callable[[], float] = time.monotonic,
         stuck_after: float = STUCK_AFTER,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        bridges_dir: Path | None = None,
     ) -> None:
         self.address = address
         self.reconciler = reconciler
+        self.bridges_dir = bridges_dir  # /readyz is never "ok" while it is missing
         self.budgets = budgets
         self.registry = CollectorRegistry()
         self.registry.register(RunnerCollector(self.snapshot))
@@ -207,12 +210,14 @@ async def serve_metrics(
     address: ListenAddress | None,
     reconciler: ReconcilerView,
     budgets: RequestBudgets | None = None,
+    *,
+    bridges_dir: Path | None = None,
 ) -> AsyncIterator[MetricsServer | None]:
     """Serve the endpoints while the block runs; nothing at all when `address` is None."""
     if address is None:
         yield None
         return
-    server = MetricsServer(address, reconciler, budgets)
+    server = MetricsServer(address, reconciler, budgets, bridges_dir=bridges_dir)
     await server.start()
     try:
         yield server
@@ -257,6 +262,11 @@ def healthz_reply(app: MetricsServer) -> Reply:
 
 
 def readyz_reply(app: MetricsServer, accept: str) -> Reply:
+    root = app.bridges_dir
+    # A missing directory reads as one without bridges (all stopped): that is no reason to
+    # say "ok". Checked here, on the request's thread, so a stalled mount never stalls the loop.
+    if root is not None and not root.is_dir():
+        return _readiness(False, f"not ready: the bridges directory {root} is missing", {}, accept)
     try:
         snapshot = app.snapshot()
     except LoopUnresponsive as exc:

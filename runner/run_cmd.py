@@ -198,7 +198,9 @@ async def _main(
                 settings, outbox=outbox, clients=clients, http=http, secrets=secrets, run=run
             )
             try:
-                async with serve_metrics(metrics_addr, reconciler, clients.budgets):
+                async with serve_metrics(
+                    metrics_addr, reconciler, clients.budgets, bridges_dir=settings.root
+                ):
                     if settings.once:
                         return await _once(reconciler, settings)
                     await _forever(reconciler, settings, force_polling, resync_interval, record)

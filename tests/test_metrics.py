@@ -269,6 +269,29 @@ def header(head: str, name: str) -> str | None:
     return None
 
 
+def test_readyz_is_never_ok_while_the_bridges_directory_is_missing(tmp_path: Path) -> None:
+    bridges = tmp_path / "bridges"
+    bridges.mkdir()
+    # The runner reads a missing directory as one without bridges: 0 of 0 Ready.
+    reconciler = FakeReconciler(reconciles=5)
+
+    async def scenario() -> tuple[tuple[int, str], tuple[int, str]]:
+        server = MetricsServer(ListenAddress("127.0.0.1", 0), reconciler, bridges_dir=bridges)
+        await server.start()
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.bound.port}") as http:
+                present = await http.get("/readyz")
+                bridges.rmdir()  # a volume unmounted, a git-sync link pointing nowhere
+                missing = await http.get("/readyz")
+        finally:
+            await server.stop()
+        return (present.status_code, present.text), (missing.status_code, missing.text)
+
+    present, missing = asyncio.run(scenario())
+    assert present == (200, "ok: 0 bridges Ready\n")
+    assert missing == (503, f"not ready: the bridges directory {bridges} is missing\n")
+
+
 def test_metrics_answer_head_and_gzip_as_prometheus_client_does() -> None:
     reconciler = FakeReconciler(reconciles=3)
 
