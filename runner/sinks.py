@@ -272,6 +272,8 @@ def safe_uri(uri: str) -> str:
         port = parts.port
     except ValueError:
         return "(an invalid URI)"
+    if "@" not in parts.netloc and not parts.query and not parts.fragment:
+        return uri  # as written: urlunsplit would rewrite `file:x` as `file:///x`
     netloc = parts.netloc
     if parts.username is not None or parts.password is not None:
         host = parts.hostname or ""
