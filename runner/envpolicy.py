@@ -62,8 +62,8 @@ class EnvPolicy:
         """Why `name` may not be read: the variable and the flag, never a value."""
         return (
             f"environment variable {name} is not allowed for bridges "
-            f"(allowed: {', '.join(self.all_patterns)}); rename it to {BRIDGE_VAR_PREFIX}..., "
-            f"or let the runner allow it with {ALLOW_ENV_FLAG} {name} "
+            f"(allowed: {', '.join(self.all_patterns)}); read {BRIDGE_VAR_PREFIX}{name} "
+            f"instead, or have the runner allow it with {ALLOW_ENV_FLAG} {name} "
             f"(or {ALLOW_ENV_VAR}={name})"
         )
 

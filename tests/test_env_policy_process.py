@@ -160,3 +160,29 @@ def test_the_runners_aws_key_and_bridge_values_never_leak(
     for where, text in outputs.items():
         for value in never_seen:
             assert value not in text, f"{where} holds a value it must not: {text}"
+
+
+def test_a_runner_allowing_its_own_aws_variables_says_so_by_name(
+    tmp_path: Path, runner_process: Start
+) -> None:
+    aws_key = f"wJalrXUtnFEMI/K7MDENG/{secrets.token_hex(10)}"
+    bridges = tmp_path / "bridges"
+    bridges.mkdir()
+    env = {"AWS_SECRET_ACCESS_KEY": aws_key}
+    runner = runner_process(
+        "run", str(bridges), "--once", "--state-dir", str(tmp_path / "state"),
+        "--allow-env", "AWS_*", extra_env=env,
+    )  # fmt: skip
+    assert runner.proc.wait(60) == 0, runner.log
+    runner.terminate()
+    assert "--allow-env lets bridges read the runner's own credentials: " in runner.log
+    assert "AWS_SECRET_ACCESS_KEY" in runner.log
+    assert aws_key not in runner.log
+
+    quiet = runner_process(
+        "run", str(bridges), "--once", "--state-dir", str(tmp_path / "state"),
+        "--allow-env", "SINK_*", extra_env=env,
+    )  # fmt: skip
+    assert quiet.proc.wait(60) == 0, quiet.log
+    quiet.terminate()
+    assert "own credentials" not in quiet.log
