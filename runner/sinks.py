@@ -35,8 +35,11 @@ sink's custom headers (credentials for the sink are not for wherever dead letter
 
 Secrets: custom header values (plain or `SecretRef`) are resolved at send time and go
 only into the request. Outcome texts are built from status codes, reason phrases and
-exception class names; exception messages pass through `Redactor.redact` as a second
-line of defence, because a transport library may quote a header it refused.
+exception class names; reason phrases, error excerpts and exception messages pass through
+`Redactor.redact` (every secret and environment value known) and are masked for the
+request's own header values, as a second line of defence: a sink may echo the request,
+and a transport library may quote a header it refused. A sink URI is shown as `safe_uri`
+gives it, without user-info, query string or fragment.
 """
 
 from __future__ import annotations
