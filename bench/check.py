@@ -47,7 +47,7 @@ spec:
       arn: arn:aws:cognito-idp:us-west-2:{account}:userpool/us-west-2_pool{i:05d}
       auth:
         credentials:
-          accessKeyID: {{valueFromEnv: AWS_ACCESS_KEY_ID}}
+          accessKeyID: {{valueFromEnv: BRIDGE_VAR_AWS_KEY_ID}}
           secretAccessKey: {{valueFromSecret: {{name: awscreds, key: aws_secret_access_key}}}}
         assumeIamRole: arn:aws:iam::{account}:role/cognito-reader
       pollInterval: {poll}s
@@ -55,7 +55,7 @@ spec:
   sink:
     uri: https://events.example.com/cognito/{i}
     format: binary
-    headers: {{Authorization: {{valueFromEnv: SINK_TOKEN}}, X-Bridge: "bridge-{i}"}}
+    headers: {{Authorization: {{valueFromEnv: BRIDGE_VAR_SINK_TOKEN}}, X-Bridge: "bridge-{i}"}}
     timeout: 10s
   delivery:
     retry: 10

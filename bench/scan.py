@@ -43,9 +43,14 @@ from runner.sources.cognito import CognitoClients, CognitoPool, ScanResult
 from tests.peers.cognito_proxy import CognitoProxy
 from tests.peers.moto_server import CognitoAdmin, PoolInfo
 
-CREDENTIALS = {"BENCH_KEY_ID": "AKIABENCHKEY00000001", "BENCH_SECRET": "bench-secret-value"}
+CREDENTIALS = {
+    "BRIDGE_VAR_BENCH_KEY_ID": "AKIABENCHKEY00000001",
+    "BRIDGE_VAR_BENCH_SECRET": "bench-secret-value",
+}
 AUTH = AwsAuth(
-    credentials=AwsCredentials(SecretRef("env", "BENCH_KEY_ID"), SecretRef("env", "BENCH_SECRET"))
+    credentials=AwsCredentials(
+        SecretRef("env", "BRIDGE_VAR_BENCH_KEY_ID"), SecretRef("env", "BRIDGE_VAR_BENCH_SECRET")
+    )
 )
 BUDGET = 25.0
 PROXY_CEILING = 30.0
@@ -81,8 +86,8 @@ def bench_overhead(admin: CognitoAdmin, endpoint: str, users: int, runs: int) ->
         "cognito-idp",
         region_name=pool.region,
         endpoint_url=endpoint,
-        aws_access_key_id=CREDENTIALS["BENCH_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["BENCH_SECRET"],
+        aws_access_key_id=CREDENTIALS["BRIDGE_VAR_BENCH_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["BRIDGE_VAR_BENCH_SECRET"],
         config=Config(retries={"mode": "standard"}),
     )
     clients = CognitoClients(SecretResolver(env=CREDENTIALS), RequestBudgets(1e6))

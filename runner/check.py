@@ -26,9 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.cli import EXIT_FAILED, EXIT_OK, add_secrets_dir_flag, add_state_dir_flag
+from runner.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_allow_env_flag,
+    add_secrets_dir_flag,
+    add_state_dir_flag,
+    allowed_env,
+)
 from runner.config import load_bridge
 from runner.discovery import discover_bridge_files, expand_paths, find_id_clashes
+from runner.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.errors import UsageError
 from runner.model import LoadResult, Problem
 from runner.wording import plural
@@ -77,6 +85,7 @@ def check_paths(
     secrets_dir: Path,
     strict: bool = False,
     env: Mapping[str, str] | None = None,
+    env_policy: EnvPolicy = DEFAULT_ENV_POLICY,
     cwd: Path | None = None,
 ) -> CheckReport:
     """Load every bridge file that `paths` name. Raises `UsageError` for a path that is missing."""
@@ -86,7 +95,14 @@ def check_paths(
     base = Path.cwd() if cwd is None else cwd
     displays = tuple(display_path(file, base) for file, _ in pairs)
     results = [
-        load_bridge(file, root=root, secrets_dir=secrets_dir, env=env, display_path=shown)
+        load_bridge(
+            file,
+            root=root,
+            secrets_dir=secrets_dir,
+            env=env,
+            env_policy=env_policy,
+            display_path=shown,
+        )
         for (file, root), shown in zip(pairs, displays, strict=True)
     ]
     _add_id_clashes(results, pairs, displays)
@@ -267,12 +283,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_secrets_dir_flag(parser)
     add_state_dir_flag(parser)
+    add_allow_env_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     # --state-dir is accepted so that check and run take the same flags; file: sink paths are
     # checked to stay inside it without touching it, so its value does not change the result.
-    report = check_paths(args.paths, secrets_dir=args.secrets_dir, strict=args.strict)
+    report = check_paths(
+        args.paths,
+        secrets_dir=args.secrets_dir,
+        strict=args.strict,
+        env_policy=allowed_env(args),
+    )
     if not args.quiet:
         for directory in report.empty_dirs:
             print(f"note: no bridge files (*.yaml, *.yml) in {directory}", file=sys.stderr)

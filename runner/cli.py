@@ -5,11 +5,12 @@ Adding a command is one line in `COMMANDS` plus a module that defines
     def add_arguments(parser: argparse.ArgumentParser) -> None   # the command's own flags
     def run(args: argparse.Namespace) -> int                     # returns the exit code
 
-Every command gets `--debug`; `add_secrets_dir_flag` / `add_state_dir_flag` give the common
-`--secrets-dir` / `--state-dir` with their environment defaults. Only the chosen command's
-module is imported, so `check` does not pay for boto3 or httpx that
-`run` needs. Every command module raises errors from `runner.errors`; `main` alone turns them
-into exit codes (`EXIT_*` below) and messages, so library code never calls `sys.exit`.
+Every command gets `--debug`; `add_secrets_dir_flag` / `add_state_dir_flag` /
+`add_allow_env_flag` give the common `--secrets-dir` / `--state-dir` / `--allow-env` with their
+environment defaults. Only the chosen command's module is imported, so `check` does not pay for
+boto3 or httpx that `run` needs. Every command module raises errors from `runner.errors`;
+`main` alone turns them into exit codes (`EXIT_*` below) and messages, so library code never
+calls `sys.exit`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from runner import __version__
+from runner.envpolicy import ALLOW_ENV_FLAG, ALLOW_ENV_VAR, BRIDGE_VAR_PREFIX, EnvPolicy
+from runner.envpolicy import parse_allow_env as _parse_allow_env
 from runner.errors import BridgeRunnerError, UsageError
 from runner.secrets import DEFAULT_SECRETS_DIR, Redactor
 
@@ -102,6 +105,51 @@ def add_state_dir_flag(parser: argparse.ArgumentParser) -> None:
             f"(default: ${STATE_DIR_ENV}, else ./{DEFAULT_STATE_DIR})"
         ),
     )
+
+
+def add_allow_env_flag(parser: argparse.ArgumentParser) -> None:
+    """`--allow-env`: which environment variables bridges may read (`runner.envpolicy`).
+    `run` and `check` both take it, so that `check` accepts exactly what `run` accepts;
+    read the result with `allowed_env(args)`."""
+    parser.add_argument(
+        ALLOW_ENV_FLAG,
+        dest="allow_env",
+        action="append",
+        type=_allow_env_pattern,
+        default=None,  # None: not given, $BRIDGE_RUNNER_ALLOW_ENV applies (see allowed_env)
+        metavar="PATTERN",
+        help=(
+            f"let bridges read this environment variable through ${{VAR}} and valueFromEnv: "
+            f"a name or a shell-style glob such as SINK_* (repeatable; replaces "
+            f"${ALLOW_ENV_VAR}, comma-separated; {BRIDGE_VAR_PREFIX}* is always allowed, "
+            "nothing else by default)"
+        ),
+    )
+
+
+def allowed_env(args: argparse.Namespace) -> EnvPolicy:
+    """The environment policy of a command line that has `add_allow_env_flag`: its
+    `--allow-env` flags if any, else `$BRIDGE_RUNNER_ALLOW_ENV`. A bad entry in the variable
+    is a `UsageError` that gives its position, not its text."""
+    if args.allow_env is not None:
+        return EnvPolicy(tuple(dict.fromkeys(args.allow_env)))
+    try:
+        return _parse_allow_env(os.environ.get(ALLOW_ENV_VAR, "").split(","), source=ALLOW_ENV_VAR)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _allow_env_pattern(text: str) -> str:
+    try:
+        _parse_allow_env([text], source=ALLOW_ENV_FLAG)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a variable name or a glob of one "
+            "(letters, digits, _ and the glob characters * ? [ ] !)"
+        ) from None
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text.strip()
 
 
 def _common_flags() -> argparse.ArgumentParser:

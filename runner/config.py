@@ -7,7 +7,9 @@ Steps, each adding Problems located at the offending node (file, line, column, d
 2. the format, from apiVersion/kind: a bridge-runner `Bridge` or a TriggerMesh
    `AWSCognitoUserPoolSource`;
 3. `${VAR}` / `${VAR:-default}` expansion in the string values of metadata.name,
-   metadata.labels and spec (`$${` writes a literal `${`);
+   metadata.labels and spec (`$${` writes a literal `${`), of the variables the runner's
+   `EnvPolicy` allows (`runner.envpolicy`); every value substituted is registered with the
+   `Redactor`, so that logs and dead letters mask it like a secret value;
 4. JSON Schema validation with the one cached validator per schema, every error rewritten
    for people;
 5. semantic checks the schema cannot express (ARN, durations, secret paths, sink URIs ...),
@@ -15,7 +17,8 @@ Steps, each adding Problems located at the offending node (file, line, column, d
 6. the model, with `digest` over the effective spec (secret references, never values).
 
 It never raises for bad input: an unreadable file or bytes that are not YAML are Problems too.
-Secrets are not resolved here (`runner.secrets` does that at run time).
+Secrets are not resolved here (`runner.secrets` does that at run time); a `valueFromEnv` the
+policy does not allow is a Problem here already.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from jsonschema import Draft202012Validator, ValidationError
 from runner import schemas
 from runner.arn import IAM_ROLE_ARN, parse_pool_arn
 from runner.durations import format_duration, parse_duration
+from runner.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.model import (
     API_VERSION,
     KIND_BRIDGE,
@@ -61,7 +65,7 @@ from runner.model import (
     bridge_id_for,
     frozen_map,
 )
-from runner.secrets import DEFAULT_SECRETS_DIR, secret_path_problem
+from runner.secrets import DEFAULT_SECRETS_DIR, Redactor, mask_values, secret_path_problem
 from runner.wording import plural
 from runner.yamlsafe import MAX_FILE_BYTES, ParsedDocument, format_path, parse_document
 
@@ -88,6 +92,19 @@ _EXPECTED_KINDS = (
 )
 _EXTENSION_NAME_RECOMMENDED_MAX = 20
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Fields whose valid values are public words or durations (`binary`, `30s`): a value from the
+# environment that passed their check is not masked in logs, where it would only hide words.
+_PUBLIC_FORM_FIELDS: frozenset[tuple[str | int, ...]] = frozenset(
+    {
+        ("spec", "sink", "format"),
+        ("spec", "sink", "timeout"),
+        ("spec", "delivery", "backoffPolicy"),
+        ("spec", "delivery", "backoffDelay"),
+        ("spec", "delivery", "maxBackoff"),
+        ("spec", "source", "awsCognitoUserPool", "initialSync"),
+        ("spec", "source", "awsCognitoUserPool", "pollInterval"),
+    }
+)
 # `$${` is a literal `${`; `${...}` a reference; a lone `${` with no closing brace is malformed.
 _VARIABLE = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}|\$\{")
 # Headers that carry the CloudEvent itself: set by the sink code, never by the user.
@@ -137,6 +154,7 @@ def load_bridge(
     root: Path,
     secrets_dir: Path = DEFAULT_SECRETS_DIR,
     env: Mapping[str, str] | None = None,
+    env_policy: EnvPolicy = DEFAULT_ENV_POLICY,
     display_path: str | None = None,
 ) -> LoadResult:
     """Load the bridge file at `path` (below the bridges directory `root`).
@@ -145,6 +163,7 @@ def load_bridge(
     `display_path` is what Problems show as `file` (default: `str(path)`). `secrets_dir`
     is where secret references will be read from at run time; references are only checked
     here, lexically (relative, no `..`), so that `check` runs where secrets are not mounted.
+    `env` (default `os.environ`) is read only for the variables `env_policy` allows.
     """
     display = display_path if display_path is not None else str(path)
     try:
@@ -171,7 +190,13 @@ def load_bridge(
         problem = Problem(display, None, None, "", f"cannot read the file: {reason}")
         return LoadResult(path, _bridge_id(root, path), None, (problem,), None)
     return load_bytes(
-        data, path=path, root=root, secrets_dir=secrets_dir, env=env, display_path=display
+        data,
+        path=path,
+        root=root,
+        secrets_dir=secrets_dir,
+        env=env,
+        env_policy=env_policy,
+        display_path=display,
     )
 
 
@@ -182,6 +207,7 @@ def load_bytes(
     root: Path,
     secrets_dir: Path = DEFAULT_SECRETS_DIR,
     env: Mapping[str, str] | None = None,
+    env_policy: EnvPolicy = DEFAULT_ENV_POLICY,
     display_path: str | None = None,
 ) -> LoadResult:
     """Load a bridge from `data`, the content of the file at `path`. Never raises for bad input."""
@@ -189,7 +215,8 @@ def load_bytes(
     bridge_id = _bridge_id(root, path)
     file_digest = hashlib.sha256(data).hexdigest()
     try:
-        bridge, problems = _load(data, path, bridge_id, display, os.environ if env is None else env)
+        environment = os.environ if env is None else env
+        bridge, problems = _load(data, path, bridge_id, display, environment, env_policy)
     except Exception as exc:
         # A bug here must not stop the other bridges (DESIGN §4.3): report it as this file's
         # problem. Only the exception type is shown: its text could quote the file's content.
@@ -258,7 +285,12 @@ def _bridge_id(root: Path, path: Path) -> str:
 
 
 def _load(
-    data: bytes, path: Path, bridge_id: str, display: str, env: Mapping[str, str]
+    data: bytes,
+    path: Path,
+    bridge_id: str,
+    display: str,
+    env: Mapping[str, str],
+    env_policy: EnvPolicy,
 ) -> tuple[Bridge | None, list[Problem]]:
     parsed = parse_document(data, display)
     if isinstance(parsed, list):
@@ -266,13 +298,14 @@ def _load(
     schema_name, kind_problem = _detect_format(parsed, display)
     if schema_name is None:
         return None, [kind_problem] if kind_problem else []
-    checker = _Checker(parsed, display)
+    checker = _Checker(parsed, display, env_policy)
     checker.expand_variables(env)
     checker.validate(schemas.substituted_validator(schema_name))
     if schema_name == "bridge":
         bridge = checker.build_bridge(bridge_id, path)
     else:
         bridge = checker.build_triggermesh(bridge_id, path)
+    checker.mask_environment_values()
     return (None if checker.has_errors else bridge), checker.problems
 
 
@@ -315,10 +348,13 @@ def _short(value: object) -> str:
 class _Checker:
     """Validates one parsed document and builds its model, collecting located Problems."""
 
-    def __init__(self, doc: ParsedDocument, display: str) -> None:
+    def __init__(
+        self, doc: ParsedDocument, display: str, env_policy: EnvPolicy = DEFAULT_ENV_POLICY
+    ) -> None:
         self.doc = doc
         self.data = doc.data
         self.display = display
+        self.env_policy = env_policy
         self.problems: list[Problem] = []
         self.has_errors = False
         # Values the schema already reported: no second, semantic finding on them.
@@ -327,6 +363,8 @@ class _Checker:
         self._expanded: set[DocPath] = set()
         # Strings whose ${...} failed: the schema would only repeat that they are wrong.
         self._unexpandable: set[DocPath] = set()
+        # (where, value) of every environment value substituted: masked once loading is done.
+        self._env_values: list[tuple[DocPath, str]] = []
         self._seen: set[tuple[DocPath, str]] = set()
 
     # -- reporting ---------------------------------------------------------------------------
@@ -358,6 +396,25 @@ class _Checker:
 
     def _already_reported(self, path: DocPath) -> bool:
         return any(path[:end] in self._reported for end in range(len(path) + 1))
+
+    def mask_environment_values(self) -> None:
+        """Register every value substituted from the environment with the `Redactor` (logs,
+        dead letters and status texts then mask it as they mask secret values), and mask it
+        in this file's Problems, which never quote it by design: a second line of defence.
+        A value that passed the check of a field of public words or durations is left alone."""
+        errors_at = {p.path for p in self.problems if p.severity == "error"}
+        values = [
+            value
+            for where, value in self._env_values
+            if where not in _PUBLIC_FORM_FIELDS or format_path(where) in errors_at
+        ]
+        if not values:
+            return
+        for value in values:
+            Redactor.register(value)
+        self.problems = [
+            dataclasses.replace(p, message=mask_values(p.message, values)) for p in self.problems
+        ]
 
     # -- ${VAR} expansion --------------------------------------------------------------------
 
@@ -397,7 +454,14 @@ class _Checker:
                     "(NAME: letters, digits and _), or $${ for a literal ${"
                 )
                 return ""
+            if not self.env_policy.allows(name):
+                # Refused whether it is set or not, default or not: the error must not tell
+                # whether the runner has it, and a silent default would route events to
+                # where the operator did not choose.
+                failures.append(self.env_policy.refusal(name))
+                return ""
             if name in env:
+                self._env_values.append((path, env[name]))
                 return env[name]
             if has_default:
                 return default
@@ -515,6 +579,17 @@ class _Checker:
                 self.warn(where, _PLAIN_TEXT_VALUE_WARNING, at_key=True)
             return SecretRef("value", literal=value)
         if source == "valueFromEnv" and isinstance(value, str):
+            if self._already_reported(where):
+                return None
+            if not self.env_policy.allows(value):
+                self.value_error(
+                    where,
+                    self.env_policy.refusal(value),
+                    without_value="names an environment variable that is not allowed for "
+                    f"bridges (allowed: {', '.join(self.env_policy.all_patterns)}; see "
+                    "--allow-env)",
+                )
+                return None
             return SecretRef("env", name=value)
         if source == "valueFromFile" and isinstance(value, str):
             problem = secret_path_problem(value)

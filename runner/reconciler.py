@@ -22,6 +22,7 @@ import httpx
 
 from runner.config import load_bridge, move_key
 from runner.discovery import discover_bridge_files, find_id_clashes
+from runner.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.errors import StateError
 from runner.gitrev import observed_revision
 from runner.leftovers import write_undelivered
@@ -59,6 +60,7 @@ class RunnerSettings:
     stop_timeout: float = 10.0  # seconds a stopping poller gets before it is cancelled
     state_retention: float = 7 * 24 * 3600.0  # seconds a removed bridge's checkpoint is kept
     env: Mapping[str, str] | None = None
+    env_policy: EnvPolicy = DEFAULT_ENV_POLICY  # the variables bridges may read
     once: bool = False  # each poller polls once, delivers what is pending, and ends
 
 
@@ -147,6 +149,7 @@ class Reconciler:
                     root=root,
                     secrets_dir=self.settings.secrets_dir,
                     env=self.settings.env,
+                    env_policy=self.settings.env_policy,
                     display_path=path.relative_to(root).as_posix(),
                 )
             states[bridge_id] = _FileState(path, stamp, result)

@@ -25,7 +25,14 @@ from typing import cast
 
 import httpx
 
-from runner.cli import EXIT_FAILED, EXIT_OK, add_secrets_dir_flag, add_state_dir_flag
+from runner.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_allow_env_flag,
+    add_secrets_dir_flag,
+    add_state_dir_flag,
+    allowed_env,
+)
 from runner.durations import duration_argument
 from runner.errors import StateError, UsageError
 from runner.logs import configure_logging
@@ -81,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_state_dir_flag(parser)
     add_secrets_dir_flag(parser)
+    add_allow_env_flag(parser)
     parser.add_argument(
         "--aws-rps",
         type=_positive_rate,
@@ -148,10 +156,18 @@ def run(args: argparse.Namespace) -> int:
     root: Path = args.directory
     if not root.is_dir():
         raise UsageError(f"{root}: not a directory")
+    policy = allowed_env(args)
+    exposed = policy.exposed_credentials(os.environ)
+    if exposed:
+        # The operator allowed it (perhaps by a glob): said once, by name only.
+        log.warning(
+            "--allow-env lets bridges read the runner's own credentials: %s", ", ".join(exposed)
+        )
     settings = RunnerSettings(
         root=root.absolute(),
         state_dir=args.state_dir.absolute(),
         secrets_dir=args.secrets_dir,
+        env_policy=policy,
         shard=args.shard,
         selector=parse_selector(args.selector),
         stop_timeout=args.shutdown_timeout,
@@ -185,7 +201,7 @@ async def _main(
     except Exception as exc:
         lock.release()
         raise StateError(f"cannot open the state in {settings.state_dir}: {exc}") from None
-    secrets = SecretResolver(settings.secrets_dir)
+    secrets = SecretResolver(settings.secrets_dir, env_policy=settings.env_policy)
     clients = CognitoClients(secrets, RequestBudgets(aws_rps))
     run = RunIdentity.current()
     shard = f"{settings.shard.index}/{settings.shard.count}" if settings.shard else None

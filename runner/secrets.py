@@ -4,6 +4,9 @@ The loader only checks that a reference is well formed and stays inside --secret
 (`secret_path_problem`); the value is read here, when a client or a sink needs it.
 Every value resolved is registered with `Redactor`, whose logging filter replaces it
 with `***` in any log record: a second line of defence behind "never format a secret".
+The loader registers the values it substituted for `${VAR}` too. `valueFromEnv` reads only
+what the runner's `EnvPolicy` allows (`runner.envpolicy`): the loader refuses the others, and
+this module refuses them again at run time.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
+from runner.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.errors import SecretError
 from runner.model import HeaderValue, SecretRef
 
@@ -33,6 +37,16 @@ def secret_path_problem(rel: str) -> str | None:
     return None
 
 
+def mask_values(text: str, values: Iterable[str]) -> str:
+    """`text` with every one of `values` that is long enough to mask (4 characters: shorter
+    ones would mask ordinary words) replaced by `***`, longest first so that a value holding
+    another is masked whole."""
+    for value in sorted(values, key=len, reverse=True):
+        if len(value) >= _MIN_REDACTED_LEN and value in text:
+            text = text.replace(value, "***")
+    return text
+
+
 class Redactor(logging.Filter):
     """A logging filter that masks every secret value resolved in this process."""
 
@@ -48,11 +62,8 @@ class Redactor(logging.Filter):
     @classmethod
     def redact(cls, text: str) -> str:
         with cls._lock:
-            values = sorted(cls._values, key=len, reverse=True)
-        for value in values:
-            if value in text:
-                text = text.replace(value, "***")
-        return text
+            values = list(cls._values)
+        return mask_values(text, values)
 
     def filter(self, record: logging.LogRecord) -> bool:
         redact_record(record, self.redact)
@@ -89,13 +100,19 @@ _TRACEBACK_FORMATTER = logging.Formatter()
 
 
 class SecretResolver:
-    """Reads secret values from the environment or from files under `secrets_dir`."""
+    """Reads secret values from the environment (the variables `env_policy` allows) or
+    from files under `secrets_dir`."""
 
     def __init__(
-        self, secrets_dir: Path = DEFAULT_SECRETS_DIR, env: Mapping[str, str] | None = None
+        self,
+        secrets_dir: Path = DEFAULT_SECRETS_DIR,
+        env: Mapping[str, str] | None = None,
+        *,
+        env_policy: EnvPolicy = DEFAULT_ENV_POLICY,
     ) -> None:
         self.secrets_dir = secrets_dir
         self._env = os.environ if env is None else env
+        self._env_policy = env_policy
 
     def resolve(self, ref: SecretRef) -> str:
         value = self._read(ref)
@@ -109,6 +126,10 @@ class SecretResolver:
         if ref.source == "value":
             return ref.literal
         if ref.source == "env":
+            # The loader refused this reference already; a bridge built some other way (or a
+            # policy narrowed since) must not read the runner's own credentials either.
+            if not self._env_policy.allows(ref.name):
+                raise SecretError(self._env_policy.refusal(ref.name))
             if ref.name not in self._env:
                 raise SecretError(f"{ref.describe()} is not set")
             return self._env[ref.name]

@@ -35,8 +35,11 @@ sink's custom headers (credentials for the sink are not for wherever dead letter
 
 Secrets: custom header values (plain or `SecretRef`) are resolved at send time and go
 only into the request. Outcome texts are built from status codes, reason phrases and
-exception class names; exception messages pass through `Redactor.redact` as a second
-line of defence, because a transport library may quote a header it refused.
+exception class names; reason phrases, error excerpts and exception messages pass through
+`Redactor.redact` (every secret and environment value known) and are masked for the
+request's own header values, as a second line of defence: a sink may echo the request,
+and a transport library may quote a header it refused. A sink URI is shown as `safe_uri`
+gives it, without user-info, query string or fragment.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 from runner.errors import SecretError
 from runner.model import STATE_FILE_NAME, HeaderValue, OutboxEvent, Sink, SinkFormat, Target
-from runner.secrets import Redactor, SecretResolver
+from runner.secrets import Redactor, SecretResolver, mask_values
 from runner.storedjson import StoredJson
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
@@ -83,8 +86,6 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _HEADER_VALUE = re.compile(r"^(?:[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?$")
 # Error bodies are asked for unencoded: an excerpt must be readable, and maskable.
 _ACCEPT_PLAIN = {"accept-encoding": "identity"}
-# As `Redactor`: shorter plain header values would mask ordinary words in error texts.
-_MIN_MASKED_LEN = 4
 
 # What an event's attributes must be for their stored JSON to be sent as is (see the
 # module doc). The SDK requires the first three and `specversion` "1.0"; its optional
@@ -265,16 +266,35 @@ def encode_json_lines(events: Sequence[OutboxEvent]) -> bytes:
 
 
 def safe_uri(uri: str) -> str:
-    """`uri` without user-info (`https://user:pass@host` -> `https://host`), for texts and
-    `knativeerrordest`: a password in a URI must not travel into status or a dead letter."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    return urlunsplit(parts._replace(netloc=netloc))
+    """`uri` without user-info, query string and fragment (`https://u:p@host/x?token=t` ->
+    `https://host/x`), for logs, status texts and `knativeerrordest`: a password or a token
+    in a URI (query strings often carry one) must not travel into them or to a dead-letter
+    sink. A URI that cannot even be split is not shown at all."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return "(an invalid URI)"
+    if "@" not in parts.netloc and not parts.query and not parts.fragment:
+        return uri  # as written: urlunsplit would rewrite `file:x` as `file:///x`
+    netloc = parts.netloc
+    if parts.username is not None or parts.password is not None:
+        host = parts.hostname or ""
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit(parts._replace(netloc=netloc, query="", fragment=""))
+
+
+def uri_secrets(uri: str) -> list[str]:
+    """The parts of `uri` that `safe_uri` leaves out (user-info, query, fragment), to mask
+    wherever a library quotes the whole URI."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return [uri]
+    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+    return [text for text in (userinfo, parts.query, parts.fragment) if text]
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -306,8 +326,9 @@ def classify_status(status_code: int) -> OutcomeKind:
 
 
 def status_text(status_code: int, reason_phrase: str = "") -> str:
-    """`HTTP 503 Service Unavailable` — the status line, never the body."""
-    phrase = reason_phrase
+    """`HTTP 503 Service Unavailable` — the status line, never the body. The reason phrase
+    is the sink's text, and one that echoes the request must not carry a secret onwards."""
+    phrase = Redactor.redact(reason_phrase)
     if not phrase:
         try:
             phrase = HTTPStatus(status_code).phrase
@@ -319,10 +340,7 @@ def status_text(status_code: int, reason_phrase: str = "") -> str:
 def exception_text(exc: BaseException, mask: Iterable[str] = ()) -> str:
     """`ConnectError: [Errno 111] Connection refused`, with known secret values masked,
     and also the values in `mask` (e.g. plain header values, which are never registered)."""
-    message = Redactor.redact(str(exc))
-    for value in sorted(mask, key=len, reverse=True):
-        if len(value) >= _MIN_MASKED_LEN:
-            message = message.replace(value, "***")
+    message = mask_values(Redactor.redact(str(exc)), mask)
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
@@ -415,11 +433,14 @@ class HttpSender:
         if isinstance(custom, SendOutcome):
             return custom
         headers = _merged_headers(message.headers, custom)
+        # What an exception's text may quote and must not repeat: header values, and the
+        # parts of the URI that `safe_uri` leaves out.
+        mask = [*custom.values(), *uri_secrets(self._uri)]
         # Every failure of this one send is an outcome: an exception would end the
         # bridge's delivery task, not just this attempt.
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._post(headers, message.body)
+                return await self._post(headers, message.body, mask)
         except httpx.LocalProtocolError as exc:
             # Our own request could not be written as HTTP: no retry will fix it. Its
             # message quotes the header refused, which may be a secret: not repeated.
@@ -433,21 +454,21 @@ class HttpSender:
             # The loader checks URIs; this is the last guard.
             return SendOutcome(
                 "misconfigured",
-                error=exception_text(exc, custom.values()),
+                error=exception_text(exc, mask),
                 reason="InvalidSinkUri",
             )
         except (httpx.TransportError, TimeoutError) as exc:
             return SendOutcome(
                 "retryable",
-                error=exception_text(exc, custom.values()),
+                error=exception_text(exc, mask),
                 reason=_transport_reason(exc),
             )
         except Exception as exc:  # e.g. httpx.DecodingError: the sink's fault, or ours
-            return SendOutcome(
-                "retryable", error=exception_text(exc, custom.values()), reason="SinkError"
-            )
+            return SendOutcome("retryable", error=exception_text(exc, mask), reason="SinkError")
 
-    async def _post(self, headers: Mapping[str, str], body: bytes) -> SendOutcome:
+    async def _post(
+        self, headers: Mapping[str, str], body: bytes, mask: Sequence[str]
+    ) -> SendOutcome:
         request = self._http.build_request(
             "POST", self._uri, headers=headers, content=body, timeout=self._timeout
         )
@@ -457,7 +478,7 @@ class HttpSender:
             if kind == "accepted":
                 await _drain(response)
                 return ACCEPTED
-            excerpt = await _read_excerpt(response)
+            excerpt = await _read_excerpt(response, mask)
             return SendOutcome(
                 kind,
                 status_code=response.status_code,
@@ -496,8 +517,9 @@ def _merged_headers(event_headers: Mapping[str, str], custom: Mapping[str, str])
     return headers
 
 
-async def _read_excerpt(response: httpx.Response) -> bytes:
-    """The first `ERROR_BODY_LIMIT` bytes of an error body, with known secret values masked.
+async def _read_excerpt(response: httpx.Response, mask: Sequence[str] = ()) -> bytes:
+    """The first `ERROR_BODY_LIMIT` bytes of an error body, with known secret values (and
+    those in `mask`: the request's custom header values) masked.
 
     Read raw: decoding (gzip, ...) can fail on a broken body and can inflate a small one
     into a huge one. A body still encoded although plain was asked for is left out, as
@@ -511,11 +533,15 @@ async def _read_excerpt(response: httpx.Response) -> bytes:
         if len(buffer) >= ERROR_BODY_LIMIT:
             break
     excerpt = bytes(buffer[:ERROR_BODY_LIMIT])
-    # A sink that echoes the request (Authorization included) must not carry it onwards;
+    # A sink that echoes the request (Authorization included) must not carry it onwards.
+    return _masked(excerpt, mask)
+
+
+def _masked(data: bytes, mask: Sequence[str] = ()) -> bytes:
     # surrogateescape keeps bytes that are not UTF-8 (or a character cut at the limit)
     # exactly as they were while the secrets around them are masked.
-    text = excerpt.decode("utf-8", errors="surrogateescape")
-    return Redactor.redact(text).encode("utf-8", errors="surrogateescape")
+    text = data.decode("utf-8", errors="surrogateescape")
+    return mask_values(Redactor.redact(text), mask).encode("utf-8", errors="surrogateescape")
 
 
 class FileSender:
@@ -647,7 +673,9 @@ def knative_error_extensions(dest_uri: str, outcome: SendOutcome) -> dict[str, s
     extensions = {"knativeerrordest": safe_uri(dest_uri)}
     if outcome.status_code is not None:
         extensions["knativeerrorcode"] = str(outcome.status_code)
-    payload = outcome.body_excerpt or outcome.error.encode("utf-8")
+    # Masked again here, whatever built the outcome: a secret or environment value the sink
+    # echoed (in its body, its reason phrase, an exception text) goes no further.
+    payload = _masked(outcome.body_excerpt) or Redactor.redact(outcome.error).encode("utf-8")
     if payload:
         extensions["knativeerrordata"] = base64.b64encode(payload[:ERROR_BODY_LIMIT]).decode()
     return extensions

@@ -281,12 +281,12 @@ def test_environment_variables_are_expanded_from_the_environment(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bridge = tmp_path / "env.yaml"
-    bridge.write_text(VALID_BRIDGE.format(uri="${CHECK_TEST_SINK_URL}"))
-    monkeypatch.delenv("CHECK_TEST_SINK_URL", raising=False)
+    bridge.write_text(VALID_BRIDGE.format(uri="${BRIDGE_VAR_CHECK_TEST_SINK_URL}"))
+    monkeypatch.delenv("BRIDGE_VAR_CHECK_TEST_SINK_URL", raising=False)
     code, out, _ = run_check(capsys, "--format", "json", str(bridge))
     assert code == 1
-    assert "CHECK_TEST_SINK_URL" in json.loads(out)["files"][0]["errors"][0]["message"]
-    monkeypatch.setenv("CHECK_TEST_SINK_URL", "https://events.example.com/")
+    assert "BRIDGE_VAR_CHECK_TEST_SINK_URL" in json.loads(out)["files"][0]["errors"][0]["message"]
+    monkeypatch.setenv("BRIDGE_VAR_CHECK_TEST_SINK_URL", "https://events.example.com/")
     assert run_check(capsys, "--quiet", str(bridge)) == (0, "", "")
 
 

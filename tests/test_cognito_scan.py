@@ -41,7 +41,7 @@ FAST = CognitoSettings(
 
 STATIC_AUTH = AwsAuth(
     credentials=AwsCredentials(
-        access_key_id=SecretRef("env", name="TEST_AWS_KEY_ID"),
+        access_key_id=SecretRef("env", name="BRIDGE_VAR_TEST_AWS_KEY_ID"),
         secret_access_key=SecretRef("file", name="aws/secret-access-key"),
         session_token=SecretRef("secret", name="awscreds", key="token"),
     )
@@ -54,7 +54,7 @@ def secrets(tmp_path: Path) -> SecretResolver:
     (tmp_path / "aws" / "secret-access-key").write_text(SECRET_ACCESS_KEY + "\n")
     (tmp_path / "awscreds").mkdir()
     (tmp_path / "awscreds" / "token").write_text(SESSION_TOKEN)
-    return SecretResolver(tmp_path, env={"TEST_AWS_KEY_ID": ACCESS_KEY_ID})
+    return SecretResolver(tmp_path, env={"BRIDGE_VAR_TEST_AWS_KEY_ID": ACCESS_KEY_ID})
 
 
 @pytest.fixture
@@ -390,7 +390,7 @@ def test_unresolvable_credentials_are_reported_without_raising_from_scan(
     assert not result.complete
     assert isinstance(result.error, SourceRejected)
     assert result.error.reason == "InvalidCredentials"
-    assert "TEST_AWS_KEY_ID" in str(result.error)  # names the reference, not a value
+    assert "BRIDGE_VAR_TEST_AWS_KEY_ID" in str(result.error)  # names the reference, not a value
     with pytest.raises(SourceRejected):
         asyncio.run(clients.pool(source).describe())
 
@@ -458,7 +458,7 @@ def test_clients_are_shared_per_credentials_and_built_off_the_event_loop(
     assert all(name.startswith("cognito") for name in threads)
 
     # A rotated secret gives a new client: the cache key follows the values.
-    secrets._env = {"TEST_AWS_KEY_ID": "AKIAROTATEDKEY000001"}  # type: ignore[misc]
+    secrets._env = {"BRIDGE_VAR_TEST_AWS_KEY_ID": "AKIAROTATEDKEY000001"}  # type: ignore[misc]
     assert clients.client_for(source_for(first, moto_server.endpoint)) is not a
 
 
@@ -468,7 +468,7 @@ def test_rotated_credentials_replace_the_cached_client_instead_of_adding_one(
     cognito_proxy: CognitoProxy,
     secrets: SecretResolver,
 ) -> None:
-    env = {"TEST_AWS_KEY_ID": ACCESS_KEY_ID}
+    env = {"BRIDGE_VAR_TEST_AWS_KEY_ID": ACCESS_KEY_ID}
     clients = make_clients(secrets=SecretResolver(secrets.secrets_dir, env=env))
     source = source_for(cognito_pool(), cognito_proxy.endpoint)
     rotating, sharing = clients.pool(source), clients.pool(source)
@@ -477,7 +477,7 @@ def test_rotated_credentials_replace_the_cached_client_instead_of_adding_one(
     assert clients.cached_clients == 1
 
     def rotate_and_describe(pool: CognitoPool, key_id: str) -> None:
-        env["TEST_AWS_KEY_ID"] = key_id
+        env["BRIDGE_VAR_TEST_AWS_KEY_ID"] = key_id
         # AWS refuses the old key; the pool then re-resolves its secrets on the next call.
         cognito_proxy.error_next(1, "UnrecognizedClientException", operation="DescribeUserPool")
         with pytest.raises(SourceRejected, match="not accepted"):

@@ -49,7 +49,7 @@ spec:
       arn: {ARN}
       auth:
         credentials:
-          accessKeyID:     {{valueFromEnv: AWS_ACCESS_KEY_ID}}
+          accessKeyID:     {{valueFromEnv: BRIDGE_VAR_AWS_KEY_ID}}
           secretAccessKey: {{valueFromSecret: {{name: awscreds, key: aws_secret_access_key}}}}
           sessionToken:    {{valueFromFile: aws/session-token}}
         assumeIamRole: arn:aws:iam::043455440429:role/cognito-reader
@@ -61,7 +61,7 @@ spec:
     uri: https://events.example.com/cognito
     format: batch
     maxBatchSize: 250
-    headers: {{Authorization: {{valueFromEnv: SINK_TOKEN}}, X-Team: identity}}
+    headers: {{Authorization: {{valueFromEnv: BRIDGE_VAR_SINK_TOKEN}}, X-Team: identity}}
     timeout: PT5S
   delivery:
     retry: 10
@@ -135,7 +135,7 @@ def test_full_bridge_maps_every_field() -> None:
     )
     credentials = bridge.source.auth.credentials
     assert credentials is not None
-    assert credentials.access_key_id == SecretRef("env", name="AWS_ACCESS_KEY_ID")
+    assert credentials.access_key_id == SecretRef("env", name="BRIDGE_VAR_AWS_KEY_ID")
     assert credentials.secret_access_key == SecretRef(
         "secret", name="awscreds", key="aws_secret_access_key"
     )
@@ -150,7 +150,7 @@ def test_full_bridge_maps_every_field() -> None:
         5.0,
     )
     assert dict(bridge.sink.headers) == {
-        "Authorization": SecretRef("env", name="SINK_TOKEN"),
+        "Authorization": SecretRef("env", name="BRIDGE_VAR_SINK_TOKEN"),
         "X-Team": "identity",
     }
     assert bridge.delivery.retry == 10 and bridge.delivery.backoff_policy == "linear"
@@ -173,7 +173,7 @@ def test_digest_follows_the_effective_spec_not_the_bytes() -> None:
 
 
 def test_digest_and_repr_never_hold_an_inline_secret() -> None:
-    text = FULL.replace("{valueFromEnv: AWS_ACCESS_KEY_ID}", "{value: AKIAINLINESECRET}")
+    text = FULL.replace("{valueFromEnv: BRIDGE_VAR_AWS_KEY_ID}", "{value: AKIAINLINESECRET}")
     first = load_text(text)
     second = load_text(text.replace("AKIAINLINESECRET", "AKIAOTHERSECRET"))
     assert first.bridge and second.bridge
@@ -185,10 +185,11 @@ def test_digest_and_repr_never_hold_an_inline_secret() -> None:
 
 
 def test_variables_are_expanded_from_env() -> None:
-    text = MINIMAL.replace("https://events.example.com/cognito", "${SINK_URL}") + (
-        "    timeout: ${TIMEOUT:-3s}\n    headers: {X-Literal: 'cost $${HOME} ${CURRENCY:-EUR}'}\n"
+    text = MINIMAL.replace("https://events.example.com/cognito", "${BRIDGE_VAR_SINK_URL}") + (
+        "    timeout: ${BRIDGE_VAR_TIMEOUT:-3s}\n"
+        "    headers: {X-Literal: 'cost $${HOME} ${BRIDGE_VAR_CURRENCY:-EUR}'}\n"
     )
-    result = load_text(text, env={"SINK_URL": "file:events.jsonl"})
+    result = load_text(text, env={"BRIDGE_VAR_SINK_URL": "file:events.jsonl"})
     assert result.problems == () and result.bridge is not None
     assert result.bridge.sink.target == Target("file:events.jsonl", file_path="events.jsonl")
     assert result.bridge.sink.timeout == 3.0
@@ -196,16 +197,16 @@ def test_variables_are_expanded_from_env() -> None:
 
 
 def test_variables_default_to_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BRIDGE_TEST_SINK", "https://from-env.example.com/")
-    text = MINIMAL.replace("https://events.example.com/cognito", "${BRIDGE_TEST_SINK}")
+    monkeypatch.setenv("BRIDGE_VAR_TEST_SINK", "https://from-env.example.com/")
+    text = MINIMAL.replace("https://events.example.com/cognito", "${BRIDGE_VAR_TEST_SINK}")
     result = load_bytes(text.encode(), path=ROOT / "b.yaml", root=ROOT)
     assert result.bridge is not None
     assert result.bridge.sink.target.uri == "https://from-env.example.com/"
 
 
 def test_secret_value_taken_from_env_is_not_a_plain_text_warning() -> None:
-    text = FULL.replace("{valueFromEnv: AWS_ACCESS_KEY_ID}", "{value: '${KEY}'}")
-    result = load_text(text, env={"KEY": "AKIAFROMENV"})
+    text = FULL.replace("{valueFromEnv: BRIDGE_VAR_AWS_KEY_ID}", "{value: '${BRIDGE_VAR_KEY}'}")
+    result = load_text(text, env={"BRIDGE_VAR_KEY": "AKIAFROMENV"})
     assert result.valid and result.warnings == ()
 
 
@@ -403,8 +404,9 @@ def test_secret_value_taken_from_env_is_not_a_plain_text_warning() -> None:
                     7,
                     17,
                     "spec.source.awsCognitoUserPool.endpoint",
-                    "environment variable COGNITO_ENDPOINT is not set and has no default "
-                    "(write ${COGNITO_ENDPOINT:-default} to give one)",
+                    "environment variable BRIDGE_VAR_COGNITO_ENDPOINT is not set and has no "
+                    "default "
+                    "(write ${BRIDGE_VAR_COGNITO_ENDPOINT:-default} to give one)",
                     "error",
                 )
             ],
@@ -727,7 +729,7 @@ def test_merge_key_bomb_is_a_problem_of_the_file() -> None:
             "unknown field 'sink2' (allowed: suspend, source, sink, delivery, ceOverrides)",
         ),
         (
-            "    timeout: '${T'\n",
+            "    timeout: '${BRIDGE_VAR_T'\n",
             "spec.sink.timeout",
             "malformed variable reference: write ${NAME} or ${NAME:-default} (NAME: letters, digits and _), or $${ for a literal ${",  # noqa: E501 - exact message
         ),
@@ -827,33 +829,33 @@ def test_load_bridge_reads_the_file_and_uses_display_path(tmp_path: Path) -> Non
     [
         # The value a variable gives is held to the field's form, with the schema's message.
         (
-            "    timeout: ${T}\n",
-            {"T": "5 minutes"},
+            "    timeout: ${BRIDGE_VAR_T}\n",
+            {"BRIDGE_VAR_T": "5 minutes"},
             "spec.sink.timeout",
             "must be a duration such as 500ms, 30s, 5m, 1h30m or PT30S",
         ),
         (
-            "    format: ${FORMAT:-json}\n",
+            "    format: ${BRIDGE_VAR_FORMAT:-json}\n",
             {},
             "spec.sink.format",
             "must be one of: binary, structured, batch",
         ),
         # Still a reference after substitution: not a way around the field's form.
         (
-            "    timeout: $${T}\n",
+            "    timeout: $${BRIDGE_VAR_T}\n",
             {},
             "spec.sink.timeout",
             "must be a duration such as 500ms, 30s, 5m, 1h30m or PT30S",
         ),
         (
-            "    format: ${FORMAT}\n",
-            {"FORMAT": "${OTHER}"},
+            "    format: ${BRIDGE_VAR_FORMAT}\n",
+            {"BRIDGE_VAR_FORMAT": "${BRIDGE_VAR_OTHER}"},
             "spec.sink.format",
             "must be one of: binary, structured, batch",
         ),
         (
-            "    headers: {X-A: {valueFromEnv: '${NAME}'}}\n",
-            {"NAME": "${X}"},
+            "    headers: {X-A: {valueFromEnv: '${BRIDGE_VAR_NAME}'}}\n",
+            {"BRIDGE_VAR_NAME": "${BRIDGE_VAR_X}"},
             "spec.sink.headers.X-A.valueFromEnv",
             "must be an environment variable name (letters, digits and _, not starting with a digit)",  # noqa: E501 - exact message
         ),
@@ -867,10 +869,10 @@ def test_values_from_variables_are_held_to_the_form_of_their_field(
 
 
 def test_variables_in_fields_of_a_fixed_form_give_the_values_of_the_environment() -> None:
-    text = FULL.replace("pollInterval: 1m", "pollInterval: ${POLL}").replace(
-        "backoffPolicy: linear", "backoffPolicy: ${POLICY:-exponential}"
+    text = FULL.replace("pollInterval: 1m", "pollInterval: ${BRIDGE_VAR_POLL}").replace(
+        "backoffPolicy: linear", "backoffPolicy: ${BRIDGE_VAR_POLICY:-exponential}"
     )
-    bridge = load_text(text, env={"POLL": "2m"}).bridge
+    bridge = load_text(text, env={"BRIDGE_VAR_POLL": "2m"}).bridge
     assert bridge is not None
     assert bridge.source.poll_interval == 120.0
     assert bridge.delivery.backoff_policy == "exponential"
@@ -880,36 +882,37 @@ def test_variables_in_fields_of_a_fixed_form_give_the_values_of_the_environment(
     ("extra", "path", "message"),
     [
         (
-            "      pollInterval: P${V}M\n",
+            "      pollInterval: P${BRIDGE_VAR_V}M\n",
             "spec.source.awsCognitoUserPool.pollInterval",
             "must be a duration such as 500ms, 30s, 5m, 1h30m or PT30S",
         ),
         (
-            "      pollInterval: ${V}ms\n",
+            "      pollInterval: ${BRIDGE_VAR_V}ms\n",
             "spec.source.awsCognitoUserPool.pollInterval",
             "must be at least 1s",
         ),
         (
-            "      arn: ${V}\n",
+            "      arn: ${BRIDGE_VAR_V}\n",
             "spec.source.awsCognitoUserPool.arn",
             "is not a user pool ARN: arn:<partition>:cognito-idp:<region>:<12-digit account>:"
             "userpool/<region>_<id>, with the pool id in the ARN's region",
         ),
         (
-            "      auth: {credentials: {accessKeyID: {valueFromFile: '/${V}'},"
-            " secretAccessKey: {valueFromEnv: K}}}\n",
+            "      auth: {credentials: {accessKeyID: {valueFromFile: '/${BRIDGE_VAR_V}'},"
+            " secretAccessKey: {valueFromEnv: BRIDGE_VAR_K}}}\n",
             f"{CREDS}.accessKeyID.valueFromFile",
             "secret file path must be relative and stay inside --secrets-dir (no '..')",
         ),
         (
-            "      auth: {credentials: {accessKeyID: {valueFromSecret: {name: 'a/${V}', key: k}},"
-            " secretAccessKey: {valueFromEnv: K}}}\n",
+            "      auth: {credentials: {accessKeyID: "
+            "{valueFromSecret: {name: 'a/${BRIDGE_VAR_V}', key: k}},"
+            " secretAccessKey: {valueFromEnv: BRIDGE_VAR_K}}}\n",
             f"{CREDS}.accessKeyID.valueFromSecret.name",
             "must be a single path segment (no '/', '.' or '..'): the value is read from "
             "<secrets-dir>/<name>/<key>",
         ),
         (
-            "      endpoint: http://127.0.0.1:5000\n  sink: {uri: 'x${V}://h/'}\n",
+            "      endpoint: http://127.0.0.1:5000\n  sink: {uri: 'x${BRIDGE_VAR_V}://h/'}\n",
             "spec.sink.uri",
             "unsupported scheme: use http://, https:// or file:path.jsonl",
         ),
@@ -921,7 +924,7 @@ def test_no_environment_value_is_shown_in_a_message(extra: str, path: str, messa
     if "  sink:" in extra:
         tail = ""
     text = head + (extra if "arn:" in extra else f"      arn: {ARN}\n" + extra) + tail
-    result = load_text(text, env={"V": "432"})
+    result = load_text(text, env={"BRIDGE_VAR_V": "432"})
     assert [(p.path, p.message) for p in result.problems] == [
         (path, f"{message} (the value comes from the environment and is not shown)")
     ]

@@ -95,7 +95,9 @@ def test_an_http_dead_letter_sink_gets_binary_mode_whatever_the_sink_format() ->
 
 
 def test_a_value_from_the_environment_is_never_quoted() -> None:
-    (problem,) = load(with_extension("${SITE}"), env={"SITE": "Zürich 100%"}).problems
+    (problem,) = load(
+        with_extension("${BRIDGE_VAR_SITE}"), env={"BRIDGE_VAR_SITE": "Zürich 100%"}
+    ).problems
     assert problem.severity == "warning" and problem.path == "spec.ceOverrides.extensions.site"
     assert "it has characters outside printable ASCII, or space, '\"' or '%'" in problem.message
     assert "ü" not in problem.message and "Zürich" not in problem.message

@@ -699,7 +699,7 @@ def test_an_unusable_sink_spends_no_retry_budget(
     sink, dead = sink_server_factory(), sink_server_factory()
     harness = make_harness(
         Target(sink.url),
-        headers={"Authorization": SecretRef("env", "SINK_TOKEN")},
+        headers={"Authorization": SecretRef("env", "BRIDGE_VAR_SINK_TOKEN")},
         retry=1,
         dead_letter=Target(dead.url),
     )
@@ -718,7 +718,7 @@ def test_an_unusable_sink_spends_no_retry_budget(
     assert pending.attempts == 0
     status, reason, message = harness.ready
     assert (status, reason) == (False, "SecretUnavailable")
-    assert "SINK_TOKEN" in message
+    assert "BRIDGE_VAR_SINK_TOKEN" in message
 
 
 # -- crash and cancellation safety ------------------------------------------------------------
@@ -811,8 +811,8 @@ def test_no_secret_in_logs_counters_status_or_errors(
     )
     harness = make_harness(
         Target(sink.url),
-        env={"SINK_TOKEN": secret},
-        headers={"Authorization": SecretRef("env", "SINK_TOKEN")},
+        env={"BRIDGE_VAR_SINK_TOKEN": secret},
+        headers={"Authorization": SecretRef("env", "BRIDGE_VAR_SINK_TOKEN")},
         dead_letter=Target(dead.url),
     )
     harness.append(3)

@@ -75,7 +75,10 @@ def test_complete_example_uses_the_defaults_of_its_variables(tmp_path: Path) -> 
     assert bridge is not None
     assert bridge.sink.target.uri == "https://events.example.com/cognito"
     overridden = load_bridge(
-        path, root=BRIDGES, secrets_dir=tmp_path, env={"SINK_URL": "http://127.0.0.1:9/x"}
+        path,
+        root=BRIDGES,
+        secrets_dir=tmp_path,
+        env={"BRIDGE_VAR_SINK_URL": "http://127.0.0.1:9/x"},
     ).bridge
     assert overridden is not None and overridden.sink.target.uri == "http://127.0.0.1:9/x"
 

@@ -25,9 +25,11 @@ log = logging.getLogger("runner.test_logs")
 
 def resolve_secrets() -> None:
     """Register both values with the Redactor the way the product does: by resolving them."""
-    resolver = SecretResolver(env={"TEST_LOGS_SECRET": SECRET, "TEST_LOGS_CAUSE": CAUSE_SECRET})
-    assert resolver.resolve(SecretRef("env", name="TEST_LOGS_SECRET")) == SECRET
-    assert resolver.resolve(SecretRef("env", name="TEST_LOGS_CAUSE")) == CAUSE_SECRET
+    resolver = SecretResolver(
+        env={"BRIDGE_VAR_TEST_LOGS_SECRET": SECRET, "BRIDGE_VAR_TEST_LOGS_CAUSE": CAUSE_SECRET}
+    )
+    assert resolver.resolve(SecretRef("env", name="BRIDGE_VAR_TEST_LOGS_SECRET")) == SECRET
+    assert resolver.resolve(SecretRef("env", name="BRIDGE_VAR_TEST_LOGS_CAUSE")) == CAUSE_SECRET
 
 
 @pytest.fixture

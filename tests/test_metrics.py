@@ -436,7 +436,9 @@ def test_endpoints_of_a_running_runner(
     pool = cognito_pool()
     good, bad = bridges / "good.yaml", bridges / "bad.yaml"
     sink_line = f"    uri: {sink_server.url}\n"
-    with_header = sink_line + "    headers: {Authorization: {valueFromEnv: SINK_TOKEN}}\n"
+    with_header = (
+        sink_line + "    headers: {Authorization: {valueFromEnv: BRIDGE_VAR_SINK_TOKEN}}\n"
+    )
     good_text = bridge_yaml(pool, moto_server.endpoint, sink_server.url)
     good.write_text(good_text.replace(sink_line, with_header))
     # Nothing listens on port 9 (discard): this bridge's source never becomes Ready.
@@ -449,7 +451,7 @@ def test_endpoints_of_a_running_runner(
         str(tmp_path / "state"),
         "--metrics-addr",
         "127.0.0.1:0",
-        extra_env={"SINK_TOKEN": SINK_TOKEN},
+        extra_env={"BRIDGE_VAR_SINK_TOKEN": SINK_TOKEN},
     )
     base = metrics_url(proc)
 

@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from runner.config import load_bytes
+from runner.envpolicy import EnvPolicy
 from runner.model import RESERVED_ATTRIBUTES, Problem
 from runner.schemas import load_schema, validator
 from runner.yamlsafe import format_path, parse_document
@@ -241,7 +242,15 @@ def verdicts(case: Case) -> Verdicts | None:
     if schema_name is None:
         return None  # not a bridge (a workflow file, a ConfigMap): check names the format
     document = json.loads(json.dumps(document))  # what an editor sees: plain JSON data
-    result = load_bytes(data, path=Path("/bridges/case.yaml"), root=Path("/bridges"), env=case.env)
+    # The schema describes a file's form; which variables a runner lets bridges read is the
+    # runner's choice (--allow-env), so check runs here with every variable allowed.
+    result = load_bytes(
+        data,
+        path=Path("/bridges/case.yaml"),
+        root=Path("/bridges"),
+        env=case.env,
+        env_policy=EnvPolicy(("*",)),
+    )
     return Verdicts(
         schema_name=schema_name,
         python=validator(schema_name).is_valid(document),

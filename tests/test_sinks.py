@@ -310,9 +310,9 @@ def test_binary_and_structured_carry_one_event_per_request() -> None:
 
 
 def test_custom_headers_plain_and_secret_arrive(sink_server: SinkServer) -> None:
-    secrets = SecretResolver(env={"SINK_TOKEN": "Bearer s3cr3t-token-value"})
+    secrets = SecretResolver(env={"BRIDGE_VAR_SINK_TOKEN": "Bearer s3cr3t-token-value"})
     headers: Mapping[str, HeaderValue] = {
-        "Authorization": SecretRef("env", "SINK_TOKEN"),
+        "Authorization": SecretRef("env", "BRIDGE_VAR_SINK_TOKEN"),
         "X-Team": "identity",
         "ce-id": "spoofed",  # a custom header never overrides a CloudEvents attribute
     }
@@ -327,7 +327,9 @@ def test_custom_headers_plain_and_secret_arrive(sink_server: SinkServer) -> None
 
 
 def test_unresolvable_secret_header_is_a_misconfiguration(sink_server: SinkServer) -> None:
-    target, sink = http_sink(sink_server, headers={"Authorization": SecretRef("env", "MISSING")})
+    target, sink = http_sink(
+        sink_server, headers={"Authorization": SecretRef("env", "BRIDGE_VAR_MISSING")}
+    )
 
     outcome = send(target, [outbox_event(1)], sink=sink)
 
@@ -339,8 +341,10 @@ def test_unresolvable_secret_header_is_a_misconfiguration(sink_server: SinkServe
 
 def test_invalid_header_value_is_reported_without_the_value(sink_server: SinkServer) -> None:
     secret = "line1\r\nX-Injected: yes"
-    secrets = SecretResolver(env={"SINK_TOKEN": secret})
-    target, sink = http_sink(sink_server, headers={"Authorization": SecretRef("env", "SINK_TOKEN")})
+    secrets = SecretResolver(env={"BRIDGE_VAR_SINK_TOKEN": secret})
+    target, sink = http_sink(
+        sink_server, headers={"Authorization": SecretRef("env", "BRIDGE_VAR_SINK_TOKEN")}
+    )
 
     outcome = send(target, [outbox_event(1)], sink=sink, secrets=secrets)
 
@@ -350,9 +354,11 @@ def test_invalid_header_value_is_reported_without_the_value(sink_server: SinkSer
 
 
 def test_an_echoed_secret_is_masked_in_the_error_excerpt(sink_server: SinkServer) -> None:
-    secrets = SecretResolver(env={"SINK_TOKEN": "echo-me-not-123"})
+    secrets = SecretResolver(env={"BRIDGE_VAR_SINK_TOKEN": "echo-me-not-123"})
     sink_server.script(Reply(400, body=b"bad request; you sent Authorization: echo-me-not-123"))
-    target, sink = http_sink(sink_server, headers={"Authorization": SecretRef("env", "SINK_TOKEN")})
+    target, sink = http_sink(
+        sink_server, headers={"Authorization": SecretRef("env", "BRIDGE_VAR_SINK_TOKEN")}
+    )
 
     outcome = send(target, [outbox_event(1)], sink=sink, secrets=secrets)
 
@@ -366,8 +372,10 @@ def test_a_header_value_http_cannot_carry_is_refused_before_sending(
     sink_server: SinkServer,
 ) -> None:
     # h11 refuses leading or trailing whitespace, and its error quotes the value.
-    secrets = SecretResolver(env={"SINK_TOKEN": "Bearer tok-with-a-trailing-space "})
-    target, sink = http_sink(sink_server, headers={"Authorization": SecretRef("env", "SINK_TOKEN")})
+    secrets = SecretResolver(env={"BRIDGE_VAR_SINK_TOKEN": "Bearer tok-with-a-trailing-space "})
+    target, sink = http_sink(
+        sink_server, headers={"Authorization": SecretRef("env", "BRIDGE_VAR_SINK_TOKEN")}
+    )
 
     outcome = send(target, [outbox_event(1)], sink=sink, secrets=secrets)
 
@@ -377,9 +385,11 @@ def test_a_header_value_http_cannot_carry_is_refused_before_sending(
 
 
 def test_an_error_excerpt_that_is_not_utf8_is_still_masked(sink_server: SinkServer) -> None:
-    secrets = SecretResolver(env={"SINK_TOKEN": "echo-me-not-456"})
+    secrets = SecretResolver(env={"BRIDGE_VAR_SINK_TOKEN": "echo-me-not-456"})
     sink_server.script(Reply(400, body=b"\xff\xfe latin-1 echo: echo-me-not-456 \xe9"))
-    target, sink = http_sink(sink_server, headers={"Authorization": SecretRef("env", "SINK_TOKEN")})
+    target, sink = http_sink(
+        sink_server, headers={"Authorization": SecretRef("env", "BRIDGE_VAR_SINK_TOKEN")}
+    )
 
     outcome = send(target, [outbox_event(1)], sink=sink, secrets=secrets)
 
@@ -561,7 +571,7 @@ def test_status_text_and_safe_uri() -> None:
     assert status_text(503, "Service Unavailable") == "HTTP 503 Service Unavailable"
     assert status_text(429) == "HTTP 429 Too Many Requests"
     assert status_text(599) == "HTTP 599"
-    assert safe_uri("https://user:pw@sink.example:8443/x?y=1") == "https://sink.example:8443/x?y=1"
+    assert safe_uri("https://user:pw@sink.example:8443/x?y=1") == "https://sink.example:8443/x"
     assert safe_uri("https://sink.example/x") == "https://sink.example/x"
 
 
@@ -680,9 +690,11 @@ def test_secret_header_never_reaches_logs_or_outcomes(
     sink_server: SinkServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = "tok-9f8e7d6c5b4a"
-    secrets = SecretResolver(env={"SINK_TOKEN": secret})
+    secrets = SecretResolver(env={"BRIDGE_VAR_SINK_TOKEN": secret})
     sink_server.script(Reply(503), Reply(400, body=f"echo {secret}".encode()), Reply(drop=True))
-    target, sink = http_sink(sink_server, headers={"X-Api-Key": SecretRef("env", "SINK_TOKEN")})
+    target, sink = http_sink(
+        sink_server, headers={"X-Api-Key": SecretRef("env", "BRIDGE_VAR_SINK_TOKEN")}
+    )
     caplog.set_level(logging.DEBUG)  # httpx and httpcore included
 
     outcomes = [
