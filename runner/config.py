@@ -260,6 +260,15 @@ def move_key(bridge: Bridge) -> str:
     return bridge_digest(dataclasses.replace(bridge, name=""))
 
 
+def _is_utf8(text: str) -> bool:
+    """False for a string holding lone surrogates (undecodable bytes of an environment value)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _canonical(value: Any) -> Any:
     if isinstance(value, SecretRef):
         ref: dict[str, str] = {"source": value.source, "name": value.name, "key": value.key}
@@ -461,8 +470,16 @@ class _Checker:
                 failures.append(self.env_policy.refusal(name))
                 return ""
             if name in env:
-                self._env_values.append((path, env[name]))
-                return env[name]
+                value = env[name]
+                if not _is_utf8(value):
+                    # os.environ keeps undecodable bytes as lone surrogates, which no file,
+                    # log or request can carry: a located error, never a crash of the pass.
+                    failures.append(
+                        f"environment variable {name} is not valid UTF-8 (its value is not shown)"
+                    )
+                    return ""
+                self._env_values.append((path, value))
+                return value
             if has_default:
                 return default
             failures.append(

@@ -132,7 +132,12 @@ class SecretResolver:
                 raise SecretError(self._env_policy.refusal(ref.name))
             if ref.name not in self._env:
                 raise SecretError(f"{ref.describe()} is not set")
-            return self._env[ref.name]
+            value = self._env[ref.name]
+            try:
+                value.encode("utf-8")  # undecodable bytes come as lone surrogates
+            except UnicodeEncodeError:
+                raise SecretError(f"{ref.describe()} is not valid UTF-8") from None
+            return value
         rel = ref.name if ref.source == "file" else f"{ref.name}/{ref.key}"
         problem = secret_path_problem(rel)
         if problem:
