@@ -21,6 +21,7 @@ import yaml
 from runner.plan import shard_of
 from runner.runrecord import RunIdentity, RunRecordWriter
 from runner.status import render_status, status_path_for
+from tests.peers.git import GIT_ENV, git
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / "docs" / "examples" / "bridges-ci.yaml"
@@ -28,27 +29,10 @@ STEP = "Wait until every bridge is Ready at this commit"
 VENV_BIN = Path(sys.executable).parent
 ARN = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B"
 NAMES = [f"b{i}" for i in range(6)]
-GIT_ENV = {
-    **os.environ,
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-}
-
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("bash", "tar", "find", "git")),
     reason="needs bash, tar, find and git",
 )
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True
-    )
-    return done.stdout.strip()
 
 
 def bridge(interval: str = "30s") -> str:

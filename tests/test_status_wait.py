@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -30,17 +29,9 @@ from runner.runrecord import (
 )
 from runner.schemas import validator
 from runner.status import render_status, status_path_for
+from tests.peers.git import git
 
 ARN = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B"
-GIT_ENV = {
-    **os.environ,
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-}
 
 
 def bridge(interval: str = "30s") -> str:
@@ -55,13 +46,6 @@ def bridge(interval: str = "30s") -> str:
         "  sink:\n"
         "    uri: https://events.example.com/cognito\n"
     )
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True
-    )
-    return done.stdout.strip()
 
 
 def commit(repo: Path, files: dict[str, str | None], message: str = "change") -> str:

@@ -5,13 +5,13 @@ bridge at it, and a runner that was SIGKILLed."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.peers.git import git
 from tests.peers.moto_server import MotoServer, PoolInfo
 from tests.peers.runner_process import (
     RunnerProcess,
@@ -23,22 +23,6 @@ from tests.peers.runner_process import (
 from tests.peers.sink_server import SinkServer
 
 Start = Callable[..., RunnerProcess]
-GIT_ENV = {
-    **os.environ,
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-}
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True
-    )
-    return done.stdout.strip()
 
 
 def commit(repo: Path, files: dict[str, str], message: str) -> str:
