@@ -44,7 +44,7 @@ from runner.runrecord import RunIdentity
 from runner.secrets import SecretResolver
 from runner.sources.cognito import CognitoClients
 from runner.status import StatusWriter, ce_attributes_for, render_status
-from runner.wording import plural
+from runner.wording import plural, printable
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,9 @@ class Reconciler:
             bridge_id = bridge_id_for(root, path)
             if not is_utf8(bridge_id):
                 # Nothing downstream (status file, log, metrics, state) could name it.
-                log.warning("%s is ignored: its name is not valid UTF-8; %s", path, NOT_UTF8_NAME)
+                # Escaped here, not only by the text formatter: JSON logs want UTF-8 too.
+                shown = printable(str(path))
+                log.warning("%s: the file name is not valid UTF-8: %s", shown, NOT_UTF8_NAME)
                 continue
             try:
                 st = path.stat()

@@ -311,8 +311,10 @@ class StatusWriter:
         """
         path = status_path_for(bridge_file)
         comparable = _comparable(document)
-        if self._written.get(path) == comparable and _identity(path) == self._inodes.get(path):
-            return False
+        if self._written.get(path) == comparable:
+            on_disk = _identity(path)
+            if on_disk is not None and on_disk == self._inodes.get(path):
+                return False
         text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
         try:
             # Renamed over whatever is there: a link is replaced, never written through.

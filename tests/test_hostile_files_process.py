@@ -210,7 +210,7 @@ def test_a_file_name_that_is_not_utf8_is_reported_and_the_others_run(
 
     wait_until(lambda: _ready(a) and _ready(forged), WAIT, f"a and the odd name Ready\n{proc.log}")
     _keeps_delivering(cognito_admin, pool_a, sink_server, proc, "alice")
-    proc.wait_for_log(r"bad\\xff\.yaml is ignored: its name is not valid UTF-8", WAIT)
+    proc.wait_for_log(r"bad\\xff\.yaml: the file name is not valid UTF-8: the runner ignores", WAIT)
     # No status file with a name that is not UTF-8 either.
     names = os.listdir(os.fsencode(bridges))
     assert b"bad\xff.status.json" not in names
