@@ -7,9 +7,7 @@ the test opens the FIFO's other end (which lets it go, so no thread is left behi
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import os
 import stat
 import subprocess
@@ -24,7 +22,6 @@ import pytest
 
 from runner.check import check_paths, github_annotation, render_json, render_text
 from runner.config import load_bridge
-from runner.logs import configure_logging
 from runner.model import Problem
 from runner.runrecord import RunIdentity, RunRecordWriter, read_run_records
 from runner.safefile import FileTooLarge, NotRegularFile, read_regular
@@ -296,25 +293,7 @@ def test_a_newline_in_a_file_name_does_not_forge_check_lines(tmp_path: Path) -> 
     )
 
 
-# -- text logs -----------------------------------------------------------------------------
-
-
-def test_text_log_lines_cannot_be_forged_by_a_name(caplog: pytest.LogCaptureFixture) -> None:
-    stream = io.StringIO()
-    handler = configure_logging("text", "INFO", stream)
-    try:
-        name = "x\n2026-01-01 00:00:00,000 ERROR   runner: forged\x1b[2K\udcff.yaml"
-        logging.getLogger("runner.test").warning("start %s: new bridge", name)
-    finally:
-        logging.getLogger().removeHandler(handler)
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == 1
-    assert lines[0].endswith(
-        "runner.test: start x\\n2026-01-01 00:00:00,000 ERROR   runner: forged\\x1b[2K\\xff.yaml: "
-        "new bridge"
-    )
-    # Other handlers see the record as it was.
-    assert caplog.records[-1].getMessage() == f"start {name}: new bridge"
+# -- the escaping rule -------------------------------------------------------------------
 
 
 def test_printable_escapes_what_breaks_a_line_and_keeps_the_rest() -> None:
