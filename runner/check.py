@@ -35,11 +35,11 @@ from runner.cli import (
     allowed_env,
 )
 from runner.config import load_bridge
-from runner.discovery import discover_bridge_files, expand_paths, find_id_clashes
+from runner.discovery import discover_bridge_files, expand_paths, find_id_clashes, is_utf8
 from runner.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.errors import UsageError
 from runner.model import LoadResult, Problem
-from runner.wording import plural
+from runner.wording import plural, printable
 
 FORMATS = ("text", "json", "github")
 GITHUB_TITLE = "bridge-runner"
@@ -180,7 +180,8 @@ def summary_line(report: CheckReport) -> str:
 
 
 def render_text(report: CheckReport, *, quiet: bool = False) -> str:
-    lines = [problem.render() for result in report.results for problem in result.problems]
+    # One line per problem, whatever a file name or a quoted value holds (`wording.printable`).
+    lines = [printable(p.render()) for result in report.results for p in result.problems]
     if not quiet:
         lines.append(summary_line(report))
     return "".join(line + "\n" for line in lines)
@@ -207,8 +208,11 @@ def github_annotation(problem: Problem) -> str:
 
 
 def _escape_data(text: str) -> str:
-    # The rules of @actions/core (toCommandValue / escapeData): '%' first, then line breaks.
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    # The rules of @actions/core (toCommandValue / escapeData): '%' first, then line breaks
+    # (shown as such in the annotation); then the rule of the text output for what GitHub
+    # leaves alone (other controls, bytes of a name that is not UTF-8).
+    escaped = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return printable(escaped)
 
 
 def _escape_property(text: str) -> str:
@@ -236,8 +240,9 @@ def render_json(report: CheckReport) -> str:
 
 def _file_entry(result: LoadResult, shown: str) -> dict[str, Any]:
     return {
-        "file": shown,
-        "id": result.id,
+        # JSON holds a newline, not a byte that is not UTF-8: such a name is shown escaped.
+        "file": shown if is_utf8(shown) else printable(shown),
+        "id": result.id if is_utf8(result.id) else printable(result.id),
         "valid": result.valid,
         "digest": result.file_digest,
         "errors": [_problem_entry(p) for p in result.errors],
@@ -297,7 +302,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         for directory in report.empty_dirs:
-            print(f"note: no bridge files (*.yaml, *.yml) in {directory}", file=sys.stderr)
+            print(
+                f"note: no bridge files (*.yaml, *.yml) in {printable(directory)}",
+                file=sys.stderr,
+            )
     if args.format == "json":
         output = render_json(report)
     elif args.format == "github":

@@ -38,6 +38,7 @@ from jsonschema import Draft202012Validator, ValidationError
 
 from runner import schemas
 from runner.arn import IAM_ROLE_ARN, parse_pool_arn
+from runner.discovery import NOT_UTF8_NAME, is_utf8
 from runner.durations import format_duration, parse_duration
 from runner.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.model import (
@@ -65,6 +66,7 @@ from runner.model import (
     bridge_id_for,
     frozen_map,
 )
+from runner.safefile import open_regular
 from runner.secrets import DEFAULT_SECRETS_DIR, Redactor, mask_values, secret_path_problem
 from runner.wording import plural
 from runner.yamlsafe import MAX_FILE_BYTES, ParsedDocument, format_path, parse_document
@@ -166,8 +168,13 @@ def load_bridge(
     `env` (default `os.environ`) is read only for the variables `env_policy` allows.
     """
     display = display_path if display_path is not None else str(path)
+    if not is_utf8(_bridge_id(root, path)):
+        message = f"the file name is not valid UTF-8: {NOT_UTF8_NAME}"
+        problem = Problem(display, None, None, "", message)
+        return LoadResult(path, _bridge_id(root, path), None, (problem,), None)
     try:
-        with path.open("rb") as stream:
+        # Never blocks, reads regular files only: a FIFO swapped in is a Problem, not a hang.
+        with open_regular(path, follow_symlinks=True) as stream:
             size = os.fstat(stream.fileno()).st_size
             if size > MAX_FILE_BYTES:
                 # Refused before reading it all; the digest still identifies the content.

@@ -13,7 +13,10 @@
   by two paths is listed once, under the first path in sorted order (two bridges for one file
   would poll the same pool twice);
 - broken symlinks and anything that is not a regular file (a FIFO would block the reader) are
-  skipped.
+  skipped. A file swapped for one after the listing is caught by the reader
+  (`runner.safefile`), which never blocks on it;
+- a name that is not UTF-8 is listed like any other, so that `check` and `status` report it,
+  but the runner does not run it (`is_utf8`, `NOT_UTF8_NAME`).
 
 `expand_paths` turns command-line arguments into files to check: a directory contributes its
 bridge files, and a named file brings along the files beside it that would share its bridge id
@@ -37,6 +40,12 @@ from pathlib import Path
 from runner.errors import UsageError
 from runner.model import BRIDGE_SUFFIXES, bridge_id_for
 
+# Why a bridge file whose path below the root is not UTF-8 does not run (see `is_utf8`).
+NOT_UTF8_NAME = (
+    "the runner ignores this file and writes no status file for it (its bridge id and status "
+    "file name would not be UTF-8 either); rename it"
+)
+
 # Status files the runner might write in YAML form some day; never bridges.
 _RUNNER_OWN_SUFFIXES = (".status.yaml", ".status.yml")
 
@@ -48,6 +57,19 @@ def is_bridge_file_name(name: str) -> bool:
         and name.endswith(BRIDGE_SUFFIXES)
         and not name.endswith(_RUNNER_OWN_SUFFIXES)
     )
+
+
+def is_utf8(name: str) -> bool:
+    """Whether `name` (as Python decodes file names) was valid UTF-8 on disk.
+
+    A file name is bytes; Python shows an undecodable byte as a lone surrogate, which no UTF-8
+    text (a status file, a log line, a metric label, the state database) can hold.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def discover_bridge_files(root: Path, *, recursive: bool = True) -> list[Path]:

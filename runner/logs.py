@@ -11,6 +11,7 @@ environment sets BRIDGE_RUNNER_DEBUG_LIBRARIES=1. Their records are then still m
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from typing import Any, Literal, TextIO
 
 from runner.secrets import Redactor
 from runner.sources.aws_logs import guard_botocore_logs
+from runner.wording import printable
 
 LogFormat = Literal["text", "json"]
 
@@ -30,10 +32,23 @@ _TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 class TextFormatter(logging.Formatter):
-    """The human format; the finished line (message, traceback, stack) is masked again."""
+    """The human format; the finished line (message, traceback, stack) is masked again.
+
+    A message is one line whatever it quotes: a file name holding a newline or an escape
+    sequence is escaped (`wording.printable`, the rule of `check`'s text output), so that no
+    bridge file can forge a log line. A traceback keeps its lines.
+    """
 
     def __init__(self) -> None:
         super().__init__(_TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        if record.message.isprintable():
+            return super().formatMessage(record)
+        # A copy: other handlers (and their formatters) get the record as it was.
+        shown = copy.copy(record)
+        shown.message = printable(record.message)
+        return super().formatMessage(shown)
 
     def format(self, record: logging.LogRecord) -> str:
         return Redactor.redact(super().format(record))

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from runner.config import load_bridge, move_key
-from runner.discovery import discover_bridge_files, find_id_clashes
+from runner.discovery import NOT_UTF8_NAME, discover_bridge_files, find_id_clashes, is_utf8
 from runner.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.errors import StateError
 from runner.gitrev import observed_revision
@@ -45,7 +45,7 @@ from runner.runrecord import RunIdentity
 from runner.secrets import SecretResolver
 from runner.sources.cognito import CognitoClients
 from runner.status import StatusWriter, ce_attributes_for, render_status
-from runner.wording import plural
+from runner.wording import plural, printable
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,12 @@ class Reconciler:
         states: dict[str, _FileState] = {}
         for path in files:
             bridge_id = bridge_id_for(root, path)
+            if not is_utf8(bridge_id):
+                # Nothing downstream (status file, log, metrics, state) could name it.
+                # Escaped here, not only by the text formatter: JSON logs want UTF-8 too.
+                shown = printable(str(path))
+                log.warning("%s: the file name is not valid UTF-8: %s", shown, NOT_UTF8_NAME)
+                continue
             try:
                 st = path.stat()
             except OSError:
@@ -354,12 +360,17 @@ class Reconciler:
             return await self._write_statuses()
 
     async def _write_statuses(self) -> int:
+        # Reading the documents on disk (the first time after a start) is file I/O: not here.
+        files = dict(self._files)
+        previous = await asyncio.to_thread(
+            lambda: {bid: self.status_writer.previous(st.path) for bid, st in files.items()}
+        )
         now = datetime.now(UTC)
         self.documents = {
-            bridge_id: self._render(bridge_id, state, now)
-            for bridge_id, state in self._files.items()
+            bridge_id: self._render(bridge_id, state, now, previous[bridge_id])
+            for bridge_id, state in files.items()
         }
-        documents = [(self._files[bid].path, doc) for bid, doc in self.documents.items()]
+        documents = [(files[bid].path, doc) for bid, doc in self.documents.items()]
         return await asyncio.to_thread(self._write_all, documents)
 
     async def wait_pollers(self) -> None:
@@ -385,11 +396,16 @@ class Reconciler:
     def _write_all(self, documents: list[tuple[Path, dict[str, object]]]) -> int:
         return sum(1 for path, doc in documents if self.status_writer.write(path, doc))
 
-    def _render(self, bridge_id: str, state: _FileState, now: datetime) -> dict[str, object]:
+    def _render(
+        self,
+        bridge_id: str,
+        state: _FileState,
+        now: datetime,
+        previous: Mapping[str, object] | None,
+    ) -> dict[str, object]:
         result = state.result
         item = self.running.get(bridge_id)
         bridge = item.bridge if item is not None else result.bridge
-        previous = self.status_writer.previous(state.path)
         return render_status(
             bridge_id=bridge_id,
             file=state.path.relative_to(self.settings.root).as_posix(),

@@ -22,6 +22,7 @@ when it is read on the runner's own host and process namespace — its pid alive
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.model import API_VERSION
+from runner.safefile import read_regular
 from runner.status import write_atomically
 
 log = logging.getLogger(__name__)
@@ -155,6 +157,10 @@ class RunRecordWriter:
         )
         try:
             self.path.parent.mkdir(mode=0o755, exist_ok=True)
+            if self.path.parent.is_symlink():
+                # A link committed as `.bridge-runner` would have the record written wherever
+                # it points, outside the bridges directory.
+                raise OSError(errno.ELOOP, "is a symbolic link", str(self.path.parent))
             write_atomically(self.path, (json.dumps(document, indent=2) + "\n").encode())
         except OSError as exc:
             if not self._warned:
@@ -183,9 +189,8 @@ def read_run_records(root: Path) -> list[RunRecord]:
     records: list[RunRecord] = []
     for path in names:
         try:
-            if not path.is_file() or path.stat().st_size > _MAX_RECORD_BYTES:
-                continue
-            doc: Any = json.loads(path.read_text("utf-8"))
+            # Not through a link, never a FIFO or device, never unbounded (`runner.safefile`).
+            doc: Any = json.loads(read_regular(path, limit=_MAX_RECORD_BYTES))
         except (OSError, ValueError):
             continue
         if not isinstance(doc, dict) or doc.get("kind") != RECORD_KIND:

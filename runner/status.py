@@ -41,6 +41,7 @@ from runner.model import (
     Bridge,
     Problem,
 )
+from runner.safefile import read_regular
 from runner.secrets import Redactor
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ Readiness = tuple[bool | None, str, str]
 
 _CAMEL_CASE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _STATUS_FILE_MODE = 0o644  # read by CI, people and sidecars, not only by the runner's user
+# Status files read back (by the runner after a restart, by `status`) larger than this are not
+# status files: a real one is a few KiB, and its errors come from a bridge file of 1 MiB at most.
+MAX_STATUS_BYTES = 16 * 1024 * 1024
 
 
 def status_path_for(bridge_file: Path) -> Path:
@@ -260,26 +264,40 @@ class StatusWriter:
     """Writes status files next to bridge files: atomically, and only when they changed.
 
     "Changed" ignores `updatedAt`, or every poll would rewrite every file. A file that has
-    disappeared (a git-sync swap brings a fresh worktree without it) is written again even if
-    its content did not change. A directory that cannot be written (read-only ConfigMap mount,
+    disappeared or is not the one written (a git-sync swap brings a fresh worktree without it,
+    or with a committed file or link in its place) is written again even if its content did
+    not change. Writing renames a temp file over the path, so a link there is replaced, never
+    written through. A directory that cannot be written (read-only ConfigMap mount,
     permissions) is logged once, then skipped quietly until a write there succeeds again: the
     runner carries on without status files rather than failing.
     """
 
     def __init__(self) -> None:
         self._written: dict[Path, str] = {}  # status path -> comparable content last written
+        # status path -> (device, inode) of the file written: another file there (a git-sync
+        # swap, a link committed in its place) is replaced even if the content is unchanged.
+        self._inodes: dict[Path, tuple[int, int] | None] = {}
         self._documents: dict[Path, dict[str, Any]] = {}
         self._unwritable: set[Path] = set()  # directories already logged as unwritable
 
     def previous(self, bridge_file: Path) -> dict[str, Any] | None:
-        """The document last written for this bridge, or the one on disk (after a restart)."""
+        """The document last written for this bridge, or the one on disk (after a restart).
+
+        The file on disk is read as `runner.safefile` reads: never through a link, only a
+        regular file, at most `MAX_STATUS_BYTES` (a committed link to a FIFO or to
+        `/dev/zero` is no previous document). It may block on a stalled mount: call it off
+        the event loop.
+        """
         path = status_path_for(bridge_file)
         known = self._documents.get(path)
         if known is not None:
             return known
         try:
-            loaded = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
+            loaded = json.loads(read_regular(path, limit=MAX_STATUS_BYTES))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            logger.debug("%s is not a status file to go on from (%s)", path, exc)
             return None
         if isinstance(loaded, dict):
             self._documents[path] = loaded
@@ -293,16 +311,22 @@ class StatusWriter:
         """
         path = status_path_for(bridge_file)
         comparable = _comparable(document)
-        if self._written.get(path) == comparable and path.exists():
-            return False
+        if self._written.get(path) == comparable:
+            on_disk = _identity(path)
+            if on_disk is not None and on_disk == self._inodes.get(path):
+                return False
         text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
         try:
-            write_atomically(path, text.encode("utf-8"))
+            # Renamed over whatever is there: a link is replaced, never written through.
+            # A lone surrogate (a byte of a name that is not UTF-8) cannot be UTF-8: written as
+            # its JSON escape rather than failing every status write after it.
+            write_atomically(path, text.encode("utf-8", "backslashreplace"))
         except OSError as exc:
             self._cannot_write(path.parent, exc)
             return False
         self._unwritable.discard(path.parent)
         self._written[path] = comparable
+        self._inodes[path] = _identity(path)
         self._documents[path] = dict(document)
         return True
 
@@ -310,6 +334,7 @@ class StatusWriter:
         """Remove the bridge's status file (its bridge file is gone). True if one was removed."""
         path = status_path_for(bridge_file)
         self._written.pop(path, None)
+        self._inodes.pop(path, None)
         self._documents.pop(path, None)
         try:
             path.unlink()
@@ -329,6 +354,15 @@ class StatusWriter:
             directory,
             exc.strerror or type(exc).__name__,
         )
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of `path` itself (a link is not followed), None when there is none."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _comparable(document: Mapping[str, Any]) -> str:

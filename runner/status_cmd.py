@@ -25,6 +25,7 @@ with git (`runner.gittree`). For each of those files (sha256 `want`), its status
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import re
@@ -37,7 +38,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 
 from runner.cli import EXIT_FAILED, EXIT_OK
-from runner.discovery import discover_bridge_files, is_bridge_file_name
+from runner.discovery import NOT_UTF8_NAME, discover_bridge_files, is_bridge_file_name, is_utf8
 from runner.durations import duration_argument
 from runner.errors import UsageError
 from runner.gitrev import observed_revision
@@ -45,8 +46,10 @@ from runner.gittree import GitError, GitRepo
 from runner.model import bridge_id_for
 from runner.plan import Shard
 from runner.runrecord import RunIdentity, RunRecord, liveness_of, read_run_records
+from runner.safefile import FileTooLarge, NotRegularFile, open_regular, read_regular
 from runner.schemas import validator
-from runner.status import status_path_for
+from runner.status import MAX_STATUS_BYTES, status_path_for
+from runner.wording import printable
 
 POLL_SECONDS = 1.0
 PROGRESS_SECONDS = 5.0  # progress on stderr: on change, else this often
@@ -64,6 +67,7 @@ TERMINAL_REASONS: Mapping[str, frozenset[str]] = {
 }
 
 _REVISION = re.compile(r"^[0-9a-f]{7,64}$")
+_NOTHING = (None, None, None, None, False)  # last poll, delivered, pending, revision, current
 
 
 def parse_revision(text: str) -> str:
@@ -187,9 +191,13 @@ class StatusView:
 def read_status(status_file: Path) -> StatusView | str:
     """The status file, or why there is none to use (a reason word: NoStatus, InvalidStatus)."""
     try:
-        doc: Any = json.loads(status_file.read_text("utf-8"))
-    except (OSError, ValueError):
-        return "NoStatus"
+        # Never through a link, never a FIFO or device, never unbounded (`runner.safefile`):
+        # the runner writes status files as regular files, so anything else is not one.
+        doc: Any = json.loads(read_regular(status_file, limit=MAX_STATUS_BYTES))
+    except (NotRegularFile, FileTooLarge, ValueError):
+        return "InvalidStatus"
+    except OSError as exc:
+        return "InvalidStatus" if exc.errno == errno.ELOOP else "NoStatus"
     # Status files are read, not trusted: a hand-edited or foreign file is reported, and
     # never crashes `status` (or keeps `--wait` from waiting for a good one).
     if not validator("status").is_valid(doc):
@@ -199,6 +207,15 @@ def read_status(status_file: Path) -> StatusView | str:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    """The digest the runner reports as `observedDigest`, read as the runner reads a bridge."""
+    digest = hashlib.sha256()
+    with open_regular(path, follow_symlinks=True) as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_rows(root: Path, shard: Shard | None = None, *, now: datetime | None = None) -> list[Row]:
@@ -214,8 +231,11 @@ def read_rows(root: Path, shard: Shard | None = None, *, now: datetime | None = 
 
 
 def _row(bridge_id: str, path: Path, records: Sequence[RunRecord], now: datetime) -> Row:
+    if not is_utf8(bridge_id):
+        shown = printable(bridge_id)
+        return Row(shown, "False", "False", "InvalidFileName", NOT_UTF8_NAME, *_NOTHING)
     try:
-        digest: str | None = _sha256(path.read_bytes())
+        digest: str | None = _file_sha256(path)
     except OSError:
         digest = None
     view = read_status(status_path_for(path))
@@ -263,7 +283,7 @@ def _disk_files(root: Path) -> dict[str, str]:
     files = {}
     for path in discover_bridge_files(root):
         try:
-            files[path.relative_to(root).as_posix()] = _sha256(path.read_bytes())
+            files[path.relative_to(root).as_posix()] = _file_sha256(path)
         except OSError:
             continue  # removed while read: the next round sees it
     return files
@@ -537,6 +557,9 @@ def one_round(
         bridge_id = bridge_id_for(root, path)
         if shard is not None and not shard.owns(bridge_id):
             continue
+        if not is_utf8(relative):
+            verdicts[bridge_id] = Verdict("failed", f"its name is not valid UTF-8: {NOT_UTF8_NAME}")
+            continue
         view = read_status(status_path_for(path))
         if view == "NoStatus" and target.commit is not None:
             removed = _removed_by_runner(target, relative, records, root)
@@ -596,7 +619,7 @@ def _wait(root: Path, revision: str | None, args: argparse.Namespace) -> int:
                 _print(read_rows(root, args.shard), args.format)
                 for bridge_id, verdict in sorted(outcome.verdicts.items()):
                     if verdict.why:
-                        print(f"{bridge_id}: {verdict.why}", file=sys.stderr)
+                        print(printable(f"{bridge_id}: {verdict.why}"), file=sys.stderr)
                 if not outcome.verdicts:
                     print("no bridges found", file=sys.stderr)
                 return EXIT_OK
@@ -608,16 +631,16 @@ def _wait(root: Path, revision: str | None, args: argparse.Namespace) -> int:
     _print(read_rows(root, args.shard), args.format)
     print(f"timed out after {args.timeout:g}s; not ready:", file=sys.stderr)
     for bridge_id, why in sorted(blocked.items()):
-        print(f"  {bridge_id}: {why}", file=sys.stderr)
+        print(printable(f"  {bridge_id}: {why}"), file=sys.stderr)
     return EXIT_FAILED
 
 
 def _report_failed(failed: Mapping[str, Verdict], target: Target) -> None:
     print(f"failed: waiting for {target.source} cannot succeed:", file=sys.stderr)
     for bridge_id, verdict in sorted(failed.items()):
-        print(f"  {bridge_id}: {verdict.why}", file=sys.stderr)
+        print(printable(f"  {bridge_id}: {verdict.why}"), file=sys.stderr)
         for line in verdict.details:
-            print(f"    {line}", file=sys.stderr)
+            print(printable(f"    {line}"), file=sys.stderr)
 
 
 class _Progress:
@@ -641,7 +664,7 @@ class _Progress:
             file=sys.stderr,
         )
         for bridge_id, why in sorted(blocked.items()):
-            print(f"  {bridge_id}: {why}", file=sys.stderr)
+            print(printable(f"  {bridge_id}: {why}"), file=sys.stderr)
         sys.stderr.flush()
 
 
@@ -649,7 +672,7 @@ def render_table(rows: list[Row]) -> str:
     header = ("BRIDGE", "READY", "REASON", "LAST POLL", "DELIVERED", "PENDING")
     body = [
         (
-            r.bridge,
+            printable(r.bridge),
             r.ready,
             r.reason,
             r.last_poll or "-",

@@ -192,3 +192,19 @@ def test_library_debug_logs_are_still_redacted_and_scrubbed(
     output = stream.getvalue()
     assert "Sending http request" in output and "x-sink-token: ***" in output
     assert "AKIAWIRE00" not in output and SECRET not in output
+
+
+def test_text_log_lines_cannot_be_forged_by_a_name(
+    configure: Callable[..., io.StringIO], caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = configure("text")
+    name = "x\n2026-01-01 00:00:00,000 ERROR   runner: forged\x1b[2K\udcff.yaml"
+    logging.getLogger("runner.test").warning("start %s: new bridge", name)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    assert lines[0].endswith(
+        "runner.test: start x\\n2026-01-01 00:00:00,000 ERROR   runner: forged\\x1b[2K\\xff.yaml: "
+        "new bridge"
+    )
+    # Other handlers see the record as it was.
+    assert caplog.records[-1].getMessage() == f"start {name}: new bridge"
