@@ -11,6 +11,7 @@ this module refuses them again at run time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -21,8 +22,14 @@ from typing import ClassVar
 from runner.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.errors import SecretError
 from runner.model import HeaderValue, SecretRef
+from runner.safefile import read_regular
 
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
+# A secret is a key, a token, a password: far below this. The cap keeps a file swapped for
+# something huge (a link to /dev/zero) from filling memory.
+MAX_SECRET_BYTES = 64 * 1024
+# A secret file that has not been read after this long is on a stalled mount.
+SECRET_READ_TIMEOUT = 5.0
 _MIN_REDACTED_LEN = 4  # shorter values would redact ordinary words
 
 
@@ -113,14 +120,38 @@ class SecretResolver:
         self.secrets_dir = secrets_dir
         self._env = os.environ if env is None else env
         self._env_policy = env_policy
+        self._reads: dict[SecretRef, asyncio.Future[str]] = {}  # file reads in flight
 
     def resolve(self, ref: SecretRef) -> str:
         value = self._read(ref)
         Redactor.register(value)
         return value
 
-    def resolve_header(self, value: HeaderValue) -> str:
-        return value if isinstance(value, str) else self.resolve(value)
+    async def resolve_async(self, ref: SecretRef, *, give_up_after: float | None = None) -> str:
+        """`resolve`, for code on the event loop: a file is read on a worker thread and given
+        up after `give_up_after` seconds (default SECRET_READ_TIMEOUT): a stalled secrets
+        mount must not freeze every bridge.
+        While a read of one file hangs, later calls wait for that read rather than start
+        another thread behind it, so a stalled mount holds one thread per secret, not one
+        per request."""
+        if ref.source in ("value", "env"):
+            return self.resolve(ref)  # no I/O
+        loop = asyncio.get_running_loop()
+        pending = self._reads.get(ref)
+        if pending is None or pending.done() or pending.get_loop() is not loop:
+            pending = asyncio.ensure_future(asyncio.to_thread(self.resolve, ref))
+            self._reads[ref] = pending
+        limit = SECRET_READ_TIMEOUT if give_up_after is None else give_up_after
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending), limit)
+        except TimeoutError:
+            raise SecretError(
+                f"{ref.describe()} could not be read within {limit:g}s "
+                "(is the secrets mount stalled?)"
+            ) from None
+
+    async def resolve_header(self, value: HeaderValue) -> str:
+        return value if isinstance(value, str) else await self.resolve_async(value)
 
     def _read(self, ref: SecretRef) -> str:
         if ref.source == "value":
@@ -147,10 +178,21 @@ class SecretResolver:
         if not path.is_relative_to(base):  # a symlink inside the secrets dir pointing out of it
             raise SecretError(f"{ref.describe()} resolves outside --secrets-dir")
         try:
-            # Mounted Kubernetes secrets and most secret files end with a newline that is
-            # not part of the value.
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
+            # Regular files only, opened without blocking and read up to a cap: a secret
+            # swapped for a FIFO or a link to /dev/zero is an error, not a hang or a heap.
+            # Links are followed (a Kubernetes secret mount is made of them); the check above
+            # keeps them inside --secrets-dir.
+            data = read_regular(path, limit=MAX_SECRET_BYTES, follow_symlinks=True)
         except FileNotFoundError:
             raise SecretError(f"{ref.describe()} not found under {self.secrets_dir}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SecretError(f"{ref.describe()} cannot be read: {type(exc).__name__}") from None
+        except OSError as exc:
+            # strerror says what is wrong ("Permission denied", "not a regular file (a FIFO)",
+            # "file is too large ..."); the exception's text would also name the path.
+            why = exc.strerror or type(exc).__name__
+            raise SecretError(f"{ref.describe()} cannot be read: {why}") from None
+        try:
+            # Mounted Kubernetes secrets and most secret files end with a newline that is
+            # not part of the value.
+            return data.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise SecretError(f"{ref.describe()} cannot be read: not valid UTF-8") from None

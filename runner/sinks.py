@@ -397,7 +397,7 @@ class HttpSender:
     def encode(self, events: Sequence[OutboxEvent]) -> HTTPMessage:
         return encode_request(self._format, events)
 
-    def custom_headers(self) -> dict[str, str] | SendOutcome:
+    async def custom_headers(self) -> dict[str, str] | SendOutcome:
         """The sink's custom headers with secrets resolved, or a `misconfigured` outcome."""
         resolved: dict[str, str] = {}
         for name, value in self._headers.items():
@@ -408,7 +408,7 @@ class HttpSender:
                     reason="InvalidSinkHeader",
                 )
             try:
-                text = self._secrets.resolve_header(value)
+                text = await self._secrets.resolve_header(value)
             except SecretError as exc:  # its message names the reference, never a value
                 return SendOutcome(
                     "misconfigured",
@@ -429,7 +429,7 @@ class HttpSender:
         return await self.send_encoded(self.encode(events))
 
     async def send_encoded(self, message: HTTPMessage) -> SendOutcome:
-        custom = self.custom_headers()  # resolved per request: secrets may be rotated
+        custom = await self.custom_headers()  # resolved per request: secrets may be rotated
         if isinstance(custom, SendOutcome):
             return custom
         headers = _merged_headers(message.headers, custom)
