@@ -10,15 +10,13 @@ are written, before the state is forgotten, to
 
 one structured CloudEvent (JSON format) per line, in commit order, so that an operator can
 replay them (`curl --data-binary @-` per line, or any CloudEvents tool). The file is written
-to a temporary name, flushed to disk, then renamed: a crash leaves either no file (and the
-state, which the next pass exports again) or the whole file.
+as status files are (`write_atomically`): a crash leaves either no file (and the state, which
+the next pass exports again) or the whole file.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +24,7 @@ from urllib.parse import quote
 
 from runner.model import OutboxEvent
 from runner.sinks import to_structured_json
+from runner.status import write_atomically
 
 UNDELIVERED_DIR = "undelivered"
 
@@ -38,17 +37,7 @@ def write_undelivered(state_dir: Path, bridge_id: str, events: Sequence[OutboxEv
     # reversible, printable name.
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     target = folder / f"{quote(bridge_id, safe='')}.{stamp}.jsonl"
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=".writing-", suffix=".jsonl")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for event in events:
-                out.write(_line(event) + b"\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(target, b"".join(_line(event) + b"\n" for event in events))
     return target
 
 
