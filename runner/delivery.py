@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -55,6 +54,7 @@ import httpx
 from cloudevents.core.bindings.http import HTTPMessage
 
 from runner.counters import SinkCounters
+from runner.jitter import equal_jitter
 from runner.model import Bridge, Delivery, OutboxEvent
 from runner.ports import OutboxPort
 from runner.secrets import SecretResolver
@@ -81,37 +81,7 @@ MARK_INTERVAL = 1.0
 MARK_MAX = 500
 # 2**64 * any sane delay is far beyond any max_backoff; avoids float overflow.
 _MAX_EXPONENT = 64
-# The jitter's random source when none is injected: one per process, seeded by the OS, so
-# that replicas started together draw different waits.
-_RANDOM = random.Random()
-
 SinkReady = tuple[bool | None, str, str]
-
-
-def equal_jitter(
-    step: float,
-    *,
-    floor: float = 0.0,
-    cap: float = math.inf,
-    rng: random.Random = _RANDOM,
-) -> float:
-    """A random wait for a backoff `step`: uniform over [step / 2, step], "equal jitter" as
-    AWS's Architecture Blog ("Exponential Backoff And Jitter") names it; when `floor` (a
-    Retry-After) is later than step / 2 the window, still step / 2 wide, starts there
-    instead; never beyond `cap`.
-
-    Callers that failed at the same moment spread their retries over the window instead of
-    coming back in lockstep, also when a sink told them all the same Retry-After, and none
-    comes back sooner than half the step (full jitter, [0, step], would let a retry budget of
-    `retry: N` run out in next to no time). Rounded to the millisecond, finer than any
-    sleep, so that logs read "retrying in 0.732s".
-    """
-    width = step / 2
-    low = min(max(width, floor), cap)
-    high = min(low + width, cap)
-    if high <= low:
-        return low
-    return min(max(round(rng.uniform(low, high), 3), low), high)
 
 
 def backoff_delay(delivery: Delivery, retry_number: int) -> float:
@@ -129,7 +99,7 @@ def retry_delay(
     delivery: Delivery,
     retry_number: int,
     retry_after: float | None,
-    rng: random.Random = _RANDOM,
+    rng: random.Random | None = None,
 ) -> float:
     """Seconds to wait before retry number `retry_number`: the backoff step, jittered
     (`equal_jitter`), never sooner than the sink asked (`Retry-After`) and never beyond
@@ -232,7 +202,7 @@ class Deliverer:
         self._counters = counters
         self._sleep = sleep
         self._clock = clock
-        self._rng = rng if rng is not None else _RANDOM  # the retries' jitter
+        self._rng = rng  # the retries' jitter source (None: the process's own)
         self._sink: EventSender = open_sender(
             bridge.sink.target, http=http, secrets=secrets, state_dir=state_dir, sink=bridge.sink
         )

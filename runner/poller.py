@@ -26,10 +26,11 @@ from pathlib import Path
 import httpx
 
 from runner.counters import SinkCounters, SourceCounters
-from runner.delivery import Deliverer, equal_jitter
+from runner.delivery import Deliverer
 from runner.diff import SnapshotEntry, diff_users
 from runner.errors import BridgeRunnerError, PermanentError, TemporaryError
 from runner.events import build_events
+from runner.jitter import equal_jitter
 from runner.model import Bridge
 from runner.outbox import Outbox
 from runner.secrets import SecretResolver
@@ -45,8 +46,6 @@ SEGMENTS = 16
 # After a failed poll, wait at most this long before trying again (the poll interval
 # still applies when it is longer).
 MAX_ERROR_BACKOFF = 300.0
-# The error backoff's jitter (one per process, seeded by the OS).
-_RANDOM = random.Random()
 
 Checkpoint = Callable[[str], None]
 
@@ -103,7 +102,7 @@ class BridgePoller:
         self._checkpoint = checkpoint
         self._events_committed = asyncio.Event()
         self._described = False
-        # False once a segmented scan met a user no segment covers (see `_check_cover`).
+        # False once a segmented scan met a user no segment covers (see `_uncovered`).
         self._segments_cover_the_pool = True
 
     # -- one step each, so that `run --once`, tests and the loops share them ---------------
@@ -335,7 +334,7 @@ async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
     target.set()
 
 
-def next_poll_wait(interval: float, failures: int, rng: random.Random = _RANDOM) -> float:
+def next_poll_wait(interval: float, failures: int, rng: random.Random | None = None) -> float:
     """Seconds from one poll's start to the next: the poll interval, or after `failures`
     consecutive failed polls a backoff that doubles per failure up to MAX_ERROR_BACKOFF, so
     that a broken pool is not hammered. The backoff is jittered (`equal_jitter`, never below

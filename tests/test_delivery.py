@@ -33,6 +33,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import runner.delivery as delivery_module
+import runner.jitter as jitter_module
 import runner.poller as poller
 from runner.counters import SinkCounters
 from runner.delivery import (
@@ -301,7 +302,7 @@ def test_the_poll_error_backoff_is_jittered_above_the_poll_interval() -> None:
     # An interval beyond the cap: the interval, never less.
     assert poller.next_poll_wait(3600.0, 5, rng) == 3600.0
     # The jitter is the deliverer's, shared.
-    assert poller.equal_jitter is delivery_module.equal_jitter
+    assert poller.equal_jitter is delivery_module.equal_jitter is jitter_module.equal_jitter
 
 
 # -- every format, end to end ---------------------------------------------------------------

@@ -46,7 +46,6 @@ import hashlib
 import hmac
 import logging
 import os
-import random
 import threading
 import time
 import weakref
@@ -70,6 +69,7 @@ from botocore.utils import parse_timestamp
 
 from runner import __version__
 from runner.errors import BridgeRunnerError, SecretError, SourceRejected, SourceUnavailable
+from runner.jitter import equal_jitter
 from runner.model import AwsCredentials, CognitoSource
 from runner.ratelimit import RequestBudgets, TokenBucket
 from runner.secrets import Redactor, SecretResolver
@@ -576,9 +576,8 @@ class CognitoPool:
         ceiling = min(
             self._settings.max_retry_backoff, self._settings.retry_backoff * 2 ** (attempt - 1)
         )
-        # Full jitter keeps concurrent segments from retrying in lockstep.
-        delay = random.uniform(ceiling / 2, ceiling)
-        return max(delay, suggested or 0.0)
+        # Jittered, so that concurrent segments do not ask again in lockstep.
+        return equal_jitter(ceiling, floor=suggested or 0.0)
 
     async def _call(
         self, operation: str, params: Mapping[str, Any], outcome: _SegmentOutcome
