@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runner.diff import rfc3339
 from runner.model import API_VERSION
 from runner.safefile import read_regular
 from runner.status import write_atomically
@@ -46,10 +47,6 @@ HEARTBEAT_SECONDS = 5.0
 # the CI flow copies records from the pods every few seconds, and clocks differ a little.
 STALE_AFTER = 30.0
 _MAX_RECORD_BYTES = 64 * 1024
-
-
-def _rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _parse_time(text: object) -> datetime | None:
@@ -81,7 +78,7 @@ class RunIdentity:
 
     @classmethod
     def current(cls, now: datetime | None = None) -> RunIdentity:
-        return cls(_rfc3339(now or datetime.now(UTC)), os.getpid(), socket.gethostname())
+        return cls(rfc3339(now or datetime.now(UTC)), os.getpid(), socket.gethostname())
 
     def to_status(self) -> dict[str, Any]:
         return {"startedAt": self.started_at, "pid": self.pid, "host": self.host}
@@ -134,10 +131,10 @@ def render_record(
         "runner": run.to_status(),
         "shard": shard,
         "pidNamespace": _pid_namespace(),
-        "heartbeatAt": _rfc3339(now),
+        "heartbeatAt": rfc3339(now),
         "heartbeatIntervalSeconds": HEARTBEAT_SECONDS,
         "revision": revision,
-        "stoppedAt": _rfc3339(now) if stopped else None,
+        "stoppedAt": rfc3339(now) if stopped else None,
     }
 
 
@@ -229,14 +226,14 @@ def record_liveness(record: RunRecord, now: datetime) -> str | None:
     """None when the record's runner is alive, else why it is not."""
     run = record.run
     if record.stopped_at is not None:
-        return f"the runner ({run.describe()}) stopped at {_rfc3339(record.stopped_at)}"
+        return f"the runner ({run.describe()}) stopped at {rfc3339(record.stopped_at)}"
     if record.heartbeat_at is None:
         return f"the runner record {record.path.name} has no heartbeat"
     age = (now - record.heartbeat_at).total_seconds()
     if age > STALE_AFTER:
         return (
             f"the runner ({run.describe()}) has not been heard from since "
-            f"{_rfc3339(record.heartbeat_at)} ({age:.0f}s ago)"
+            f"{rfc3339(record.heartbeat_at)} ({age:.0f}s ago)"
         )
     same_process_space = (
         run.host == socket.gethostname()
