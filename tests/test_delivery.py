@@ -394,7 +394,9 @@ def test_bridges_failing_together_retry_at_different_times(
     first, second = (h.sleeps.delays for h in harnesses)
     assert within_backoff(first, [0.5, 1.0, 2.0, 4.0])
     assert within_backoff(second, [0.5, 1.0, 2.0, 4.0])
-    assert all(a != b for a, b in zip(first, second, strict=True))
+    # Not in lockstep. (Any one pair of millisecond draws may coincide, about 1 in 250 for the
+    # first; four in a row only as rarely as never.)
+    assert first != second
     assert len(sink_server.events(accepted_only=True)) == 2
 
 
