@@ -430,9 +430,11 @@ def test_429_retry_after_seconds_and_date_are_honoured(
     harness.run()
 
     first, second, third = harness.sleeps.delays
-    # Each no sooner than asked, jittered within a quarter second (half a 0.5 s step) after.
+    # Each no sooner than asked, jittered within half the backoff step after it: 0.25 s for
+    # the first retry (step 0.5 s), 0.5 s for the second (step 1 s). The date has whole
+    # seconds, so it asks for up to 40 s from when the test wrote it.
     assert 7.0 <= first <= 7.25
-    assert 35.0 <= second <= 40.25
+    assert 35.0 <= second <= 40.5
     assert third == 60.0  # capped at max_backoff: nothing left to jitter
     assert len(sink_server.events(accepted_only=True)) == 1
 
