@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner._kits.wording import plural, printable
 from runner.cli import (
     EXIT_FAILED,
     EXIT_OK,
@@ -39,7 +40,6 @@ from runner.discovery import discover_bridge_files, expand_paths, find_id_clashe
 from runner.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.errors import UsageError
 from runner.model import LoadResult, Problem
-from runner.wording import plural, printable
 
 FORMATS = ("text", "json", "github")
 GITHUB_TITLE = "bridge-runner"

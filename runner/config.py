@@ -37,9 +37,11 @@ from urllib.parse import urlsplit
 from jsonschema import Draft202012Validator, ValidationError
 
 from runner import schemas
+from runner._kits.durations import format_duration, parse_duration
+from runner._kits.safefile import open_regular
+from runner._kits.wording import plural
 from runner.arn import IAM_ROLE_ARN, parse_pool_arn
 from runner.discovery import NOT_UTF8_NAME, is_utf8
-from runner.durations import format_duration, parse_duration
 from runner.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.model import (
     API_VERSION,
@@ -66,9 +68,7 @@ from runner.model import (
     bridge_id_for,
     frozen_map,
 )
-from runner.safefile import open_regular
 from runner.secrets import DEFAULT_SECRETS_DIR, Redactor, mask_values, secret_path_problem
-from runner.wording import plural
 from runner.yamlsafe import MAX_FILE_BYTES, ParsedDocument, format_path, parse_document
 
 __all__ = [

@@ -53,8 +53,9 @@ from pathlib import Path
 import httpx
 from cloudevents.core.bindings.http import HTTPMessage
 
+from runner._kits.backoff import equal_jitter
+from runner._kits.wording import plural
 from runner.counters import SinkCounters
-from runner.jitter import equal_jitter
 from runner.model import Bridge, Delivery, OutboxEvent
 from runner.ports import OutboxPort
 from runner.secrets import SecretResolver
@@ -66,7 +67,6 @@ from runner.sinks import (
     open_sender,
     safe_uri,
 )
-from runner.wording import plural
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 
+from runner._kits.durations import duration_argument, format_duration
 from runner.cli import EXIT_OK
-from runner.durations import duration_argument, format_duration
 from runner.errors import BridgeRunnerError, UsageError
 
 REGION = "us-west-2"

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from runner._kits.gcpause import gc_paused
 from runner.errors import SourceRejected
-from runner.gcpause import gc_paused
 from runner.model import ChangeType
 
 FINGERPRINT_VERSION = "1"
@@ -308,7 +308,7 @@ def diff_users(
 ) -> list[Change]:
     """`diff_scan` of the raw `UserType` dicts of one scan (each through `to_record`).
 
-    The cyclic garbage collector is paused meanwhile (`runner.gcpause`): the 100,000
+    The cyclic garbage collector is paused meanwhile (`runner._kits.gcpause`): the 100,000
     records of a large scan would otherwise trigger collections that walk the whole scan
     still in memory (some 600,000 containers) to find no garbage, since nothing here makes
     a reference cycle; that was a quarter of the time. Raises `SourceRejected` as

@@ -14,7 +14,7 @@
   would poll the same pool twice);
 - broken symlinks and anything that is not a regular file (a FIFO would block the reader) are
   skipped. A file swapped for one after the listing is caught by the reader
-  (`runner.safefile`), which never blocks on it;
+  (`runner._kits.safefile`), which never blocks on it;
 - a name that is not UTF-8 is listed like any other, so that `check` and `status` report it,
   but the runner does not run it (`is_utf8`, `NOT_UTF8_NAME`).
 

@@ -19,9 +19,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
+from runner._kits.wording import printable
 from runner.secrets import Redactor
 from runner.sources.aws_logs import guard_botocore_logs
-from runner.wording import printable
 
 LogFormat = Literal["text", "json"]
 

@@ -43,11 +43,11 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from runner._kits.wording import plural
 from runner.errors import UsageError
 from runner.metrics import ReconcilerView, RunnerCollector, RunnerSnapshot, take_snapshot
 from runner.ratelimit import RequestBudgets
 from runner.secrets import Redactor
-from runner.wording import plural
 
 log = logging.getLogger(__name__)
 

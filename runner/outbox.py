@@ -39,10 +39,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runner._kits.gcpause import gc_paused
 from runner.diff import Change, SnapshotEntry
 from runner.errors import StateError
 from runner.events import NewEvent
-from runner.gcpause import gc_paused
 from runner.model import STATE_FILE_NAME, OutboxEvent
 from runner.ports import OutboxPort
 from runner.storedjson import StoredJson
@@ -230,7 +230,7 @@ class Outbox:
         """Username -> what the committed scans last saw of that user.
 
         One entry per user of a pool (100,000 for a large one), built while the scan is in
-        memory: the cyclic GC is paused meanwhile (`runner.gcpause`)."""
+        memory: the cyclic GC is paused meanwhile (`runner._kits.gcpause`)."""
         with self._reading() as conn, gc_paused():
             rows = conn.execute(
                 "SELECT username, fingerprint, sub FROM snapshot"

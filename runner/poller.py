@@ -25,17 +25,17 @@ from pathlib import Path
 
 import httpx
 
+from runner._kits.backoff import equal_jitter
+from runner._kits.wording import plural
 from runner.counters import SinkCounters, SourceCounters
 from runner.delivery import Deliverer
 from runner.diff import SnapshotEntry, diff_users
 from runner.errors import BridgeRunnerError, PermanentError, TemporaryError
 from runner.events import build_events
-from runner.jitter import equal_jitter
 from runner.model import Bridge
 from runner.outbox import Outbox
 from runner.secrets import SecretResolver
 from runner.sources.cognito import CognitoClients, CognitoPool, ScanResult, segments_cover
-from runner.wording import plural
 
 log = logging.getLogger(__name__)
 

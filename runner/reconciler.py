@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from runner._kits.wording import plural, printable
 from runner.config import load_bridge, move_key
 from runner.discovery import NOT_UTF8_NAME, discover_bridge_files, find_id_clashes, is_utf8
 from runner.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
@@ -45,7 +46,6 @@ from runner.runrecord import RunIdentity
 from runner.secrets import SecretResolver
 from runner.sources.cognito import CognitoClients
 from runner.status import StatusWriter, ce_attributes_for, render_status
-from runner.wording import plural, printable
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,8 @@ from typing import cast
 
 import httpx
 
+from runner._kits.durations import duration_argument
+from runner._kits.wording import plural
 from runner.cli import (
     EXIT_FAILED,
     EXIT_OK,
@@ -33,7 +35,6 @@ from runner.cli import (
     add_state_dir_flag,
     allowed_env,
 )
-from runner.durations import duration_argument
 from runner.errors import StateError, UsageError
 from runner.logs import configure_logging
 from runner.metrics_server import ListenAddress, parse_listen_address, serve_metrics
@@ -46,7 +47,6 @@ from runner.secrets import SecretResolver
 from runner.sources.cognito import CognitoClients
 from runner.statelock import StateLock
 from runner.watcher import watch_changes
-from runner.wording import plural
 
 log = logging.getLogger("runner")
 

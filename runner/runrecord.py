@@ -33,9 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runner._kits.safefile import read_regular
 from runner.diff import rfc3339
 from runner.model import API_VERSION
-from runner.safefile import read_regular
 from runner.status import write_atomically
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def read_run_records(root: Path) -> list[RunRecord]:
     records: list[RunRecord] = []
     for path in names:
         try:
-            # Not through a link, never a FIFO or device, never unbounded (`runner.safefile`).
+            # Not through a link, never a FIFO or device, never unbounded (`runner._kits.safefile`).
             doc: Any = json.loads(read_regular(path, limit=_MAX_RECORD_BYTES))
         except (OSError, ValueError):
             continue

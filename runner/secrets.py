@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
+from runner._kits.safefile import read_regular
 from runner.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.errors import SecretError
 from runner.model import HeaderValue, SecretRef
-from runner.safefile import read_regular
 
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
 # A secret is a key, a token, a password: far below this. The cap keeps a file swapped for

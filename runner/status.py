@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runner._kits.safefile import read_regular
 from runner.counters import SinkCounters, SourceCounters
 from runner.model import (
     API_VERSION,
@@ -41,7 +42,6 @@ from runner.model import (
     Bridge,
     Problem,
 )
-from runner.safefile import read_regular
 from runner.secrets import Redactor
 
 logger = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ class StatusWriter:
     def previous(self, bridge_file: Path) -> dict[str, Any] | None:
         """The document last written for this bridge, or the one on disk (after a restart).
 
-        The file on disk is read as `runner.safefile` reads: never through a link, only a
+        The file on disk is read as `runner._kits.safefile` reads: never through a link, only a
         regular file, at most `MAX_STATUS_BYTES` (a committed link to a FIFO or to
         `/dev/zero` is no previous document). It may block on a stalled mount: call it off
         the event loop.

@@ -37,19 +37,19 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 
+from runner._kits.durations import duration_argument
+from runner._kits.safefile import FileTooLarge, NotRegularFile, open_regular, read_regular
+from runner._kits.wording import printable
 from runner.cli import EXIT_FAILED, EXIT_OK
 from runner.discovery import NOT_UTF8_NAME, discover_bridge_files, is_bridge_file_name, is_utf8
-from runner.durations import duration_argument
 from runner.errors import UsageError
 from runner.gitrev import observed_revision
 from runner.gittree import GitError, GitRepo
 from runner.model import bridge_id_for
 from runner.plan import Shard
 from runner.runrecord import RunIdentity, RunRecord, liveness_of, read_run_records
-from runner.safefile import FileTooLarge, NotRegularFile, open_regular, read_regular
 from runner.schemas import validator
 from runner.status import MAX_STATUS_BYTES, status_path_for
-from runner.wording import printable
 
 POLL_SECONDS = 1.0
 PROGRESS_SECONDS = 5.0  # progress on stderr: on change, else this often
@@ -191,7 +191,7 @@ class StatusView:
 def read_status(status_file: Path) -> StatusView | str:
     """The status file, or why there is none to use (a reason word: NoStatus, InvalidStatus)."""
     try:
-        # Never through a link, never a FIFO or device, never unbounded (`runner.safefile`):
+        # Never through a link, never a FIFO or device, never unbounded (`runner._kits.safefile`):
         # the runner writes status files as regular files, so anything else is not one.
         doc: Any = json.loads(read_regular(status_file, limit=MAX_STATUS_BYTES))
     except (NotRegularFile, FileTooLarge, ValueError):

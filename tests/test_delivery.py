@@ -32,8 +32,8 @@ from cloudevents.core.v1.event import CloudEvent
 from hypothesis import given
 from hypothesis import strategies as st
 
+import runner._kits.backoff as jitter_module
 import runner.delivery as delivery_module
-import runner.jitter as jitter_module
 import runner.poller as poller
 from runner.counters import SinkCounters
 from runner.delivery import (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from runner._kits.durations import format_duration, parse_duration
 from runner.arn import parse_pool_arn
-from runner.durations import format_duration, parse_duration
 from runner.model import PoolArn
 
 

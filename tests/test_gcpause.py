@@ -1,4 +1,4 @@
-"""runner.gcpause: counted, process-wide pauses of the cyclic garbage collector."""
+"""runner._kits.gcpause: counted, process-wide pauses of the cyclic garbage collector."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from runner.gcpause import gc_paused
+from runner._kits.gcpause import gc_paused
 
 
 def test_a_pause_disables_the_collector_and_restores_it_even_on_error() -> None:

@@ -20,14 +20,14 @@ from typing import Any, TypeVar
 
 import pytest
 
+from runner._kits.safefile import FileTooLarge, NotRegularFile, read_regular
+from runner._kits.wording import printable
 from runner.check import check_paths, github_annotation, render_json, render_text
 from runner.config import load_bridge
 from runner.model import Problem
 from runner.runrecord import RunIdentity, RunRecordWriter, read_run_records
-from runner.safefile import FileTooLarge, NotRegularFile, read_regular
 from runner.status import StatusWriter, render_status
 from runner.status_cmd import read_rows, read_status
-from runner.wording import printable
 
 T = TypeVar("T")
 
@@ -79,7 +79,7 @@ def _document(bridge_id: str = "b") -> dict[str, Any]:
     )
 
 
-# -- runner.safefile ----------------------------------------------------------------------
+# -- runner._kits.safefile ----------------------------------------------------------------------
 
 
 def test_read_regular_refuses_fifos_devices_links_and_oversized_files(tmp_path: Path) -> None:

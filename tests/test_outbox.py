@@ -111,7 +111,7 @@ def test_outbox_implements_the_port() -> None:
 
 
 def test_load_snapshot_leaves_the_garbage_collector_on(tmp_path: Path) -> None:
-    # It pauses the collector while it builds the entries (runner.gcpause).
+    # It pauses the collector while it builds the entries (runner._kits.gcpause).
     box = Outbox.open(tmp_path / "state")
     try:
         commit(box, diff_scan({}, scan("amy"), complete=True), [])

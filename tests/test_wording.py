@@ -1,4 +1,4 @@
-"""runner.wording: counts with their noun, as every message words them."""
+"""runner._kits.wording: counts with their noun, as every message words them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.wording import plural
+from runner._kits.wording import plural
 
 
 @pytest.mark.parametrize(
@@ -99,4 +99,4 @@ def test_no_message_in_the_runner_words_a_count_by_hand() -> None:
         for path in sorted(RUNNER.rglob("*.py"))
         if (hits := _hand_worded_counts(path.read_text("utf-8")))
     }
-    assert found == {}, "use runner.wording.plural for these"
+    assert found == {}, "use runner._kits.wording.plural for these"

@@ -68,14 +68,14 @@ from botocore.exceptions import NoCredentialsError
 from botocore.utils import parse_timestamp
 
 from runner import __version__
+from runner._kits.backoff import equal_jitter
+from runner._kits.wording import plural
 from runner.errors import BridgeRunnerError, SecretError, SourceRejected, SourceUnavailable
-from runner.jitter import equal_jitter
 from runner.model import AwsCredentials, CognitoSource
 from runner.ratelimit import RequestBudgets, TokenBucket
 from runner.secrets import Redactor, SecretResolver
 from runner.sources.aws_errors import THROTTLED_CODES, secret_error, translate_error
 from runner.sources.aws_logs import guard_botocore_logs
-from runner.wording import plural
 
 if TYPE_CHECKING:
     from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
