@@ -46,7 +46,7 @@ from runner.diff import Change, to_record
 from runner.events import NewEvent, build_events
 from runner.model import Bridge, CognitoSource, PoolArn, Sink, SinkFormat, Target
 from runner.outbox import STATE_FILE, Outbox
-from runner.secrets import SecretResolver
+from runner.secrets.resolver import SecretResolver
 from runner.sinks import encode_request
 
 BINARY_TARGET_RATIO = 0.8

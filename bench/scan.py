@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.pee
 
 from runner.model import AwsAuth, AwsCredentials, SecretRef
 from runner.ratelimit import RequestBudgets
-from runner.secrets import SecretResolver
+from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito import CognitoClients, CognitoPool, ScanResult
 from tests.peers.cognito_proxy import CognitoProxy
 from tests.peers.moto_server import CognitoAdmin, PoolInfo

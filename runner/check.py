@@ -37,9 +37,9 @@ from runner.cli import (
 )
 from runner.config import load_bridge
 from runner.discovery import discover_bridge_files, expand_paths, find_id_clashes, is_utf8
-from runner.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.errors import UsageError
 from runner.model import LoadResult, Problem
+from runner.secrets.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 
 FORMATS = ("text", "json", "github")
 GITHUB_TITLE = "bridge-runner"

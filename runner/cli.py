@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from runner import __version__
-from runner.envpolicy import ALLOW_ENV_FLAG, ALLOW_ENV_VAR, BRIDGE_VAR_PREFIX, EnvPolicy
-from runner.envpolicy import parse_allow_env as _parse_allow_env
 from runner.errors import BridgeRunnerError, UsageError
-from runner.secrets import DEFAULT_SECRETS_DIR, Redactor
+from runner.secrets.envpolicy import ALLOW_ENV_FLAG, ALLOW_ENV_VAR, BRIDGE_VAR_PREFIX, EnvPolicy
+from runner.secrets.envpolicy import parse_allow_env as _parse_allow_env
+from runner.secrets.redaction import Redactor
+from runner.secrets.resolver import DEFAULT_SECRETS_DIR
 
 PROG = "bridge-runner"
 
@@ -108,7 +109,7 @@ def add_state_dir_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def add_allow_env_flag(parser: argparse.ArgumentParser) -> None:
-    """`--allow-env`: which environment variables bridges may read (`runner.envpolicy`).
+    """`--allow-env`: which environment variables bridges may read (`runner.secrets.envpolicy`).
     `run` and `check` both take it, so that `check` accepts exactly what `run` accepts;
     read the result with `allowed_env(args)`."""
     parser.add_argument(

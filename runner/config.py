@@ -8,7 +8,7 @@ Steps, each adding Problems located at the offending node (file, line, column, d
    `AWSCognitoUserPoolSource`;
 3. `${VAR}` / `${VAR:-default}` expansion in the string values of metadata.name,
    metadata.labels and spec (`$${` writes a literal `${`), of the variables the runner's
-   `EnvPolicy` allows (`runner.envpolicy`); every value substituted is registered with the
+   `EnvPolicy` allows (`runner.secrets.envpolicy`); every value substituted is registered with the
    `Redactor`, so that logs and dead letters mask it like a secret value;
 4. JSON Schema validation with the one cached validator per schema, every error rewritten
    for people;
@@ -17,8 +17,8 @@ Steps, each adding Problems located at the offending node (file, line, column, d
 6. the model, with `digest` over the effective spec (secret references, never values).
 
 It never raises for bad input: an unreadable file or bytes that are not YAML are Problems too.
-Secrets are not resolved here (`runner.secrets` does that at run time); a `valueFromEnv` the
-policy does not allow is a Problem here already.
+Secrets are not resolved here (`runner.secrets.resolver` does that at run time); a
+`valueFromEnv` the policy does not allow is a Problem here already.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from runner._kits.safefile import open_regular
 from runner._kits.wording import plural
 from runner.arn import IAM_ROLE_ARN, parse_pool_arn
 from runner.discovery import NOT_UTF8_NAME, is_utf8
-from runner.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.model import (
     API_VERSION,
     KIND_BRIDGE,
@@ -68,7 +67,9 @@ from runner.model import (
     bridge_id_for,
     frozen_map,
 )
-from runner.secrets import DEFAULT_SECRETS_DIR, Redactor, mask_values, secret_path_problem
+from runner.secrets.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
+from runner.secrets.redaction import Redactor, mask_values
+from runner.secrets.resolver import DEFAULT_SECRETS_DIR, secret_path_problem
 from runner.yamlsafe import MAX_FILE_BYTES, ParsedDocument, format_path, parse_document
 
 __all__ = [

@@ -58,7 +58,7 @@ from runner._kits.wording import plural
 from runner.counters import SinkCounters
 from runner.model import Bridge, Delivery, OutboxEvent
 from runner.ports import OutboxPort
-from runner.secrets import SecretResolver
+from runner.secrets.resolver import SecretResolver
 from runner.sinks import (
     EventSender,
     SendOutcome,

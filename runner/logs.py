@@ -1,8 +1,8 @@
 """Logging for the long-running commands: text or JSON lines on stderr, secrets masked.
 
-Every handler carries `Redactor` (runner.secrets), so a secret value resolved in this process
-is masked even if some library logs it, and both formatters mask the finished line again,
-tracebacks included (causes and contexts too). botocore's and httpx's debug logs print
+Every handler carries `Redactor` (runner.secrets.redaction), so a secret value resolved in
+this process is masked even if some library logs it, and both formatters mask the finished
+line again, tracebacks included (causes and contexts too). botocore's and httpx's debug logs print
 request headers (Authorization, custom sink headers) and are too chatty to be useful: these
 libraries stay at WARNING unless asked for, that is unless the level is DEBUG *and* the
 environment sets BRIDGE_RUNNER_DEBUG_LIBRARIES=1. Their records are then still masked by the
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 from runner._kits.wording import printable
-from runner.secrets import Redactor
+from runner.secrets.redaction import Redactor
 from runner.sources.aws_logs import guard_botocore_logs
 
 LogFormat = Literal["text", "json"]

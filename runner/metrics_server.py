@@ -47,7 +47,7 @@ from runner._kits.wording import plural
 from runner.errors import UsageError
 from runner.metrics import ReconcilerView, RunnerCollector, RunnerSnapshot, take_snapshot
 from runner.ratelimit import RequestBudgets
-from runner.secrets import Redactor
+from runner.secrets.redaction import Redactor
 
 log = logging.getLogger(__name__)
 

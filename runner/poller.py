@@ -34,7 +34,7 @@ from runner.errors import BridgeRunnerError, PermanentError, TemporaryError
 from runner.events import build_events
 from runner.model import Bridge
 from runner.outbox import Outbox
-from runner.secrets import SecretResolver
+from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito import CognitoClients, CognitoPool, ScanResult, segments_cover
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,6 @@ import httpx
 from runner._kits.wording import plural, printable
 from runner.config import load_bridge, move_key
 from runner.discovery import NOT_UTF8_NAME, discover_bridge_files, find_id_clashes, is_utf8
-from runner.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.errors import StateError
 from runner.gitrev import observed_revision
 from runner.leftovers import write_undelivered
@@ -43,7 +42,8 @@ from runner.plan import (
 )
 from runner.poller import BridgePoller
 from runner.runrecord import RunIdentity
-from runner.secrets import SecretResolver
+from runner.secrets.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
+from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito import CognitoClients
 from runner.status import StatusWriter, ce_attributes_for, render_status
 

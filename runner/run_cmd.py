@@ -43,7 +43,7 @@ from runner.plan import Shard, parse_selector
 from runner.ratelimit import RequestBudgets
 from runner.reconciler import Reconciler, RunnerSettings
 from runner.runrecord import HEARTBEAT_SECONDS, RunIdentity, RunRecordWriter
-from runner.secrets import SecretResolver
+from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito import CognitoClients
 from runner.statelock import StateLock
 from runner.watcher import watch_changes

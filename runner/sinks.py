@@ -64,7 +64,8 @@ from cloudevents.core.v1.event import CloudEvent
 
 from runner.errors import SecretError
 from runner.model import STATE_FILE_NAME, HeaderValue, OutboxEvent, Sink, SinkFormat, Target
-from runner.secrets import Redactor, SecretResolver, mask_values
+from runner.secrets.redaction import Redactor, mask_values
+from runner.secrets.resolver import SecretResolver
 from runner.storedjson import StoredJson
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"

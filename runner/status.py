@@ -42,7 +42,7 @@ from runner.model import (
     Bridge,
     Problem,
 )
-from runner.secrets import Redactor
+from runner.secrets.redaction import Redactor
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import pytest
 from runner import __version__, cli
 from runner.errors import ConfigError, SourceRejected, UsageError
 from runner.model import Problem
-from runner.secrets import Redactor
+from runner.secrets.redaction import Redactor
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYTESTSECRET"  # a fake key, registered as a resolved secret
 

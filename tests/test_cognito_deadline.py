@@ -21,7 +21,7 @@ from runner.model import Bridge, CognitoSource, Delivery, PoolArn, Sink, Target
 from runner.outbox import Outbox
 from runner.poller import BridgePoller
 from runner.ratelimit import RequestBudgets
-from runner.secrets import SecretResolver
+from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito import CognitoClients, CognitoSettings
 
 POOL = PoolArn(

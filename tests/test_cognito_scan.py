@@ -19,7 +19,7 @@ from runner.diff import normalize_user, to_record
 from runner.errors import SourceRejected, SourceUnavailable
 from runner.model import AwsAuth, AwsCredentials, CognitoSource, SecretRef
 from runner.ratelimit import RequestBudgets
-from runner.secrets import SecretResolver
+from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito import CognitoClients, CognitoPool, CognitoSettings, ScanResult
 from tests.peers.cognito_proxy import CognitoProxy
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo

@@ -56,7 +56,7 @@ from runner.model import (
     Target,
 )
 from runner.outbox import Outbox
-from runner.secrets import SecretResolver
+from runner.secrets.resolver import SecretResolver
 from tests.peers.faults import CrashBeforeMarking
 from tests.peers.sink_server import Reply, SinkServer
 

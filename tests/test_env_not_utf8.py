@@ -84,7 +84,7 @@ def test_a_secret_from_such_a_variable_is_refused_by_name(tmp_path: Path) -> Non
 
     from runner.errors import SecretError
     from runner.model import SecretRef
-    from runner.secrets import SecretResolver
+    from runner.secrets.resolver import SecretResolver
 
     resolver = SecretResolver(tmp_path, env={"BRIDGE_VAR_TOKEN": NOT_UTF8})
     with pytest.raises(SecretError, match=r"BRIDGE_VAR_TOKEN.* is not valid UTF-8$") as raised:

@@ -18,10 +18,11 @@ import pytest
 
 from runner.cli import allowed_env, build_parser, main
 from runner.config import load_bytes
-from runner.envpolicy import ALLOW_ENV_VAR, EnvPolicy, parse_allow_env
 from runner.errors import SecretError
 from runner.model import LoadResult, OutboxEvent, SecretRef, Sink, Target
-from runner.secrets import Redactor, SecretResolver
+from runner.secrets.envpolicy import ALLOW_ENV_VAR, EnvPolicy, parse_allow_env
+from runner.secrets.redaction import Redactor
+from runner.secrets.resolver import SecretResolver
 from runner.sinks import SendOutcome, knative_error_extensions, open_sender, safe_uri
 from tests.peers.echo_sink import EchoSink
 

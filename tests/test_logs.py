@@ -11,7 +11,7 @@ import pytest
 
 from runner.logs import LogFormat, configure_logging
 from runner.model import SecretRef
-from runner.secrets import SecretResolver
+from runner.secrets.resolver import SecretResolver
 from runner.sources.aws_logs import WireLogScrubber
 
 # A `%` next to the secret is what used to break the redacted message's formatting.

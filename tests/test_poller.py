@@ -21,7 +21,7 @@ from runner.outbox import Outbox
 from runner.poller import BridgePoller, Checkpoint
 from runner.ratelimit import RequestBudgets
 from runner.schemas import validator
-from runner.secrets import SecretResolver
+from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito import CognitoClients
 from tests.peers.faults import CrashBeforeMarking
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo

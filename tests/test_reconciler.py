@@ -13,7 +13,7 @@ from runner import reconciler as reconciler_module
 from runner.outbox import Outbox
 from runner.ratelimit import RequestBudgets
 from runner.reconciler import Reconciler, RunnerSettings
-from runner.secrets import SecretResolver
+from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito import CognitoClients
 from tests.peers.moto_server import MotoServer, PoolInfo
 from tests.peers.runner_process import bridge_yaml

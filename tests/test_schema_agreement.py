@@ -33,9 +33,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from runner.config import load_bytes
-from runner.envpolicy import EnvPolicy
 from runner.model import RESERVED_ATTRIBUTES, Problem
 from runner.schemas import load_schema, validator
+from runner.secrets.envpolicy import EnvPolicy
 from runner.yamlsafe import format_path, parse_document
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ import pytest
 
 from runner.errors import SecretError
 from runner.model import SecretRef
-from runner.secrets import MAX_SECRET_BYTES, SecretResolver
+from runner.secrets.resolver import MAX_SECRET_BYTES, SecretResolver
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 from tests.peers.runner_process import (
     RunnerProcess,

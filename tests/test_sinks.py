@@ -21,7 +21,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from runner.model import HeaderValue, OutboxEvent, SecretRef, Sink, Target
-from runner.secrets import SecretResolver
+from runner.secrets.resolver import SecretResolver
 from runner.sinks import (
     BATCH_CONTENT_TYPE,
     FileSender,

@@ -25,7 +25,7 @@ from runner.model import (
     Target,
 )
 from runner.schemas import load_schema, validator
-from runner.secrets import Redactor
+from runner.secrets.redaction import Redactor
 from runner.status import (
     StatusWriter,
     ce_attributes_for,

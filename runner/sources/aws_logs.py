@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 
-from runner.secrets import Redactor, redact_record
+from runner.secrets.redaction import Redactor, redact_record
 
 MASK = "***"
 

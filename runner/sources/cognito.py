@@ -73,7 +73,8 @@ from runner._kits.wording import plural
 from runner.errors import BridgeRunnerError, SecretError, SourceRejected, SourceUnavailable
 from runner.model import AwsCredentials, CognitoSource
 from runner.ratelimit import RequestBudgets, TokenBucket
-from runner.secrets import Redactor, SecretResolver
+from runner.secrets.redaction import Redactor
+from runner.secrets.resolver import SecretResolver
 from runner.sources.aws_errors import THROTTLED_CODES, secret_error, translate_error
 from runner.sources.aws_logs import guard_botocore_logs
 
