@@ -1,13 +1,13 @@
 """`bridge-runner check PATH...`: validate bridge files offline and report every problem.
 
 Each PATH is a bridge file (checked whatever its name) or a directory (its bridge files, found as
-the runner finds them: `runner.discovery`). A named file is checked together with the files
+the runner finds them: `runner.loader.discovery`). A named file is checked together with the files
 beside it that share its bridge id (`x.yaml` for `x.yml`), so that the pre-commit hook, which
 names only the staged files, rejects a pair that checking the directory rejects. Every file
-goes through the one loader (`runner.config.load_bridge`), so `check` accepts exactly what `run`
-accepts. Three output formats share one `CheckReport`: `text` (one `file:line:col: severity:
-message [path]` line per problem, then a summary), `json` (a document for tools, shape in the
-README) and `github` (workflow-command annotations). Exit codes: 0 every file valid, 1 any file
+goes through the one loader (`runner.loader.config.load_bridge`), so `check` accepts exactly
+what `run` accepts. Three output formats share one `CheckReport`: `text` (one `file:line:col:
+severity: message [path]` line per problem, then a summary), `json` (a document for tools, shape in
+the README) and `github` (workflow-command annotations). Exit codes: 0 every file valid, 1 any file
 invalid (or, with `--strict`, any warning), 2 usage error (raised as `UsageError` and mapped by
 `runner.cli`).
 
@@ -35,9 +35,9 @@ from runner.cli import (
     add_state_dir_flag,
     allowed_env,
 )
-from runner.config import load_bridge
-from runner.discovery import discover_bridge_files, expand_paths, find_id_clashes, is_utf8
 from runner.errors import UsageError
+from runner.loader.config import load_bridge
+from runner.loader.discovery import discover_bridge_files, expand_paths, find_id_clashes, is_utf8
 from runner.model import LoadResult, Problem
 from runner.secrets.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 

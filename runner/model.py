@@ -1,6 +1,6 @@
 """The typed, frozen model every part of bridge-runner shares.
 
-The loader (`runner.config`) turns a file into a `Bridge` with every default filled in,
+The loader (`runner.loader.config`) turns a file into a `Bridge` with every default filled in,
 or into located `Problem`s. Nothing here does I/O. Secret values never live in the
 model: a `SecretRef` says where the value comes from, and `runner.secrets.resolver` resolves it
 at run time. A model can therefore be printed or logged safely.

@@ -21,11 +21,11 @@ from pathlib import Path
 import httpx
 
 from runner._kits.wording import plural, printable
-from runner.config import load_bridge, move_key
-from runner.discovery import NOT_UTF8_NAME, discover_bridge_files, find_id_clashes, is_utf8
 from runner.errors import StateError
 from runner.gitrev import observed_revision
 from runner.leftovers import write_undelivered
+from runner.loader.config import load_bridge, move_key
+from runner.loader.discovery import NOT_UTF8_NAME, discover_bridge_files, find_id_clashes, is_utf8
 from runner.model import Bridge, LoadResult, bridge_id_for
 from runner.outbox import Outbox
 from runner.plan import (

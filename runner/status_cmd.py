@@ -41,10 +41,15 @@ from runner._kits.durations import duration_argument
 from runner._kits.safefile import FileTooLarge, NotRegularFile, open_regular, read_regular
 from runner._kits.wording import printable
 from runner.cli import EXIT_FAILED, EXIT_OK
-from runner.discovery import NOT_UTF8_NAME, discover_bridge_files, is_bridge_file_name, is_utf8
 from runner.errors import UsageError
 from runner.gitrev import observed_revision
 from runner.gittree import GitError, GitRepo
+from runner.loader.discovery import (
+    NOT_UTF8_NAME,
+    discover_bridge_files,
+    is_bridge_file_name,
+    is_utf8,
+)
 from runner.model import bridge_id_for
 from runner.plan import Shard
 from runner.runrecord import RunIdentity, RunRecord, liveness_of, read_run_records

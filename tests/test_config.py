@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.config import bridge_digest, effective_spec, load_bridge, load_bytes
+from runner.loader.config import bridge_digest, effective_spec, load_bridge, load_bytes
 from runner.model import LoadResult, SecretRef, Target
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"

@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.config import load_bytes
+from runner.loader.config import load_bytes
 from runner.model import LoadResult
 from tests.test_config import FULL, MINIMAL
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.config import load_bridge, load_bytes
+from runner.loader.config import load_bridge, load_bytes
 from runner.model import LoadResult, SecretRef, Target
 from tests.conformance import TRIGGERMESH_SAMPLE as SAMPLE
 from tests.conformance import Conformance

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from runner.cli import EXIT_FAILED, EXIT_OK, build_parser, main
-from runner.discovery import discover_bridge_files
+from runner.loader.discovery import discover_bridge_files
 from tests.test_container import dockerfile_stages, stage_env
 
 ROOT = Path(__file__).resolve().parent.parent

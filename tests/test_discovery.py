@@ -1,4 +1,4 @@
-"""Which files under a bridges directory are bridges (runner.discovery), on real trees."""
+"""Which files under a bridges directory are bridges (runner.loader.discovery), on real trees."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from runner.discovery import (
+from runner.errors import UsageError
+from runner.loader.discovery import (
     discover_bridge_files,
     expand_paths,
     find_id_clashes,
     is_bridge_file_name,
 )
-from runner.errors import UsageError
 from runner.model import bridge_id_for
 
 

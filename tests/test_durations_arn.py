@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runner._kits.durations import format_duration, parse_duration
-from runner.arn import parse_pool_arn
+from runner.loader.arn import parse_pool_arn
 from runner.model import PoolArn
 
 

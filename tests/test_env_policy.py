@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from runner.cli import allowed_env, build_parser, main
-from runner.config import load_bytes
 from runner.errors import SecretError
+from runner.loader.config import load_bytes
 from runner.model import LoadResult, OutboxEvent, SecretRef, Sink, Target
 from runner.secrets.envpolicy import ALLOW_ENV_VAR, EnvPolicy, parse_allow_env
 from runner.secrets.redaction import Redactor

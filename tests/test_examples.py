@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from runner.check import check_paths
-from runner.config import load_bridge
-from runner.discovery import discover_bridge_files
+from runner.loader.config import load_bridge
+from runner.loader.discovery import discover_bridge_files
 from runner.schemas import load_schema
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,7 @@ import pytest
 from runner._kits.safefile import FileTooLarge, NotRegularFile, read_regular
 from runner._kits.wording import printable
 from runner.check import check_paths, github_annotation, render_json, render_text
-from runner.config import load_bridge
+from runner.loader.config import load_bridge
 from runner.model import Problem
 from runner.runrecord import RunIdentity, RunRecordWriter, read_run_records
 from runner.status import StatusWriter, render_status

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.discovery import discover_bridge_files
+from runner.loader.discovery import discover_bridge_files
 
 ROOT = Path(__file__).resolve().parent.parent
 PRE_COMMIT = Path(sys.executable).parent / "pre-commit"
@@ -161,7 +161,7 @@ def _summaries(output: str) -> list[str]:
 
 def test_the_hook_pattern_picks_the_files_the_directory_walk_picks(tmp_path: Path) -> None:
     # pre-commit matches `files` and `exclude` with re.search on the path from the repository
-    # root; the walk is runner.discovery's, with the repository as the bridges directory.
+    # root; the walk is runner.loader.discovery's, with the repository as the bridges directory.
     (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
     names = [
         "a.yaml",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.discovery import discover_bridge_files
+from runner.loader.discovery import discover_bridge_files
 from runner.runrecord import RECORD_DIR, RunIdentity, RunRecordWriter, read_run_records
 
 

@@ -32,11 +32,11 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from runner.config import load_bytes
+from runner.loader.config import load_bytes
+from runner.loader.yamlsafe import format_path, parse_document
 from runner.model import RESERVED_ATTRIBUTES, Problem
 from runner.schemas import load_schema, validator
 from runner.secrets.envpolicy import EnvPolicy
-from runner.yamlsafe import format_path, parse_document
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = {

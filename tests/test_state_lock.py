@@ -71,7 +71,7 @@ def test_a_symlink_planted_as_the_lock_file_is_not_followed(tmp_path: Path) -> N
 
 
 def test_the_lock_file_is_among_the_names_no_file_sink_may_write(tmp_path: Path) -> None:
-    from runner.config import load_bridge
+    from runner.loader.config import load_bridge
 
     bridge = tmp_path / "b.yaml"
     bridge.write_text(

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from runner import yamlsafe
-from runner.model import Problem
-from runner.yamlsafe import (
+from runner.loader import yamlsafe
+from runner.loader.yamlsafe import (
     MAX_FILE_BYTES,
     MAX_NODES,
     ParsedDocument,
     format_path,
     parse_document,
 )
+from runner.model import Problem
 
 
 def parsed(text: str) -> ParsedDocument:

@@ -3,7 +3,7 @@ located `Problem` found (DESIGN §2, §2.1).
 
 Steps, each adding Problems located at the offending node (file, line, column, dotted path):
 
-1. size check and YAML parse (`runner.yamlsafe`: positions, duplicate keys, alias bombs ...);
+1. size check and YAML parse (`runner.loader.yamlsafe`: positions, duplicate keys, alias bombs ...);
 2. the format, from apiVersion/kind: a bridge-runner `Bridge` or a TriggerMesh
    `AWSCognitoUserPoolSource`;
 3. `${VAR}` / `${VAR:-default}` expansion in the string values of metadata.name,
@@ -40,8 +40,9 @@ from runner import schemas
 from runner._kits.durations import format_duration, parse_duration
 from runner._kits.safefile import open_regular
 from runner._kits.wording import plural
-from runner.arn import IAM_ROLE_ARN, parse_pool_arn
-from runner.discovery import NOT_UTF8_NAME, is_utf8
+from runner.loader.arn import IAM_ROLE_ARN, parse_pool_arn
+from runner.loader.discovery import NOT_UTF8_NAME, is_utf8
+from runner.loader.yamlsafe import MAX_FILE_BYTES, ParsedDocument, format_path, parse_document
 from runner.model import (
     API_VERSION,
     KIND_BRIDGE,
@@ -70,7 +71,6 @@ from runner.model import (
 from runner.secrets.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.secrets.redaction import Redactor, mask_values
 from runner.secrets.resolver import DEFAULT_SECRETS_DIR, secret_path_problem
-from runner.yamlsafe import MAX_FILE_BYTES, ParsedDocument, format_path, parse_document
 
 __all__ = [
     "DEFAULT_SECRETS_DIR",
