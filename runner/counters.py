@@ -8,17 +8,14 @@ exception class names and messages that never include resolved secrets.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from runner._kits.rfc3339 import rfc3339
 
-def _iso(value: datetime | None) -> str | None:
-    """RFC 3339 in UTC with a `Z` (naive datetimes are taken to be UTC already)."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else rfc3339(value, timespec="auto")  # as 0.1 wrote them
 
 
 @dataclass
@@ -35,8 +32,8 @@ class SourceCounters:
     def to_status(self) -> dict[str, Any]:
         # Key names are the status file's `source` block (runner/schemas/status.schema.json).
         return {
-            "lastPollTime": _iso(self.last_poll_time),
-            "lastSuccessfulPollTime": _iso(self.last_successful_poll_time),
+            "lastPollTime": _time(self.last_poll_time),
+            "lastSuccessfulPollTime": _time(self.last_successful_poll_time),
             "usersTracked": self.users_tracked,
             "pagesRead": self.pages_read,
             "scans": self.scans,
@@ -68,6 +65,6 @@ class SinkCounters:
             "deadLettered": self.dead_lettered,
             "parked": self.parked,
             "emitted": self.emitted,
-            "lastDeliveryTime": _iso(self.last_delivery_time),
+            "lastDeliveryTime": _time(self.last_delivery_time),
             "lastError": self.last_error,
         }

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from runner.diff import Change, rfc3339
+from runner._kits.rfc3339 import rfc3339
+from runner.diff import Change
 from runner.model import (
     CHANGETYPE_EXTENSION,
     EVENT_TYPE_DELETED,

@@ -33,8 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runner._kits.rfc3339 import rfc3339
 from runner._kits.safefile import read_regular
-from runner.diff import rfc3339
 from runner.model import API_VERSION
 from runner.status import write_atomically
 

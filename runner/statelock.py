@@ -25,7 +25,7 @@ import socket
 import time
 from pathlib import Path
 
-from runner.diff import rfc3339
+from runner._kits.rfc3339 import rfc3339
 from runner.errors import StateError
 from runner.model import STATE_FILE_NAME
 

@@ -28,10 +28,11 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from runner._kits.rfc3339 import rfc3339
 from runner._kits.safefile import read_regular
 from runner.counters import SinkCounters, SourceCounters
 from runner.model import (
@@ -115,7 +116,7 @@ def render_status(
     ready_condition = _ready_condition(
         valid, applied_digest, suspended, source_condition, sink_condition
     )
-    stamp = _rfc3339(now, timespec="seconds")
+    stamp = rfc3339(now, timespec="seconds")
     previous_times = _previous_transitions(previous)
     conditions = [
         _condition(kind, inputs, previous_times, stamp)
@@ -143,7 +144,7 @@ def render_status(
         "source": source_block,
         "sink": sink_block,
         "ceAttributes": [{"type": a["type"], "source": a["source"]} for a in ce_attributes],
-        "updatedAt": _rfc3339(now, timespec="milliseconds"),
+        "updatedAt": rfc3339(now, timespec="milliseconds"),
     }
     if runner is not None:
         document["runner"] = dict(runner)
@@ -249,12 +250,6 @@ def _camel(reason: str) -> str:
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def _rfc3339(value: datetime, *, timespec: str) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 # --- writing ----------------------------------------------------------------------------------

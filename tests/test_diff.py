@@ -15,6 +15,7 @@ from botocore.utils import parse_timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runner._kits.rfc3339 import rfc3339
 from runner.diff import (
     Change,
     SnapshotEntry,
@@ -22,7 +23,6 @@ from runner.diff import (
     diff_scan,
     diff_users,
     normalize_user,
-    rfc3339,
     to_record,
 )
 from runner.errors import SourceRejected
