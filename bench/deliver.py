@@ -40,7 +40,6 @@ from pathlib import Path
 import httpx
 from cloudevents.core.bindings.http import HTTPMessage
 
-from runner.counters import SinkCounters
 from runner.delivery import Deliverer
 from runner.diff import Change, to_record
 from runner.events import NewEvent, build_events
@@ -48,6 +47,7 @@ from runner.model import Bridge, CognitoSource, PoolArn, Sink, SinkFormat, Targe
 from runner.outbox import STATE_FILE, Outbox
 from runner.secrets.resolver import SecretResolver
 from runner.sinks import encode_request
+from runner.status.counters import SinkCounters
 
 BINARY_TARGET_RATIO = 0.8
 BATCH_TARGET_EPS = 20_000

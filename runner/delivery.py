@@ -55,7 +55,6 @@ from cloudevents.core.bindings.http import HTTPMessage
 
 from runner._kits.backoff import equal_jitter
 from runner._kits.wording import plural
-from runner.counters import SinkCounters
 from runner.model import Bridge, Delivery, OutboxEvent
 from runner.ports import OutboxPort
 from runner.secrets.resolver import SecretResolver
@@ -67,6 +66,7 @@ from runner.sinks import (
     open_sender,
     safe_uri,
 )
+from runner.status.counters import SinkCounters
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from runner.model import OutboxEvent
 from runner.sinks import to_structured_json
-from runner.status import write_atomically
+from runner.status.writer import write_atomically
 
 UNDELIVERED_DIR = "undelivered"
 

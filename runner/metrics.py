@@ -5,7 +5,7 @@
     RunnerCollector(snapshot_source)                       a prometheus_client Collector
 
 Nothing is counted twice: every value comes from the counters the pollers keep for the status
-files (`runner.counters`), the reconciler, and the shared request budgets. A poller restarted
+files (`runner.status.counters`), the reconciler, and the shared request budgets. A poller restarted
 after an edit starts its counters from zero, which Prometheus treats as a counter reset.
 No label or value is ever a secret: labels are bridge ids, condition names and statuses,
 AWS account ids and regions; free-text errors are not exported at all.
@@ -33,13 +33,13 @@ from prometheus_client.metrics_core import (
 )
 
 from runner import __version__
-from runner.counters import SinkCounters, SourceCounters
 from runner.ratelimit import BucketStats, RequestBudgets
-from runner.status import CONDITION_TYPES
+from runner.status.counters import SinkCounters, SourceCounters
+from runner.status.writer import CONDITION_TYPES
 
 PREFIX = "bridge_runner_"
 CONDITION_STATUSES = ("True", "False", "Unknown")
-# The Ready reason of a suspended bridge (runner.status): it is not polled on purpose, which
+# The Ready reason of a suspended bridge (runner.status.writer): it is not polled on purpose, which
 # is no reason to call the runner unready.
 SUSPENDED_REASON = "Suspended"
 

@@ -27,7 +27,6 @@ import httpx
 
 from runner._kits.backoff import equal_jitter
 from runner._kits.wording import plural
-from runner.counters import SinkCounters, SourceCounters
 from runner.delivery import Deliverer
 from runner.diff import SnapshotEntry, diff_users
 from runner.errors import BridgeRunnerError, PermanentError, TemporaryError
@@ -36,6 +35,7 @@ from runner.model import Bridge
 from runner.outbox import Outbox
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito import CognitoClients, CognitoPool, ScanResult, segments_cover
+from runner.status.counters import SinkCounters, SourceCounters
 
 log = logging.getLogger(__name__)
 

@@ -41,11 +41,11 @@ from runner.plan import (
     plan_reconcile,
 )
 from runner.poller import BridgePoller
-from runner.runrecord import RunIdentity
 from runner.secrets.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito import CognitoClients
-from runner.status import StatusWriter, ce_attributes_for, render_status
+from runner.status.runrecord import RunIdentity
+from runner.status.writer import StatusWriter, ce_attributes_for, render_status
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ The forever-loop is thin (STYLE habit 1): wait for a change batch from the watch
 periodic resync), then call `Reconciler.reconcile()`. Status files are refreshed every
 `STATUS_INTERVAL` seconds in between, written only when their content changed. Signal
 handlers only set the stop flag; shutdown then stops every poller within its deadline.
-The run is published for `status` (`runner.runrecord`): a record in the bridges directory,
+The run is published for `status` (`runner.status.runrecord`): a record in the bridges directory,
 written before the first reconcile, refreshed every `HEARTBEAT_SECONDS` and marked stopped
 at the end, and the run's identity in every status file.
 With `--metrics-addr`, `runner.metrics_server` serves /metrics, /healthz and /readyz for as
@@ -42,10 +42,10 @@ from runner.outbox import Outbox
 from runner.plan import Shard, parse_selector
 from runner.ratelimit import RequestBudgets
 from runner.reconciler import Reconciler, RunnerSettings
-from runner.runrecord import HEARTBEAT_SECONDS, RunIdentity, RunRecordWriter
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito import CognitoClients
 from runner.statelock import StateLock
+from runner.status.runrecord import HEARTBEAT_SECONDS, RunIdentity, RunRecordWriter
 from runner.watcher import watch_changes
 
 log = logging.getLogger("runner")

@@ -8,8 +8,8 @@ What is awaited: the bridge files as on disk, or with `--for-revision A` the fil
 declared — DIR itself when DIR is a checkout at A, else A's tree read from DIR's repository
 with git (`runner.gittree`). For each of those files (sha256 `want`), its status file:
 
-- never counts while stale: its run is not the live run of a runner record (`runner.runrecord`:
-  a runner that died or restarted);
+- never counts while stale: its run is not the live run of a runner record
+  (`runner.status.runrecord`: a runner that died or restarted);
 - done when `appliedDigest == want` and Ready is True, whichever commit the status reports
   (a commit that changed no bridge leaves them all done);
 - fails at once when it read `want` and found it invalid (Valid False: its located errors are
@@ -52,9 +52,9 @@ from runner.loader.discovery import (
 )
 from runner.model import bridge_id_for
 from runner.plan import Shard
-from runner.runrecord import RunIdentity, RunRecord, liveness_of, read_run_records
 from runner.schemas import validator
-from runner.status import MAX_STATUS_BYTES, status_path_for
+from runner.status.runrecord import RunIdentity, RunRecord, liveness_of, read_run_records
+from runner.status.writer import MAX_STATUS_BYTES, status_path_for
 
 POLL_SECONDS = 1.0
 PROGRESS_SECONDS = 5.0  # progress on stderr: on change, else this often

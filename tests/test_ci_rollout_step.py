@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from runner.plan import shard_of
-from runner.runrecord import RunIdentity, RunRecordWriter
-from runner.status import render_status, status_path_for
+from runner.status.runrecord import RunIdentity, RunRecordWriter
+from runner.status.writer import render_status, status_path_for
 from tests.peers.git import GIT_ENV, git
 
 ROOT = Path(__file__).resolve().parent.parent

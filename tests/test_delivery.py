@@ -35,7 +35,6 @@ from hypothesis import strategies as st
 import runner._kits.backoff as jitter_module
 import runner.delivery as delivery_module
 import runner.poller as poller
-from runner.counters import SinkCounters
 from runner.delivery import (
     DEAD_LETTER_RETRIES,
     Deliverer,
@@ -57,6 +56,7 @@ from runner.model import (
 )
 from runner.outbox import Outbox
 from runner.secrets.resolver import SecretResolver
+from runner.status.counters import SinkCounters
 from tests.peers.faults import CrashBeforeMarking
 from tests.peers.sink_server import Reply, SinkServer
 

@@ -25,8 +25,8 @@ from runner._kits.wording import printable
 from runner.check import check_paths, github_annotation, render_json, render_text
 from runner.loader.config import load_bridge
 from runner.model import Problem
-from runner.runrecord import RunIdentity, RunRecordWriter, read_run_records
-from runner.status import StatusWriter, render_status
+from runner.status.runrecord import RunIdentity, RunRecordWriter, read_run_records
+from runner.status.writer import StatusWriter, render_status
 from runner.status_cmd import read_rows, read_status
 
 T = TypeVar("T")

@@ -20,12 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import runner.metrics_server as metrics_server
 from runner.cli import build_parser, main
-from runner.counters import SinkCounters, SourceCounters
 from runner.metrics import RunnerCollector, take_snapshot
 from runner.metrics_server import ListenAddress, MetricsServer, parse_listen_address
 from runner.ratelimit import RequestBudgets
 from runner.reconciler import Reconciler
-from runner.status import render_status
+from runner.status.counters import SinkCounters, SourceCounters
+from runner.status.writer import render_status
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 from tests.peers.runner_process import (
     RunnerProcess,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runner.loader.discovery import discover_bridge_files
-from runner.runrecord import RECORD_DIR, RunIdentity, RunRecordWriter, read_run_records
+from runner.status.runrecord import RECORD_DIR, RunIdentity, RunRecordWriter, read_run_records
 
 
 def test_one_record_per_shard_in_a_dot_folder_that_is_no_bridge(tmp_path: Path) -> None:

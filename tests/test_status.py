@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from runner.counters import SinkCounters, SourceCounters
 from runner.model import (
     EVENT_TYPE_DELETED,
     EVENT_TYPE_SYNC,
@@ -26,7 +25,8 @@ from runner.model import (
 )
 from runner.schemas import load_schema, validator
 from runner.secrets.redaction import Redactor
-from runner.status import (
+from runner.status.counters import SinkCounters, SourceCounters
+from runner.status.writer import (
     StatusWriter,
     ce_attributes_for,
     render_status,
@@ -393,11 +393,11 @@ def test_an_unwritable_directory_is_logged_once_and_skipped(
     blocker.write_text("not a directory")
     bridge_file = blocker / "signups.yaml"
     writer = StatusWriter()
-    with caplog.at_level(logging.WARNING, logger="runner.status"):
+    with caplog.at_level(logging.WARNING, logger="runner.status.writer"):
         assert writer.write(bridge_file, render()) is False
         assert writer.write(bridge_file, render(applied_digest=DIGEST_B)) is False
         assert writer.remove(bridge_file) is False
-    warnings = [r for r in caplog.records if r.name == "runner.status"]
+    warnings = [r for r in caplog.records if r.name == "runner.status.writer"]
     assert len(warnings) == 1
     assert "cannot write status files in" in warnings[0].getMessage()
     # Once writable again, writing resumes.

@@ -20,15 +20,15 @@ import pytest
 
 from runner.cli import main
 from runner.model import Problem
-from runner.runrecord import (
+from runner.schemas import validator
+from runner.status.runrecord import (
     RECORD_DIR,
     STALE_AFTER,
     RunIdentity,
     RunRecordWriter,
     render_record,
 )
-from runner.schemas import validator
-from runner.status import render_status, status_path_for
+from runner.status.writer import render_status, status_path_for
 from tests.peers.git import git
 
 ARN = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B"

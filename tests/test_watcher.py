@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from watchfiles import Change
 
-from runner.status import StatusWriter, status_path_for
+from runner.status.writer import StatusWriter, status_path_for
 from runner.watcher import ChangeFilter, DirectoryWatcher, watch_changes, watch_targets
 
 SEEN_WITHIN = 10.0  # seconds: generous, CI machines are slow; never a performance claim

@@ -34,7 +34,6 @@ from typing import Any
 
 from runner._kits.rfc3339 import rfc3339
 from runner._kits.safefile import read_regular
-from runner.counters import SinkCounters, SourceCounters
 from runner.model import (
     API_VERSION,
     EVENT_TYPE_DELETED,
@@ -44,6 +43,7 @@ from runner.model import (
     Problem,
 )
 from runner.secrets.redaction import Redactor
+from runner.status.counters import SinkCounters, SourceCounters
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def render_status(
     what the loader found (errors make Valid False); `source_ready` / `sink_ready` None when no
     poller runs; `previous` the document written before (keeps each unchanged condition's
     `lastTransitionTime`); `runner` the run that writes it (`RunIdentity.to_status()`, see
-    `runner.runrecord`), so that a status left by a run that has ended can be told; `now` the
+    `runner.status.runrecord`), so that a status left by a run that has ended can be told; `now` the
     current time.
     """
     valid = not any(p.severity == "error" for p in problems)

@@ -36,7 +36,7 @@ from typing import Any
 from runner._kits.rfc3339 import rfc3339
 from runner._kits.safefile import read_regular
 from runner.model import API_VERSION
-from runner.status import write_atomically
+from runner.status.writer import write_atomically
 
 log = logging.getLogger(__name__)
 
