@@ -44,9 +44,9 @@ from runner.delivery import Deliverer
 from runner.diff import Change, to_record
 from runner.events import NewEvent, build_events
 from runner.model import Bridge, CognitoSource, PoolArn, Sink, SinkFormat, Target
-from runner.outbox import STATE_FILE, Outbox
 from runner.secrets.resolver import SecretResolver
 from runner.sinks import encode_request
+from runner.state.outbox import STATE_FILE, Outbox
 from runner.status.counters import SinkCounters
 
 BINARY_TARGET_RATIO = 0.8

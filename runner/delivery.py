@@ -56,7 +56,6 @@ from cloudevents.core.bindings.http import HTTPMessage
 from runner._kits.backoff import equal_jitter
 from runner._kits.wording import plural
 from runner.model import Bridge, Delivery, OutboxEvent
-from runner.ports import OutboxPort
 from runner.secrets.resolver import SecretResolver
 from runner.sinks import (
     EventSender,
@@ -66,6 +65,7 @@ from runner.sinks import (
     open_sender,
     safe_uri,
 )
+from runner.state.ports import OutboxPort
 from runner.status.counters import SinkCounters
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Pure, no I/O. The poller hands the raw `UserType` dicts of one scan to `diff_users`, which
 fingerprints each (`to_record`) and compares them with the bridge's stored snapshot
 (username -> `SnapshotEntry`, `diff_scan`), returning the `Change`s that `runner.events`
-turns into CloudEvents and `runner.outbox` commits (DESIGN §4.1).
+turns into CloudEvents and `runner.state.outbox` commits (DESIGN §4.1).
 
 Dates arrive as the epoch seconds of Cognito's JSON (`runner.sources.cognito` keeps
 botocore from turning them into `tzlocal()` datetimes, which cost more than the whole

@@ -32,9 +32,9 @@ from runner.diff import SnapshotEntry, diff_users
 from runner.errors import BridgeRunnerError, PermanentError, TemporaryError
 from runner.events import build_events
 from runner.model import Bridge
-from runner.outbox import Outbox
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito import CognitoClients, CognitoPool, ScanResult, segments_cover
+from runner.state.outbox import Outbox
 from runner.status.counters import SinkCounters, SourceCounters
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,6 @@ from runner.leftovers import write_undelivered
 from runner.loader.config import load_bridge, move_key
 from runner.loader.discovery import NOT_UTF8_NAME, discover_bridge_files, find_id_clashes, is_utf8
 from runner.model import Bridge, LoadResult, bridge_id_for
-from runner.outbox import Outbox
 from runner.plan import (
     Action,
     ActionKind,
@@ -44,6 +43,7 @@ from runner.poller import BridgePoller
 from runner.secrets.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito import CognitoClients
+from runner.state.outbox import Outbox
 from runner.status.runrecord import RunIdentity
 from runner.status.writer import StatusWriter, ce_attributes_for, render_status
 

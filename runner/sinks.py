@@ -66,7 +66,7 @@ from runner.errors import SecretError
 from runner.model import STATE_FILE_NAME, HeaderValue, OutboxEvent, Sink, SinkFormat, Target
 from runner.secrets.redaction import Redactor, mask_values
 from runner.secrets.resolver import SecretResolver
-from runner.storedjson import StoredJson
+from runner.state.storedjson import StoredJson
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"

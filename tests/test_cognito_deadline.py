@@ -18,11 +18,11 @@ import pytest
 
 from runner.errors import SourceUnavailable
 from runner.model import Bridge, CognitoSource, Delivery, PoolArn, Sink, Target
-from runner.outbox import Outbox
 from runner.poller import BridgePoller
 from runner.ratelimit import RequestBudgets
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito import CognitoClients, CognitoSettings
+from runner.state.outbox import Outbox
 
 POOL = PoolArn(
     arn="arn:aws:cognito-idp:us-west-2:123456789012:userpool/us-west-2_silent001",

@@ -54,8 +54,8 @@ from runner.model import (
     SinkFormat,
     Target,
 )
-from runner.outbox import Outbox
 from runner.secrets.resolver import SecretResolver
+from runner.state.outbox import Outbox
 from runner.status.counters import SinkCounters
 from tests.peers.faults import CrashBeforeMarking
 from tests.peers.sink_server import Reply, SinkServer

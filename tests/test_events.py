@@ -30,9 +30,9 @@ from runner.model import (
     Target,
     frozen_map,
 )
-from runner.outbox import Outbox
 from runner.schemas import load_schema, validator
 from runner.sinks import to_cloudevent
+from runner.state.outbox import Outbox
 from tests.conformance import Conformance
 from tests.peers.sink_server import document_problems, envelope_validator
 

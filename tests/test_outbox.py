@@ -1,4 +1,5 @@
-"""runner.outbox against a real SQLite file: atomic scan commits, ordering, parking, restarts."""
+"""runner.state.outbox against a real SQLite file: atomic scan commits, ordering, parking,
+restarts."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from botocore.utils import parse_timestamp
 from runner.diff import Change, SnapshotEntry, diff_scan, to_record
 from runner.errors import StateError
 from runner.events import NewEvent
-from runner.outbox import STATE_FILE, Outbox, OutboxStats
-from runner.ports import OutboxPort
-from runner.storedjson import StoredJson
+from runner.state.outbox import STATE_FILE, Outbox, OutboxStats
+from runner.state.ports import OutboxPort
+from runner.state.storedjson import StoredJson
 from tests.conftest import ROOT
 
 ARN = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B"
@@ -223,7 +224,7 @@ from pathlib import Path
 from botocore.utils import parse_timestamp
 from runner.diff import diff_scan, to_record
 from runner.events import NewEvent
-from runner.outbox import Outbox
+from runner.state.outbox import Outbox
 
 box = Outbox.open(Path(sys.argv[1]))
 def user(name):

@@ -17,12 +17,12 @@ import httpx
 import pytest
 
 from runner.model import Bridge, Delivery, Sink, Target
-from runner.outbox import Outbox
 from runner.poller import BridgePoller, Checkpoint
 from runner.ratelimit import RequestBudgets
 from runner.schemas import validator
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito import CognitoClients
+from runner.state.outbox import Outbox
 from tests.peers.faults import CrashBeforeMarking
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 from tests.peers.sink_server import Reply, SinkServer

@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from runner import reconciler as reconciler_module
-from runner.outbox import Outbox
 from runner.ratelimit import RequestBudgets
 from runner.reconciler import Reconciler, RunnerSettings
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito import CognitoClients
+from runner.state.outbox import Outbox
 from tests.peers.moto_server import MotoServer, PoolInfo
 from tests.peers.runner_process import bridge_yaml
 from tests.peers.sink_server import SinkServer

@@ -484,7 +484,7 @@ def test_state_of_a_removed_bridge_is_kept_for_the_retention_only(
     cognito_pool: Callable[..., PoolInfo],
     sink_server: SinkServer,
 ) -> None:
-    from runner.outbox import Outbox
+    from runner.state.outbox import Outbox
 
     bridges, state = tmp_path / "bridges", tmp_path / "state"
     bridges.mkdir()

@@ -37,7 +37,7 @@ from runner.sinks import (
     to_cloudevent,
     to_structured_json,
 )
-from runner.storedjson import StoredJson
+from runner.state.storedjson import StoredJson
 from tests.peers.sink_server import Reply, SinkServer, parse_request
 
 ARN = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import StateError
-from runner.statelock import LOCK_FILE_NAME, StateLock
+from runner.state.lock import LOCK_FILE_NAME, StateLock
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 from tests.peers.runner_process import (
     RunnerProcess,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from runner.outbox import Outbox
+from runner.state.outbox import Outbox
 
 
 class CrashBeforeMarking:

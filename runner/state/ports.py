@@ -2,7 +2,7 @@
 
 The poller writes changes into the outbox; the deliverer reads them back and reports
 what the sink did. Both sides code against these Protocols, so each is tested with the
-real SQLite outbox (`runner.outbox.Outbox`) and can be exercised on its own.
+real SQLite outbox (`runner.state.outbox.Outbox`) and can be exercised on its own.
 """
 
 from __future__ import annotations

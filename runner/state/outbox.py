@@ -44,8 +44,8 @@ from runner.diff import Change, SnapshotEntry
 from runner.errors import StateError
 from runner.events import NewEvent
 from runner.model import STATE_FILE_NAME, OutboxEvent
-from runner.ports import OutboxPort
-from runner.storedjson import StoredJson
+from runner.state.ports import OutboxPort
+from runner.state.storedjson import StoredJson
 
 STATE_FILE = STATE_FILE_NAME  # one name, shared with the loader and file: sinks
 SCHEMA_VERSION = 1
@@ -116,7 +116,7 @@ class OutboxStats:
 
 
 class Outbox:
-    """The SQLite state of all bridges. Implements `runner.ports.OutboxPort`.
+    """The SQLite state of all bridges. Implements `runner.state.ports.OutboxPort`.
 
     Every method commits before it returns, and raises `StateError` when SQLite fails
     (disk full, file locked by another process beyond the busy timeout, corruption).
@@ -288,7 +288,7 @@ class Outbox:
             _touch(conn, bridge_id, now)
         return seqs
 
-    # -- the outbox (runner.ports.OutboxPort) --------------------------------------------
+    # -- the outbox (runner.state.ports.OutboxPort) --------------------------------------------
 
     def append_events(self, bridge_id: str, events: Sequence[NewEvent]) -> list[int]:
         """Append events without a scan (tests, benchmarks); returns their seqs."""
@@ -525,5 +525,5 @@ def _touch(conn: sqlite3.Connection, bridge_id: str, when: float) -> None:
 
 
 def _as_port(outbox: Outbox) -> OutboxPort:
-    # Never called: mypy checks here that Outbox implements runner.ports.OutboxPort.
+    # Never called: mypy checks here that Outbox implements runner.state.ports.OutboxPort.
     return outbox
