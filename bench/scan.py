@@ -37,9 +37,9 @@ from moto.server import ThreadedMotoServer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.peers
 
 from runner.model import AwsAuth, AwsCredentials, SecretRef
-from runner.ratelimit import RequestBudgets
 from runner.secrets.resolver import SecretResolver
-from runner.sources.cognito import CognitoClients, CognitoPool, ScanResult
+from runner.sources.cognito.budget import RequestBudgets
+from runner.sources.cognito.client import CognitoClients, CognitoPool, ScanResult
 from tests.peers.cognito_proxy import CognitoProxy
 from tests.peers.moto_server import CognitoAdmin, PoolInfo
 

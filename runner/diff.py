@@ -5,7 +5,7 @@ fingerprints each (`to_record`) and compares them with the bridge's stored snaps
 (username -> `SnapshotEntry`, `diff_scan`), returning the `Change`s that `runner.events`
 turns into CloudEvents and `runner.state.outbox` commits (DESIGN §4.1).
 
-Dates arrive as the epoch seconds of Cognito's JSON (`runner.sources.cognito` keeps
+Dates arrive as the epoch seconds of Cognito's JSON (`runner.sources.cognito.client` keeps
 botocore from turning them into `tzlocal()` datetimes, which cost more than the whole
 fingerprint); aware or naive datetimes and RFC 3339 strings are accepted as well, and one
 instant gives one fingerprint and one string whatever form it came in.

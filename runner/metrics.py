@@ -33,7 +33,7 @@ from prometheus_client.metrics_core import (
 )
 
 from runner import __version__
-from runner.ratelimit import BucketStats, RequestBudgets
+from runner.sources.cognito.budget import BucketStats, RequestBudgets
 from runner.status.counters import SinkCounters, SourceCounters
 from runner.status.writer import CONDITION_TYPES
 

@@ -46,8 +46,8 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from runner._kits.wording import plural
 from runner.errors import UsageError
 from runner.metrics import ReconcilerView, RunnerCollector, RunnerSnapshot, take_snapshot
-from runner.ratelimit import RequestBudgets
 from runner.secrets.redaction import Redactor
+from runner.sources.cognito.budget import RequestBudgets
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from runner.errors import BridgeRunnerError, PermanentError, TemporaryError
 from runner.events import build_events
 from runner.model import Bridge
 from runner.secrets.resolver import SecretResolver
-from runner.sources.cognito import CognitoClients, CognitoPool, ScanResult, segments_cover
+from runner.sources.cognito.client import CognitoClients, CognitoPool, ScanResult, segments_cover
 from runner.state.outbox import Outbox
 from runner.status.counters import SinkCounters, SourceCounters
 

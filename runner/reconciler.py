@@ -42,7 +42,7 @@ from runner.plan import (
 from runner.poller import BridgePoller
 from runner.secrets.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.secrets.resolver import SecretResolver
-from runner.sources.cognito import CognitoClients
+from runner.sources.cognito.client import CognitoClients
 from runner.state.outbox import Outbox
 from runner.status.runrecord import RunIdentity
 from runner.status.writer import StatusWriter, ce_attributes_for, render_status

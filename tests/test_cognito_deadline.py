@@ -19,9 +19,9 @@ import pytest
 from runner.errors import SourceUnavailable
 from runner.model import Bridge, CognitoSource, Delivery, PoolArn, Sink, Target
 from runner.poller import BridgePoller
-from runner.ratelimit import RequestBudgets
 from runner.secrets.resolver import SecretResolver
-from runner.sources.cognito import CognitoClients, CognitoSettings
+from runner.sources.cognito.budget import RequestBudgets
+from runner.sources.cognito.client import CognitoClients, CognitoSettings
 from runner.state.outbox import Outbox
 
 POOL = PoolArn(

@@ -18,9 +18,9 @@ import pytest
 from runner.diff import normalize_user, to_record
 from runner.errors import SourceRejected, SourceUnavailable
 from runner.model import AwsAuth, AwsCredentials, CognitoSource, SecretRef
-from runner.ratelimit import RequestBudgets
 from runner.secrets.resolver import SecretResolver
-from runner.sources.cognito import CognitoClients, CognitoPool, CognitoSettings, ScanResult
+from runner.sources.cognito.budget import RequestBudgets
+from runner.sources.cognito.client import CognitoClients, CognitoPool, CognitoSettings, ScanResult
 from tests.peers.cognito_proxy import CognitoProxy
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 

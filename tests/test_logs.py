@@ -12,7 +12,7 @@ import pytest
 from runner.logs import LogFormat, configure_logging
 from runner.model import SecretRef
 from runner.secrets.resolver import SecretResolver
-from runner.sources.aws_logs import WireLogScrubber
+from runner.sources.cognito.botocore_logs import WireLogScrubber
 
 # A `%` next to the secret is what used to break the redacted message's formatting.
 SECRET = "s3cr3t-token-value-0f-test-logs"

@@ -18,10 +18,10 @@ import pytest
 
 from runner.model import Bridge, Delivery, Sink, Target
 from runner.poller import BridgePoller, Checkpoint
-from runner.ratelimit import RequestBudgets
 from runner.schemas import validator
 from runner.secrets.resolver import SecretResolver
-from runner.sources.cognito import CognitoClients
+from runner.sources.cognito.budget import RequestBudgets
+from runner.sources.cognito.client import CognitoClients
 from runner.state.outbox import Outbox
 from tests.peers.faults import CrashBeforeMarking
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from runner.ratelimit import RequestBudgets, TokenBucket
+from runner.sources.cognito.budget import RequestBudgets, TokenBucket
 
 
 class FakeClock:

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from runner import reconciler as reconciler_module
-from runner.ratelimit import RequestBudgets
 from runner.reconciler import Reconciler, RunnerSettings
 from runner.secrets.resolver import SecretResolver
-from runner.sources.cognito import CognitoClients
+from runner.sources.cognito.budget import RequestBudgets
+from runner.sources.cognito.client import CognitoClients
 from runner.state.outbox import Outbox
 from tests.peers.moto_server import MotoServer, PoolInfo
 from tests.peers.runner_process import bridge_yaml

@@ -13,9 +13,9 @@ import pytest
 from runner import poller as poller_module
 from runner.model import Bridge, Delivery, Sink, Target
 from runner.poller import BridgePoller
-from runner.ratelimit import RequestBudgets
 from runner.secrets.resolver import SecretResolver
-from runner.sources.cognito import CognitoClients, segments_cover
+from runner.sources.cognito.budget import RequestBudgets
+from runner.sources.cognito.client import CognitoClients, segments_cover
 from runner.state.outbox import Outbox
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 from tests.peers.sink_server import SinkServer

@@ -72,11 +72,11 @@ from runner._kits.backoff import equal_jitter
 from runner._kits.wording import plural
 from runner.errors import BridgeRunnerError, SecretError, SourceRejected, SourceUnavailable
 from runner.model import AwsCredentials, CognitoSource
-from runner.ratelimit import RequestBudgets, TokenBucket
 from runner.secrets.redaction import Redactor
 from runner.secrets.resolver import SecretResolver
-from runner.sources.aws_errors import THROTTLED_CODES, secret_error, translate_error
-from runner.sources.aws_logs import guard_botocore_logs
+from runner.sources.cognito.botocore_logs import guard_botocore_logs
+from runner.sources.cognito.budget import RequestBudgets, TokenBucket
+from runner.sources.cognito.errors import THROTTLED_CODES, secret_error, translate_error
 
 if TYPE_CHECKING:
     from mypy_boto3_cognito_idp import CognitoIdentityProviderClient

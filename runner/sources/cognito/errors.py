@@ -25,7 +25,7 @@ from botocore.exceptions import (
 )
 
 from runner.errors import BridgeRunnerError, SecretError, SourceRejected, SourceUnavailable
-from runner.sources.aws_logs import scrub
+from runner.sources.cognito.botocore_logs import scrub
 
 THROTTLED_CODES = frozenset(
     {
