@@ -4,7 +4,7 @@
     .venv/bin/python bench/deliver.py --quick    # small counts, 1 run: a smoke run
 
 What is timed is `Deliverer.deliver_pending()` of one bridge from an outbox pre-filled with
-realistic user events (built by `runner.events.build_events`) until every event is committed
+realistic user events (built by `runner.polling.events.build_events`) until every event is committed
 as delivered: outbox reads, CloudEvents encoding, the POSTs, and the delivered marks.
 
 Beside it, in the same run and against the same sink, the baseline: a raw httpx loop
@@ -40,12 +40,12 @@ from pathlib import Path
 import httpx
 from cloudevents.core.bindings.http import HTTPMessage
 
-from runner.delivery import Deliverer
-from runner.diff import Change, to_record
-from runner.events import NewEvent, build_events
+from runner.delivery.deliverer import Deliverer
+from runner.delivery.sinks import encode_request
 from runner.model import Bridge, CognitoSource, PoolArn, Sink, SinkFormat, Target
+from runner.polling.diff import Change, to_record
+from runner.polling.events import NewEvent, build_events
 from runner.secrets.resolver import SecretResolver
-from runner.sinks import encode_request
 from runner.state.outbox import STATE_FILE, Outbox
 from runner.status.counters import SinkCounters
 

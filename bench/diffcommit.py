@@ -37,9 +37,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.diff import diff_users, to_record
-from runner.events import build_events
 from runner.model import Bridge, CognitoSource, PoolArn, Sink, Target
+from runner.polling.diff import diff_users, to_record
+from runner.polling.events import build_events
 from runner.state.outbox import Outbox
 
 ARN = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B"

@@ -62,9 +62,9 @@ def median_of(runs: int, fn: Callable[[], float]) -> float:
 
 
 def load_diff() -> Callable[[list[dict[str, Any]]], Callable[[list[dict[str, Any]]], int]] | None:
-    """`prepare(users) -> diff(users) -> changes`, or None while runner.diff is missing."""
+    """`prepare(users) -> diff(users) -> changes`, or None while runner.polling.diff is missing."""
     try:
-        from runner.diff import SnapshotEntry, diff_scan, to_record
+        from runner.polling.diff import SnapshotEntry, diff_scan, to_record
     except ImportError:
         return None
 
@@ -130,7 +130,7 @@ def bench_overhead(admin: CognitoAdmin, endpoint: str, users: int, runs: int) ->
 
     bare_s, ours_s = statistics.median(bare_times), statistics.median(our_times)
     ratio = ours_s / bare_s
-    what = "scan + diff" if prepare else "scan only (runner.diff not available)"
+    what = "scan + diff" if prepare else "scan only (runner.polling.diff not available)"
     print(f"1. full scan of {users} users, median of {runs}")
     print(f"   bare boto3 paginator     {bare_s:7.3f} s  ({users / bare_s:8.0f} users/s)")
     print(f"   runner {what:<17} {ours_s:7.3f} s  ({users / ours_s:8.0f} users/s)")

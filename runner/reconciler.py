@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 
 from runner._kits.wording import plural, printable
+from runner.delivery.leftovers import write_undelivered
 from runner.errors import StateError
 from runner.gitrev import observed_revision
-from runner.leftovers import write_undelivered
 from runner.loader.config import load_bridge, move_key
 from runner.loader.discovery import NOT_UTF8_NAME, discover_bridge_files, find_id_clashes, is_utf8
 from runner.model import Bridge, LoadResult, bridge_id_for
@@ -39,7 +39,7 @@ from runner.plan import (
     pair_moves,
     plan_reconcile,
 )
-from runner.poller import BridgePoller
+from runner.polling.poller import BridgePoller
 from runner.secrets.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.client import CognitoClients

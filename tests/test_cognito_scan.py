@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from runner.diff import normalize_user, to_record
 from runner.errors import SourceRejected, SourceUnavailable
 from runner.model import AwsAuth, AwsCredentials, CognitoSource, SecretRef
+from runner.polling.diff import normalize_user, to_record
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.budget import RequestBudgets
 from runner.sources.cognito.client import CognitoClients, CognitoPool, CognitoSettings, ScanResult

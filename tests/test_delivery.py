@@ -1,6 +1,6 @@
-"""At-least-once, in-order delivery (runner/delivery.py) against the real SQLite outbox and
-real loopback sinks: every format, every sink fault of DESIGN §4.2, dead letters, parking,
-crash and cancellation safety, and secrets kept out of logs, counters and errors.
+"""At-least-once, in-order delivery (runner/delivery/deliverer.py) against the real SQLite outbox
+and real loopback sinks: every format, every sink fault of DESIGN §4.2, dead letters, parking, crash
+and cancellation safety, and secrets kept out of logs, counters and errors.
 
 Backoff waits go through an injected `sleep` that records the delay and returns at once,
 so the tests assert the delays asked for instead of waiting them out; the jitter drawn for
@@ -33,16 +33,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import runner._kits.backoff as jitter_module
-import runner.delivery as delivery_module
-import runner.poller as poller
-from runner.delivery import (
+import runner.delivery.deliverer as delivery_module
+import runner.polling.poller as poller
+from runner.delivery.deliverer import (
     DEAD_LETTER_RETRIES,
     Deliverer,
     backoff_delay,
     retry_delay,
 )
-from runner.diff import Change, to_record
-from runner.events import NewEvent, build_events
 from runner.model import (
     Bridge,
     CognitoSource,
@@ -54,6 +52,8 @@ from runner.model import (
     SinkFormat,
     Target,
 )
+from runner.polling.diff import Change, to_record
+from runner.polling.events import NewEvent, build_events
 from runner.secrets.resolver import SecretResolver
 from runner.state.outbox import Outbox
 from runner.status.counters import SinkCounters

@@ -1,4 +1,5 @@
-"""runner.diff: normalizing Cognito users, fingerprints, and created/updated/deleted detection."""
+"""runner.polling.diff: normalizing Cognito users, fingerprints, and created/updated/deleted
+detection."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner._kits.rfc3339 import rfc3339
-from runner.diff import (
+from runner.errors import SourceRejected
+from runner.polling.diff import (
     Change,
     SnapshotEntry,
     UserRecord,
@@ -25,7 +27,6 @@ from runner.diff import (
     normalize_user,
     to_record,
 )
-from runner.errors import SourceRejected
 from runner.schemas import validator
 from tests.conformance import Conformance
 

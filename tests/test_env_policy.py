@@ -17,13 +17,13 @@ import httpx
 import pytest
 
 from runner.cli import allowed_env, build_parser, main
+from runner.delivery.sinks import SendOutcome, knative_error_extensions, open_sender, safe_uri
 from runner.errors import SecretError
 from runner.loader.config import load_bytes
 from runner.model import LoadResult, OutboxEvent, SecretRef, Sink, Target
 from runner.secrets.envpolicy import ALLOW_ENV_VAR, EnvPolicy, parse_allow_env
 from runner.secrets.redaction import Redactor
 from runner.secrets.resolver import SecretResolver
-from runner.sinks import SendOutcome, knative_error_extensions, open_sender, safe_uri
 from tests.peers.echo_sink import EchoSink
 
 ROOT = Path("/bridges")

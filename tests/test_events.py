@@ -1,4 +1,5 @@
-"""runner.events and the event data schemas: CloudEvents exactly as DESIGN §3 defines them."""
+"""runner.polling.events and the event data schemas: CloudEvents exactly as DESIGN §3 defines
+them."""
 
 from __future__ import annotations
 
@@ -17,8 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from runner.diff import Change, SnapshotEntry, diff_scan, normalize_user, to_record
-from runner.events import NewEvent, build_events, event_id
+from runner.delivery.sinks import to_cloudevent
 from runner.model import (
     EVENT_TYPE_DELETED,
     EVENT_TYPE_SYNC,
@@ -30,8 +30,9 @@ from runner.model import (
     Target,
     frozen_map,
 )
+from runner.polling.diff import Change, SnapshotEntry, diff_scan, normalize_user, to_record
+from runner.polling.events import NewEvent, build_events, event_id
 from runner.schemas import load_schema, validator
-from runner.sinks import to_cloudevent
 from runner.state.outbox import Outbox
 from tests.conformance import Conformance
 from tests.peers.sink_server import document_problems, envelope_validator

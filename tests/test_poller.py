@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from runner.model import Bridge, Delivery, Sink, Target
-from runner.poller import BridgePoller, Checkpoint
+from runner.polling.poller import BridgePoller, Checkpoint
 from runner.schemas import validator
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.budget import RequestBudgets

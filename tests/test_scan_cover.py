@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner import poller as poller_module
 from runner.model import Bridge, Delivery, Sink, Target
-from runner.poller import BridgePoller
+from runner.polling import poller as poller_module
+from runner.polling.poller import BridgePoller
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.budget import RequestBudgets
 from runner.sources.cognito.client import CognitoClients, segments_cover

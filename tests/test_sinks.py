@@ -1,5 +1,5 @@
 """Sinks: every wire format end to end to a real loopback sink, file sinks, custom headers,
-and how each sink fault becomes a `SendOutcome` (runner/sinks.py)."""
+and how each sink fault becomes a `SendOutcome` (runner/delivery/sinks.py)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,7 @@ from cloudevents.core.bindings.http import to_structured_event
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from runner.model import HeaderValue, OutboxEvent, SecretRef, Sink, Target
-from runner.secrets.resolver import SecretResolver
-from runner.sinks import (
+from runner.delivery.sinks import (
     BATCH_CONTENT_TYPE,
     FileSender,
     SendOutcome,
@@ -37,6 +35,8 @@ from runner.sinks import (
     to_cloudevent,
     to_structured_json,
 )
+from runner.model import HeaderValue, OutboxEvent, SecretRef, Sink, Target
+from runner.secrets.resolver import SecretResolver
 from runner.state.storedjson import StoredJson
 from tests.peers.sink_server import Reply, SinkServer, parse_request
 
@@ -712,7 +712,7 @@ def test_secret_header_never_reaches_logs_or_outcomes(
 
 
 def test_cloudevents_headers_win_over_custom_headers_of_the_same_name() -> None:
-    from runner.sinks import _merged_headers
+    from runner.delivery.sinks import _merged_headers
 
     event = {"ce-id": "1", "Content-Type": "application/json"}
     merged = _merged_headers(event, {"CE-ID": "mine", "x-team": "a", "Accept-Encoding": "gzip"})

@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from runner._kits.gcpause import gc_paused
-from runner.diff import Change, SnapshotEntry
 from runner.errors import StateError
-from runner.events import NewEvent
 from runner.model import STATE_FILE_NAME, OutboxEvent
+from runner.polling.diff import Change, SnapshotEntry
+from runner.polling.events import NewEvent
 from runner.state.ports import OutboxPort
 from runner.state.storedjson import StoredJson
 
@@ -303,7 +303,7 @@ class Outbox:
         """Up to `limit` pending (not parked) events of the bridge, lowest seq first.
 
         Attributes and data come as `StoredJson`: parsed only when read, and their stored
-        text can be sent as is (see `runner.sinks.to_structured_json`)."""
+        text can be sent as is (see `runner.delivery.sinks.to_structured_json`)."""
         with self._reading() as conn:
             rows = conn.execute(
                 "SELECT seq, event_id, attributes, data, attempts FROM events"

@@ -24,7 +24,7 @@ also paces every attempt on its actual send time (`TokenBucket.pace_blocking`).
 
 Dates stay the epoch seconds (int or float) that Cognito's JSON carries: botocore's default
 parser would make each a datetime with its own `dateutil.tz.tzlocal()`, about 8 µs and
-500 bytes per date, two dates per user, and the first thing `runner.diff` would do is turn
+500 bytes per date, two dates per user, and the first thing `runner.polling.diff` would do is turn
 it back into a number. Only these clients parse that way; STS keeps botocore's default.
 
 A scan reads every page (`Limit` 60) until a response carries no `PaginationToken`; short

@@ -2,7 +2,7 @@
 
 Pure, no I/O. `build_events` turns the `Change`s of one scan into `NewEvent`s, which the
 outbox stores as JSON (`time` as an RFC 3339 string) and delivery sends, rebuilding a
-cloudevents SDK event for each send (`runner.sinks.to_cloudevent`).
+cloudevents SDK event for each send (`runner.delivery.sinks.to_cloudevent`).
 
 Event ids are deterministic, so sinks can dedupe on (source, id): a hash of the pool ARN,
 the username, the change type and a marker (DESIGN §3). The outbox stores each id with its
@@ -20,7 +20,7 @@ and a deduping sink would drop the third. A scan sees each change once: the snap
 commits with its events makes the next scan find nothing for that user.
 
 A user deleted and created again under its username gives a `deleted` change and a
-`created` one in the same scan (`runner.diff.diff_scan`); the change type is hashed in, so
+`created` one in the same scan (`runner.polling.diff.diff_scan`); the change type is hashed in, so
 the two events never share an id.
 """
 
@@ -34,7 +34,6 @@ from datetime import datetime
 from typing import Any
 
 from runner._kits.rfc3339 import rfc3339
-from runner.diff import Change
 from runner.model import (
     CHANGETYPE_EXTENSION,
     EVENT_TYPE_DELETED,
@@ -43,6 +42,7 @@ from runner.model import (
     Bridge,
     ChangeType,
 )
+from runner.polling.diff import Change
 
 SPECVERSION = "1.0"
 DATACONTENTTYPE = "application/json"

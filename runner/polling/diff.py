@@ -2,7 +2,7 @@
 
 Pure, no I/O. The poller hands the raw `UserType` dicts of one scan to `diff_users`, which
 fingerprints each (`to_record`) and compares them with the bridge's stored snapshot
-(username -> `SnapshotEntry`, `diff_scan`), returning the `Change`s that `runner.events`
+(username -> `SnapshotEntry`, `diff_scan`), returning the `Change`s that `runner.polling.events`
 turns into CloudEvents and `runner.state.outbox` commits (DESIGN §4.1).
 
 Dates arrive as the epoch seconds of Cognito's JSON (`runner.sources.cognito.client` keeps

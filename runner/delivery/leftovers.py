@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from runner.delivery.sinks import to_structured_json
 from runner.model import OutboxEvent
-from runner.sinks import to_structured_json
 from runner.status.writer import write_atomically
 
 UNDELIVERED_DIR = "undelivered"

@@ -27,11 +27,11 @@ import httpx
 
 from runner._kits.backoff import equal_jitter
 from runner._kits.wording import plural
-from runner.delivery import Deliverer
-from runner.diff import SnapshotEntry, diff_users
+from runner.delivery.deliverer import Deliverer
 from runner.errors import BridgeRunnerError, PermanentError, TemporaryError
-from runner.events import build_events
 from runner.model import Bridge
+from runner.polling.diff import SnapshotEntry, diff_users
+from runner.polling.events import build_events
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.client import CognitoClients, CognitoPool, ScanResult, segments_cover
 from runner.state.outbox import Outbox

@@ -2,7 +2,7 @@
 
 Owns the CloudEvents encodings (HTTP binary, structured, batch; JSON lines for `file:`
 sinks), the sink's custom headers, and the translation of whatever the sink did into a
-`SendOutcome`. Retry policy, ordering and bookkeeping belong to `runner.delivery`; this
+`SendOutcome`. Retry policy, ordering and bookkeeping belong to `runner.delivery.deliverer`; this
 module only sends once and says what happened.
 
     to_cloudevent(OutboxEvent) -> CloudEvent          fresh copies every time (the SDK

@@ -55,9 +55,7 @@ from cloudevents.core.bindings.http import HTTPMessage
 
 from runner._kits.backoff import equal_jitter
 from runner._kits.wording import plural
-from runner.model import Bridge, Delivery, OutboxEvent
-from runner.secrets.resolver import SecretResolver
-from runner.sinks import (
+from runner.delivery.sinks import (
     EventSender,
     SendOutcome,
     exception_text,
@@ -65,6 +63,8 @@ from runner.sinks import (
     open_sender,
     safe_uri,
 )
+from runner.model import Bridge, Delivery, OutboxEvent
+from runner.secrets.resolver import SecretResolver
 from runner.state.ports import OutboxPort
 from runner.status.counters import SinkCounters
 
