@@ -61,7 +61,7 @@ class RunningView(Protocol):
 
 
 class ReconcilerView(Protocol):
-    """What metrics and readiness read from `runner.reconciler.Reconciler`."""
+    """What metrics and readiness read from `runner.reconcile.reconciler.Reconciler`."""
 
     @property
     def running(self) -> Mapping[str, RunningView]: ...

@@ -38,15 +38,15 @@ from runner.cli import (
 from runner.errors import StateError, UsageError
 from runner.logs import configure_logging
 from runner.metrics_server import ListenAddress, parse_listen_address, serve_metrics
-from runner.plan import Shard, parse_selector
-from runner.reconciler import Reconciler, RunnerSettings
+from runner.reconcile.plan import Shard, parse_selector
+from runner.reconcile.reconciler import Reconciler, RunnerSettings
+from runner.reconcile.watcher import watch_changes
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.budget import RequestBudgets
 from runner.sources.cognito.client import CognitoClients
 from runner.state.lock import StateLock
 from runner.state.outbox import Outbox
 from runner.status.runrecord import HEARTBEAT_SECONDS, RunIdentity, RunRecordWriter
-from runner.watcher import watch_changes
 
 log = logging.getLogger("runner")
 

@@ -6,7 +6,7 @@ gives up after `--timeout` (exit 1 either way, saying why), printing progress to
 
 What is awaited: the bridge files as on disk, or with `--for-revision A` the files commit A
 declared — DIR itself when DIR is a checkout at A, else A's tree read from DIR's repository
-with git (`runner.gittree`). For each of those files (sha256 `want`), its status file:
+with git (`runner.reconcile.gittree`). For each of those files (sha256 `want`), its status file:
 
 - never counts while stale: its run is not the live run of a runner record
   (`runner.status.runrecord`: a runner that died or restarted);
@@ -42,8 +42,6 @@ from runner._kits.safefile import FileTooLarge, NotRegularFile, open_regular, re
 from runner._kits.wording import printable
 from runner.cli import EXIT_FAILED, EXIT_OK
 from runner.errors import UsageError
-from runner.gitrev import observed_revision
-from runner.gittree import GitError, GitRepo
 from runner.loader.discovery import (
     NOT_UTF8_NAME,
     discover_bridge_files,
@@ -51,7 +49,9 @@ from runner.loader.discovery import (
     is_utf8,
 )
 from runner.model import bridge_id_for
-from runner.plan import Shard
+from runner.reconcile.gitrev import observed_revision
+from runner.reconcile.gittree import GitError, GitRepo
+from runner.reconcile.plan import Shard
 from runner.schemas import validator
 from runner.status.runrecord import RunIdentity, RunRecord, liveness_of, read_run_records
 from runner.status.writer import MAX_STATUS_BYTES, status_path_for

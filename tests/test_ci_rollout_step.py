@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from runner.plan import shard_of
+from runner.reconcile.plan import shard_of
 from runner.status.runrecord import RunIdentity, RunRecordWriter
 from runner.status.writer import render_status, status_path_for
 from tests.peers.git import GIT_ENV, git

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.gitrev import observed_revision
+from runner.reconcile.gitrev import observed_revision
 from tests.peers.git import git
 
 

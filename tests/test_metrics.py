@@ -22,7 +22,7 @@ import runner.metrics_server as metrics_server
 from runner.cli import build_parser, main
 from runner.metrics import RunnerCollector, take_snapshot
 from runner.metrics_server import ListenAddress, MetricsServer, parse_listen_address
-from runner.reconciler import Reconciler
+from runner.reconcile.reconciler import Reconciler
 from runner.sources.cognito.budget import RequestBudgets
 from runner.status.counters import SinkCounters, SourceCounters
 from runner.status.writer import render_status

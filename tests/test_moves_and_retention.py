@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from runner.plan import pair_moves
+from runner.reconcile.plan import pair_moves
 from runner.state.outbox import Outbox
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 from tests.peers.runner_process import RunnerProcess, bridge_yaml, read_status, wait_until

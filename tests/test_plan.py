@@ -1,4 +1,5 @@
-"""The pure reconcile plan (runner/plan.py): hand-checked cases and a property test that any
+"""The pure reconcile plan (runner/reconcile/plan.py): hand-checked cases and a property test that
+any
 sequence of directory states converges, with last-good and without redundant restarts."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from runner.errors import UsageError
 from runner.model import Bridge, CognitoSource, PoolArn, Sink, Target
-from runner.plan import (
+from runner.reconcile.plan import (
     ActionKind,
     DesiredBridge,
     Plan,

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner import reconciler as reconciler_module
-from runner.reconciler import Reconciler, RunnerSettings
+from runner.reconcile import reconciler as reconciler_module
+from runner.reconcile.reconciler import Reconciler, RunnerSettings
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.budget import RequestBudgets
 from runner.sources.cognito.client import CognitoClients

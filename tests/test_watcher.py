@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from watchfiles import Change
 
+from runner.reconcile.watcher import ChangeFilter, DirectoryWatcher, watch_changes, watch_targets
 from runner.status.writer import StatusWriter, status_path_for
-from runner.watcher import ChangeFilter, DirectoryWatcher, watch_changes, watch_targets
 
 SEEN_WITHIN = 10.0  # seconds: generous, CI machines are slow; never a performance claim
 QUIET = 0.6  # seconds to let a change that must be ignored reach the watcher first

@@ -7,8 +7,8 @@
     repo.exists_at(commit, path)   whether a file below DIR exists at that commit
     repo.is_ancestor(a, b)         True / False, or None when it cannot be told
 
-Unlike `runner.gitrev` (on every reconcile, reads files, never spawns git), this spawns the
-`git` binary: it serves only the `status` command, never the runner's hot path. Read-only:
+Unlike `runner.reconcile.gitrev` (on every reconcile, reads files, never spawns git), this spawns
+the `git` binary: it serves only the `status` command, never the runner's hot path. Read-only:
 plumbing commands (`rev-parse`, `ls-tree`, `cat-file`, `merge-base`) that run no hooks.
 """
 

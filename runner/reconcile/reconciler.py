@@ -2,7 +2,7 @@
 
 `Reconciler.reconcile()` is the one step the runner's loop calls on every change and on the
 periodic resync: read the whole directory (the loader), compute the plan against what runs
-(`runner.plan`, pure), carry it out — stops before starts — and write the status files.
+(`runner.reconcile.plan`, pure), carry it out — stops before starts — and write the status files.
 Every poller is a named task owned here; stopping one sets its stop flag, waits with a
 deadline, then cancels and logs what was stuck. One bad file never touches another: each
 file is loaded, started and reported on its own.
@@ -23,11 +23,12 @@ import httpx
 from runner._kits.wording import plural, printable
 from runner.delivery.leftovers import write_undelivered
 from runner.errors import StateError
-from runner.gitrev import observed_revision
 from runner.loader.config import load_bridge, move_key
 from runner.loader.discovery import NOT_UTF8_NAME, discover_bridge_files, find_id_clashes, is_utf8
 from runner.model import Bridge, LoadResult, bridge_id_for
-from runner.plan import (
+from runner.polling.poller import BridgePoller
+from runner.reconcile.gitrev import observed_revision
+from runner.reconcile.plan import (
     Action,
     ActionKind,
     DesiredBridge,
@@ -39,7 +40,6 @@ from runner.plan import (
     pair_moves,
     plan_reconcile,
 )
-from runner.polling.poller import BridgePoller
 from runner.secrets.envpolicy import DEFAULT_ENV_POLICY, EnvPolicy
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.client import CognitoClients
@@ -215,7 +215,7 @@ class Reconciler:
 
     def _moves(self, plan: Plan) -> dict[str, str]:
         """`{new id: old id}` for the bridges this plan stops because their file is gone and
-        starts under another id with the same spec (see `runner.plan.pair_moves`)."""
+        starts under another id with the same spec (see `runner.reconcile.plan.pair_moves`)."""
         removed = {
             a.bridge_id: move_key(self.running[a.bridge_id].bridge)
             for a in plan.actions
