@@ -7,7 +7,7 @@ handlers only set the stop flag; shutdown then stops every poller within its dea
 The run is published for `status` (`runner.status.runrecord`): a record in the bridges directory,
 written before the first reconcile, refreshed every `HEARTBEAT_SECONDS` and marked stopped
 at the end, and the run's identity in every status file.
-With `--metrics-addr`, `runner.metrics_server` serves /metrics, /healthz and /readyz for as
+With `--metrics-addr`, `runner.observability.endpoints` serves /metrics, /healthz and /readyz for as
 long as the reconciler exists.
 """
 
@@ -36,8 +36,8 @@ from runner.cli import (
     allowed_env,
 )
 from runner.errors import StateError, UsageError
-from runner.logs import configure_logging
-from runner.metrics_server import ListenAddress, parse_listen_address, serve_metrics
+from runner.observability.endpoints import ListenAddress, parse_listen_address, serve_metrics
+from runner.observability.logs import configure_logging
 from runner.reconcile.plan import Shard, parse_selector
 from runner.reconcile.reconciler import Reconciler, RunnerSettings
 from runner.reconcile.watcher import watch_changes

@@ -9,15 +9,15 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from runner.logs import LogFormat, configure_logging
 from runner.model import SecretRef
+from runner.observability.logs import LogFormat, configure_logging
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.botocore_logs import WireLogScrubber
 
 # A `%` next to the secret is what used to break the redacted message's formatting.
 SECRET = "s3cr3t-token-value-0f-test-logs"
 CAUSE_SECRET = "cause-secret-from-test-logs-42"
-DEBUG_LIBRARIES_ENV = "BRIDGE_RUNNER_DEBUG_LIBRARIES"  # documented in runner.logs
+DEBUG_LIBRARIES_ENV = "BRIDGE_RUNNER_DEBUG_LIBRARIES"  # documented in runner.observability.logs
 LIBRARY_LOGGERS = ("botocore", "boto3", "urllib3", "httpx", "httpcore")
 
 log = logging.getLogger("runner.test_logs")

@@ -18,10 +18,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-import runner.metrics_server as metrics_server
+import runner.observability.endpoints as metrics_server
 from runner.cli import build_parser, main
-from runner.metrics import RunnerCollector, take_snapshot
-from runner.metrics_server import ListenAddress, MetricsServer, parse_listen_address
+from runner.observability.endpoints import ListenAddress, MetricsServer, parse_listen_address
+from runner.observability.metrics import RunnerCollector, take_snapshot
 from runner.reconcile.reconciler import Reconciler
 from runner.sources.cognito.budget import RequestBudgets
 from runner.status.counters import SinkCounters, SourceCounters

@@ -5,7 +5,8 @@
     MetricsServer                                        the server thread and loop heartbeat
 
     /metrics   Prometheus text format (OpenMetrics when the scraper asks for it), gzipped when
-               the client accepts it, as prometheus_client's own server does: runner.metrics
+               the client accepts it, as prometheus_client's own server does:
+               runner.observability.metrics
     /healthz   200 "ok" while the event loop beats; 503 once it has been silent STUCK_AFTER s
     /readyz    200 when every selected, non-suspended bridge is Ready; otherwise 503 listing
                the bridges that are not and why, or "starting" before the first reconcile
@@ -45,7 +46,12 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from runner._kits.wording import plural
 from runner.errors import UsageError
-from runner.metrics import ReconcilerView, RunnerCollector, RunnerSnapshot, take_snapshot
+from runner.observability.metrics import (
+    ReconcilerView,
+    RunnerCollector,
+    RunnerSnapshot,
+    take_snapshot,
+)
 from runner.secrets.redaction import Redactor
 from runner.sources.cognito.budget import RequestBudgets
 
