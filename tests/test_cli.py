@@ -1,4 +1,4 @@
-"""The command line's frame (runner.cli): the registry, --version, and the one error handler.
+"""The command line's frame (runner.cli.main): the registry, --version, and the one error handler.
 
 This module doubles as a command module: the tests register it as command `boom`, whose `run`
 raises whatever the test asks for, to see how `main` maps it to an exit code and a message.
@@ -138,7 +138,7 @@ def test_offline_commands_import_nothing_slow(argv: list[str]) -> None:
     # httpx; and the CLI keeps jsonschema from importing rfc3987_syntax (~2 s, unused formats).
     program = (
         "import contextlib, io, sys\n"
-        "from runner.cli import main\n"
+        "from runner.cli.main import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    code = main({argv!r})\n"
         "slow = ('boto3', 'botocore', 'httpx', 'rfc3987_syntax', 'lark')\n"

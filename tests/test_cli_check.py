@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.check import github_annotation
-from runner.cli import main
+from runner.cli.check import github_annotation
+from runner.cli.main import main
 from runner.model import Problem
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "check"

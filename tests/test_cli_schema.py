@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from runner import schemas
-from runner.cli import main
+from runner.cli.main import main
 
 
 def test_schema_bridge_prints_the_shipped_bridge_schema(capsys: pytest.CaptureFixture[str]) -> None:

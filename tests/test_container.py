@@ -27,8 +27,8 @@ from types import ModuleType
 import pytest
 
 from runner import __version__
-from runner.cli import SECRETS_DIR_ENV, STATE_DIR_ENV
-from runner.run_cmd import METRICS_ADDR_ENV
+from runner.cli.flags import SECRETS_DIR_ENV, STATE_DIR_ENV
+from runner.cli.run import METRICS_ADDR_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"

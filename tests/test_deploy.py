@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
-from runner.cli import EXIT_FAILED, EXIT_OK, build_parser, main
+from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK
+from runner.cli.main import build_parser, main
 from runner.loader.discovery import discover_bridge_files
 from tests.test_container import dockerfile_stages, stage_env
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.cli import allowed_env, build_parser, main
+from runner.cli.flags import allowed_env
+from runner.cli.main import build_parser, main
 from runner.delivery.sinks import SendOutcome, knative_error_extensions, open_sender, safe_uri
 from runner.errors import SecretError
 from runner.loader.config import load_bytes

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from runner.check import check_paths
+from runner.cli.check import check_paths
 from runner.loader.config import load_bridge
 from runner.loader.discovery import discover_bridge_files
 from runner.schemas import load_schema

@@ -22,12 +22,12 @@ import pytest
 
 from runner._kits.safefile import FileTooLarge, NotRegularFile, read_regular
 from runner._kits.wording import printable
-from runner.check import check_paths, github_annotation, render_json, render_text
+from runner.cli.check import check_paths, github_annotation, render_json, render_text
+from runner.cli.status import read_rows, read_status
 from runner.loader.config import load_bridge
 from runner.model import Problem
 from runner.status.runrecord import RunIdentity, RunRecordWriter, read_run_records
 from runner.status.writer import StatusWriter, render_status
-from runner.status_cmd import read_rows, read_status
 
 T = TypeVar("T")
 
@@ -176,7 +176,7 @@ def test_status_command_never_blocks_on_a_bridge_file_that_is_a_fifo(tmp_path: P
     # Listed as a regular file, then swapped: what `status` meets when it reads the digest.
     fifo = tmp_path / "a.yaml"
     os.mkfifo(fifo)
-    from runner import status_cmd
+    from runner.cli import status as status_cmd
 
     assert _without_blocking(lambda: status_cmd._row("a", fifo, [], datetime.now(UTC)), fifo)
 
@@ -307,7 +307,7 @@ def test_printable_escapes_what_breaks_a_line_and_keeps_the_rest() -> None:
 def test_status_names_a_file_name_that_is_not_utf8_and_the_wait_fails_on_it(
     tmp_path: Path,
 ) -> None:
-    from runner import status_cmd
+    from runner.cli import status as status_cmd
 
     _bad_name(tmp_path)
     rows = read_rows(tmp_path)

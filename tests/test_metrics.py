@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import runner.observability.endpoints as metrics_server
-from runner.cli import build_parser, main
+from runner.cli.main import build_parser, main
 from runner.observability.endpoints import ListenAddress, MetricsServer, parse_listen_address
 from runner.observability.metrics import RunnerCollector, take_snapshot
 from runner.reconcile.reconciler import Reconciler

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import COMMANDS, build_parser
+from runner.cli.main import COMMANDS, build_parser
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 from tests.peers.sink_server import SinkServer
 

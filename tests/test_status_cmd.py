@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 
 BRIDGE = """\
 apiVersion: bridge-runner/v1alpha1

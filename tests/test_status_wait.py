@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 from runner.model import Problem
 from runner.schemas import validator
 from runner.status.runrecord import (

@@ -40,7 +40,7 @@ from typing import Any, Literal, Protocol
 from runner._kits.durations import duration_argument
 from runner._kits.safefile import FileTooLarge, NotRegularFile, open_regular, read_regular
 from runner._kits.wording import printable
-from runner.cli import EXIT_FAILED, EXIT_OK
+from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK
 from runner.errors import UsageError
 from runner.loader.discovery import (
     NOT_UTF8_NAME,

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner._kits.durations import duration_argument, format_duration
-from runner.cli import EXIT_OK
+from runner.cli.exitcodes import EXIT_OK
 from runner.errors import BridgeRunnerError, UsageError
 
 REGION = "us-west-2"

@@ -27,9 +27,8 @@ import httpx
 
 from runner._kits.durations import duration_argument
 from runner._kits.wording import plural
-from runner.cli import (
-    EXIT_FAILED,
-    EXIT_OK,
+from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK
+from runner.cli.flags import (
     add_allow_env_flag,
     add_secrets_dir_flag,
     add_state_dir_flag,

@@ -9,7 +9,7 @@ what `run` accepts. Three output formats share one `CheckReport`: `text` (one `f
 severity: message [path]` line per problem, then a summary), `json` (a document for tools, shape in
 the README) and `github` (workflow-command annotations). Exit codes: 0 every file valid, 1 any file
 invalid (or, with `--strict`, any warning), 2 usage error (raised as `UsageError` and mapped by
-`runner.cli`).
+`runner.cli.main`).
 
 A directory without bridge files is not an error (exit 0, with a note on stderr): the runner
 accepts an empty directory too, and a mistyped path is caught because it does not exist.
@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from runner._kits.wording import plural, printable
-from runner.cli import (
-    EXIT_FAILED,
-    EXIT_OK,
+from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK
+from runner.cli.flags import (
     add_allow_env_flag,
     add_secrets_dir_flag,
     add_state_dir_flag,

@@ -5,47 +5,34 @@ Adding a command is one line in `COMMANDS` plus a module that defines
     def add_arguments(parser: argparse.ArgumentParser) -> None   # the command's own flags
     def run(args: argparse.Namespace) -> int                     # returns the exit code
 
-Every command gets `--debug`; `add_secrets_dir_flag` / `add_state_dir_flag` /
-`add_allow_env_flag` give the common `--secrets-dir` / `--state-dir` / `--allow-env` with their
-environment defaults. Only the chosen command's module is imported, so `check` does not pay for
-boto3 or httpx that `run` needs. Every command module raises errors from `runner.errors`;
-`main` alone turns them into exit codes (`EXIT_*` below) and messages, so library code never
-calls `sys.exit`.
+Every command gets `--debug`; `runner.cli.flags` gives the common `--secrets-dir` /
+`--state-dir` / `--allow-env` with their environment defaults. Only the chosen command's module is
+imported, so `check` does not pay for boto3 or httpx that `run` needs. Every command module raises
+errors from `runner.errors`; `main` alone turns them into exit codes (`runner.cli.exitcodes`) and
+messages, so library code never calls `sys.exit`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, cast
 
 from runner import __version__
+from runner.cli.exitcodes import (
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+)
 from runner.errors import BridgeRunnerError, UsageError
-from runner.secrets.envpolicy import ALLOW_ENV_FLAG, ALLOW_ENV_VAR, BRIDGE_VAR_PREFIX, EnvPolicy
-from runner.secrets.envpolicy import parse_allow_env as _parse_allow_env
 from runner.secrets.redaction import Redactor
-from runner.secrets.resolver import DEFAULT_SECRETS_DIR
 
 PROG = "bridge-runner"
-
-EXIT_OK = 0
-EXIT_FAILED = 1  # the command ran and found a problem (invalid bridge, bridge not Ready, ...)
-EXIT_USAGE = 2  # the command line was wrong (argparse uses 2 as well)
-EXIT_INTERNAL = 3  # a bug or an unexpected environment failure
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
-
-# Common flags: defaults come from the environment so a container image can set them once.
-SECRETS_DIR_ENV = "BRIDGE_RUNNER_SECRETS_DIR"
-STATE_DIR_ENV = "BRIDGE_RUNNER_STATE_DIR"
-# Relative to the working directory; hidden, so that a state directory kept inside the bridges
-# directory is never mistaken for bridges. The container image sets BRIDGE_RUNNER_STATE_DIR.
-DEFAULT_STATE_DIR = ".bridge-runner-state"
 
 # Imported by jsonschema when installed, and slow to import: see _skip_slow_optional_imports.
 _SLOW_OPTIONAL_MODULE = "rfc3987_syntax"
@@ -66,91 +53,18 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "check": Command("validate bridge files offline (files or directories)", "runner.check"),
-    "schema": Command("print a JSON Schema (for editors and other tools)", "runner.schema_cmd"),
+    "check": Command("validate bridge files offline (files or directories)", "runner.cli.check"),
+    "schema": Command("print a JSON Schema (for editors and other tools)", "runner.cli.schema"),
     "run": Command(
-        "run the bridges of a directory, keeping pollers in step with it", "runner.run_cmd"
+        "run the bridges of a directory, keeping pollers in step with it", "runner.cli.run"
     ),
     "demo": Command(
-        "try it: local Cognito emulator, sink and runner, events flowing", "runner.demo"
+        "try it: local Cognito emulator, sink and runner, events flowing", "runner.cli.demo"
     ),
     "status": Command(
-        "show the status files of a bridges directory; --wait for Ready", "runner.status_cmd"
+        "show the status files of a bridges directory; --wait for Ready", "runner.cli.status"
     ),
 }
-
-
-def add_secrets_dir_flag(parser: argparse.ArgumentParser) -> None:
-    """`--secrets-dir`: where valueFromFile / valueFromSecret references are read from."""
-    parser.add_argument(
-        "--secrets-dir",
-        type=Path,
-        default=Path(os.environ.get(SECRETS_DIR_ENV) or DEFAULT_SECRETS_DIR),
-        metavar="DIR",
-        help=(
-            "directory that valueFromFile and valueFromSecret references are read from "
-            f"(default: ${SECRETS_DIR_ENV}, else {DEFAULT_SECRETS_DIR})"
-        ),
-    )
-
-
-def add_state_dir_flag(parser: argparse.ArgumentParser) -> None:
-    """`--state-dir`: the runner's SQLite state, and the base of `file:` sinks."""
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR),
-        metavar="DIR",
-        help=(
-            "directory for the runner's state; file: sink paths are relative to it "
-            f"(default: ${STATE_DIR_ENV}, else ./{DEFAULT_STATE_DIR})"
-        ),
-    )
-
-
-def add_allow_env_flag(parser: argparse.ArgumentParser) -> None:
-    """`--allow-env`: which environment variables bridges may read (`runner.secrets.envpolicy`).
-    `run` and `check` both take it, so that `check` accepts exactly what `run` accepts;
-    read the result with `allowed_env(args)`."""
-    parser.add_argument(
-        ALLOW_ENV_FLAG,
-        dest="allow_env",
-        action="append",
-        type=_allow_env_pattern,
-        default=None,  # None: not given, $BRIDGE_RUNNER_ALLOW_ENV applies (see allowed_env)
-        metavar="PATTERN",
-        help=(
-            f"let bridges read this environment variable through ${{VAR}} and valueFromEnv: "
-            f"a name or a shell-style glob such as SINK_* (repeatable; replaces "
-            f"${ALLOW_ENV_VAR}, comma-separated; {BRIDGE_VAR_PREFIX}* is always allowed, "
-            "nothing else by default)"
-        ),
-    )
-
-
-def allowed_env(args: argparse.Namespace) -> EnvPolicy:
-    """The environment policy of a command line that has `add_allow_env_flag`: its
-    `--allow-env` flags if any, else `$BRIDGE_RUNNER_ALLOW_ENV`. A bad entry in the variable
-    is a `UsageError` that gives its position, not its text."""
-    if args.allow_env is not None:
-        return EnvPolicy(tuple(dict.fromkeys(args.allow_env)))
-    try:
-        return _parse_allow_env(os.environ.get(ALLOW_ENV_VAR, "").split(","), source=ALLOW_ENV_VAR)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _allow_env_pattern(text: str) -> str:
-    try:
-        _parse_allow_env([text], source=ALLOW_ENV_FLAG)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a variable name or a glob of one "
-            "(letters, digits, _ and the glob characters * ? [ ] !)"
-        ) from None
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return text.strip()
 
 
 def _common_flags() -> argparse.ArgumentParser:
