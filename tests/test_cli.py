@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import __version__, cli
+from runner import __version__
+from runner.cli import main as cli
 from runner.errors import ConfigError, SourceRejected, UsageError
 from runner.model import Problem
 from runner.secrets.redaction import Redactor
