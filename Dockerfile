@@ -12,7 +12,7 @@
 # Two stages: the builder turns the source tree into a wheel and installs it (with its runtime
 # dependencies, no extras) into a virtualenv; the final stage copies only that virtualenv onto
 # the same slim base, so no build tooling, source tree or pip cache ends up in the image.
-# tests/test_container.py repeats the builder's steps in a clean venv (no Docker engine on CI).
+# tests/project/test_container.py repeats the builder's steps in a clean venv (no Docker engine on CI).
 
 # Pinned by tag; pin by digest too (python:3.11.13-slim-bookworm@sha256:...) where builds must
 # be reproducible byte for byte. Both stages must share it: the virtualenv refers to its python.

@@ -18,7 +18,7 @@ from runner.cli.check import github_annotation
 from runner.cli.main import main
 from runner.model import Problem
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "check"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "check"
 PLAIN_SECRET = "tok-PLAIN-9f8e7d6c5b4a"  # the header value written in plain-secret.yaml
 
 BROKEN = "bridges/team-a/broken.yml"

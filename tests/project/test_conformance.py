@@ -26,9 +26,9 @@ from tests.conformance import (
 )
 from tests.peers.sink_server import SinkServer, parse_request
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # A test file with two conformance tests and four that need nothing beside the repository.
-TARGET = "tests/test_config_triggermesh.py"
+TARGET = "tests/loader/test_config_triggermesh.py"
 STRUCTURED = {"content-type": "application/cloudevents+json"}
 SYNC = "com.amazon.cognito-idp.sync_trigger"
 

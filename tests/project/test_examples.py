@@ -14,7 +14,7 @@ from runner.loader.config import load_bridge
 from runner.loader.discovery import discover_bridge_files
 from runner.schemas import load_schema
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BRIDGES = ROOT / "bridges"
 EXAMPLES = discover_bridge_files(BRIDGES)
 

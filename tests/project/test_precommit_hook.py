@@ -23,7 +23,7 @@ import yaml
 
 from runner.loader.discovery import discover_bridge_files
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PRE_COMMIT = Path(sys.executable).parent / "pre-commit"
 HOOK_ID = "bridge-runner-check"
 

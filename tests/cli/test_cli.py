@@ -147,7 +147,7 @@ def test_offline_commands_import_nothing_slow(argv: list[str]) -> None:
     )
     completed = subprocess.run(
         [sys.executable, "-c", program],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
         text=True,
         check=True,

@@ -32,7 +32,7 @@ def test_an_irregular_plural_is_given_by_the_caller() -> None:
     assert plural(0, "empty page") == "0 empty pages"
 
 
-RUNNER = Path(__file__).resolve().parent.parent / "runner"
+RUNNER = Path(__file__).resolve().parents[2] / "runner"
 # Nouns that messages count. A count placed before one by hand reads "1 changes" for 1.
 COUNTED = (
     "attempts|bridges|changes|characters|errors|events|fields|files|pages|paths|requests|"

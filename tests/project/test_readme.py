@@ -22,7 +22,7 @@ from runner.cli.main import COMMANDS, build_parser
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 from tests.peers.sink_server import SinkServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 TESTS = "\n".join(
     p.read_text(encoding="utf-8")

@@ -30,9 +30,9 @@ import yaml
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK
 from runner.cli.main import build_parser, main
 from runner.loader.discovery import discover_bridge_files
-from tests.test_container import dockerfile_stages, stage_env
+from tests.project.test_container import dockerfile_stages, stage_env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 COMPOSE = ROOT / "deploy" / "docker-compose.yaml"
 WORKFLOW = ROOT / "docs" / "examples" / "bridges-ci.yaml"
@@ -461,7 +461,7 @@ def test_the_pull_request_check_passes_on_the_example_bridges(
 
 
 # The wait step itself (copying every shard's statuses and the runner record, fetching main,
-# `status --wait`) runs against real git repositories in tests/test_ci_rollout_step.py.
+# `status --wait`) runs against real git repositories in tests/project/test_ci_rollout_step.py.
 
 
 # --- the pre-commit hook -----------------------------------------------------------------------

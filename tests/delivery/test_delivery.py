@@ -858,7 +858,7 @@ def test_delivery_counters_fill_the_status_block(
 
 def test_bench_deliver_quick_smoke() -> None:
     """`bench/deliver.py --quick` runs end to end (figures are not asserted: not a timing test)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     result = subprocess.run(
         [sys.executable, str(root / "bench" / "deliver.py"), "--quick"],
         capture_output=True,

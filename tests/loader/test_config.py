@@ -12,7 +12,7 @@ import pytest
 from runner.loader.config import bridge_digest, effective_spec, load_bridge, load_bytes
 from runner.model import LoadResult, SecretRef, Target
 
-FIXTURES = Path(__file__).parent / "fixtures" / "config"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "config"
 ROOT = Path("/bridges")
 ARN = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B"
 SECRET_SHAPE = (

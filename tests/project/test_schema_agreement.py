@@ -38,7 +38,7 @@ from runner.model import RESERVED_ATTRIBUTES, Problem
 from runner.schemas import load_schema, validator
 from runner.secrets.envpolicy import EnvPolicy
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FORMATS = {
     ("bridge-runner/v1alpha1", "Bridge"): "bridge",
     ("sources.triggermesh.io/v1alpha1", "AWSCognitoUserPoolSource"): "triggermesh",

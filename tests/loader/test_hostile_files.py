@@ -1,5 +1,5 @@
 """Hostile or odd files in a bridges directory, reader by reader (issue 9; the runner as a
-process: tests/test_hostile_files_process.py).
+process: tests/process/test_hostile_files_process.py).
 
 A read that would block on a FIFO runs in a thread here: if it is still blocked after a while,
 the test opens the FIFO's other end (which lets it go, so no thread is left behind) and fails.

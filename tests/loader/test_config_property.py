@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from runner.loader.config import load_bytes
 from runner.model import LoadResult
-from tests.test_config import FULL, MINIMAL
+from tests.loader.test_config import FULL, MINIMAL
 
 ROOT = Path("/bridges")
 EXAMPLES = [yaml.safe_load(FULL), yaml.safe_load(MINIMAL)]

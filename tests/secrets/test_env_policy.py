@@ -1,7 +1,7 @@
 """The environment policy (issue 9, item 3), in process: which variables bridges may read
 through `${VAR}` and `valueFromEnv`, the `--allow-env` flag and `BRIDGE_RUNNER_ALLOW_ENV` of
 `run` and `check`, the masking of values that came from the environment, and sink URIs shown
-without their query string. The runner as a subprocess: tests/test_env_policy_process.py."""
+without their query string. The runner as a subprocess: tests/process/test_env_policy_process.py."""
 
 from __future__ import annotations
 

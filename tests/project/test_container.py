@@ -30,7 +30,7 @@ from runner import __version__
 from runner.cli.flags import SECRETS_DIR_ENV, STATE_DIR_ENV
 from runner.cli.run import METRICS_ADDR_ENV
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 HEALTHCHECK_SCRIPT = ROOT / "deploy" / "container" / "healthcheck.py"
 VENV_BIN = Path(sys.executable).parent

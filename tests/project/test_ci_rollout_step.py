@@ -23,7 +23,7 @@ from runner.status.runrecord import RunIdentity, RunRecordWriter
 from runner.status.writer import render_status, status_path_for
 from tests.peers.git import GIT_ENV, git
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "docs" / "examples" / "bridges-ci.yaml"
 STEP = "Wait until every bridge is Ready at this commit"
 VENV_BIN = Path(sys.executable).parent

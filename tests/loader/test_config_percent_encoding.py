@@ -17,7 +17,7 @@ from runner.cli.check import check_paths
 from runner.delivery.sinks import encode_binary
 from runner.loader.config import load_bytes, percent_encoded_characters
 from runner.model import LoadResult, OutboxEvent
-from tests.test_config import MINIMAL
+from tests.loader.test_config import MINIMAL
 
 ROOT = Path("/bridges")
 SINK_ADVICE = "use format: structured or batch, whose JSON carries the value as it is"

@@ -2,7 +2,7 @@
 files rendered as the runner renders them, with a runner record of this (live) process.
 
 The process-level cases (a real runner against moto, SIGKILLed) are in
-tests/test_status_wait_process.py; these cover the rules one by one."""
+tests/process/test_status_wait_process.py; these cover the rules one by one."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ import pytest
 
 from tests.conformance import REQUIRE_ENV
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Set in the environment of the run this test starts: if that run ever came back here, it
 # would fail at once instead of cloning again.
 INNER = "BRIDGE_RUNNER_INSIDE_LONE_CLONE_TEST"
@@ -162,7 +162,7 @@ def test_ci_requires_the_conformance_tests_where_the_folder_is(tmp_path: Path) -
     assert code == 0
     assert pytest_calls == [
         f"pytest  [{REQUIRE_ENV}=1]",
-        f"pytest -m slow tests/test_lone_clone.py [{REQUIRE_ENV}=1]",
+        f"pytest -m slow tests/process/test_lone_clone.py [{REQUIRE_ENV}=1]",
     ]
 
 
@@ -174,7 +174,7 @@ def test_ci_lets_them_be_skipped_where_the_folder_is_not(tmp_path: Path) -> None
     assert code == 0
     assert pytest_calls == [
         f"pytest  [{REQUIRE_ENV}=]",
-        f"pytest -m slow tests/test_lone_clone.py [{REQUIRE_ENV}=]",
+        f"pytest -m slow tests/process/test_lone_clone.py [{REQUIRE_ENV}=]",
     ]
 
 

@@ -1,0 +1,1 @@
+"""Tests of the domain-free helpers in runner/_kits."""

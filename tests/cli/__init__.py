@@ -1,0 +1,1 @@
+"""Tests of runner/cli: each command in-process."""

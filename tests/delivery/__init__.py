@@ -1,0 +1,1 @@
+"""Tests of runner/delivery against real loopback sinks and the real SQLite outbox."""

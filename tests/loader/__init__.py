@@ -1,0 +1,1 @@
+"""Tests of runner/loader: files to bridges or located problems."""

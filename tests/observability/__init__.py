@@ -1,0 +1,1 @@
+"""Tests of runner/observability: logs, metrics, the endpoints."""

@@ -1,0 +1,1 @@
+"""Tests of runner/polling: one bridge at work, change detection, event building."""

@@ -1,0 +1,1 @@
+"""The repository as shipped: README, deployment files, hooks, benches, conformance."""

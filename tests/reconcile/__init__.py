@@ -1,0 +1,1 @@
+"""Tests of runner/reconcile: the plan, the watcher, the reconciler, git."""

@@ -1,0 +1,1 @@
+"""Tests of runner/secrets: resolution, the environment policy, redaction."""

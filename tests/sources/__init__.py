@@ -1,0 +1,1 @@
+"""Tests of runner/sources against moto's Cognito server over HTTP."""

@@ -1,0 +1,1 @@
+"""Tests of runner/state against real SQLite files."""

@@ -1,0 +1,1 @@
+"""Tests of runner/status: the status document, its writer, the runner record."""
