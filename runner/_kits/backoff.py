@@ -1,7 +1,8 @@
-"""The one jitter of every retry wait: delivery retries, the poll error backoff, and the
-re-asks of a Cognito page.
+"""The one backoff of every retry wait: delivery retries, the poll error backoff, the re-asks
+of a Cognito page, and the restarts of a failed bridge.
 
-    equal_jitter(step, floor=, cap=, rng=) -> seconds
+    backoff_step(base, attempt, cap=, policy=) -> seconds   the step before retry `attempt`
+    equal_jitter(step, floor=, cap=, rng=)      -> seconds   a random wait for that step
 """
 
 from __future__ import annotations
@@ -40,3 +41,23 @@ def equal_jitter(
         return low
     draw = (rng or _RANDOM).uniform(low, high)
     return min(max(round(draw, 3), low), high)
+
+
+# 2**64 times any sane base is beyond any cap; the exponent stops there so floats never overflow.
+_MAX_EXPONENT = 64
+
+
+def backoff_step(
+    base: float, attempt: int, *, cap: float = math.inf, policy: str = "exponential"
+) -> float:
+    """The backoff step before retry number `attempt` (0: the first retry waits `base`):
+    `exponential` doubles it each time (base * 2**attempt), `linear` adds `base` each time
+    (base * (attempt + 1)); never beyond `cap`. Jitter it with `equal_jitter`."""
+    n = max(0, attempt)
+    if policy == "linear":
+        step = base * (n + 1)
+    elif policy == "exponential":
+        step = base * 2.0 ** min(n, _MAX_EXPONENT)
+    else:
+        raise ValueError(f"unknown backoff policy {policy!r}")
+    return min(step, cap)
