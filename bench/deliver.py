@@ -42,9 +42,9 @@ from cloudevents.core.bindings.http import HTTPMessage
 
 from runner.delivery.deliverer import Deliverer
 from runner.delivery.sinks import encode_request
-from runner.model import Bridge, CognitoSource, PoolArn, Sink, SinkFormat, Target
+from runner.model import Bridge, CognitoSource, NewEvent, PoolArn, Sink, SinkFormat, Target
 from runner.polling.diff import Change, to_record
-from runner.polling.events import NewEvent, build_events
+from runner.polling.events import build_events
 from runner.secrets.resolver import SecretResolver
 from runner.state.outbox import STATE_FILE, Outbox
 from runner.status.counters import SinkCounters

@@ -64,7 +64,8 @@ def median_of(runs: int, fn: Callable[[], float]) -> float:
 def load_diff() -> Callable[[list[dict[str, Any]]], Callable[[list[dict[str, Any]]], int]] | None:
     """`prepare(users) -> diff(users) -> changes`, or None while runner.polling.diff is missing."""
     try:
-        from runner.polling.diff import SnapshotEntry, diff_scan, to_record
+        from runner.model import SnapshotEntry
+        from runner.polling.diff import diff_scan, to_record
     except ImportError:
         return None
 

@@ -262,3 +262,28 @@ class OutboxEvent:
     attributes: Mapping[str, Any]
     data: Mapping[str, Any]
     attempts: int = 0
+
+
+# -- what the durable layer stores, built by polling ------------------------------------------
+# Here, below both, so that `runner.state` stores them without importing `runner.polling`.
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotEntry:
+    """What the snapshot remembers of a user between scans."""
+
+    fingerprint: str
+    sub: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event built from a change, not yet in the outbox.
+
+    `attributes` hold every context attribute (including `id` == `event_id`, `time` as an
+    RFC 3339 string) and extension; `data` is the JSON payload.
+    """
+
+    event_id: str
+    attributes: dict[str, Any]
+    data: dict[str, Any]

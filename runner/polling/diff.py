@@ -31,7 +31,7 @@ from typing import Any
 from runner._kits.gcpause import gc_paused
 from runner._kits.rfc3339 import instant_micros, rfc3339
 from runner.errors import SourceRejected
-from runner.model import ChangeType
+from runner.model import ChangeType, SnapshotEntry
 
 FINGERPRINT_VERSION = "1"
 _INVALID_USER = "InvalidUserRecord"
@@ -56,14 +56,6 @@ class UserRecord:
     @property
     def data(self) -> dict[str, Any]:
         return normalize_user(self.raw)
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotEntry:
-    """What the snapshot remembers of a user between scans."""
-
-    fingerprint: str
-    sub: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,9 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from runner._kits.rfc3339 import rfc3339
 from runner.model import (
@@ -41,24 +39,12 @@ from runner.model import (
     RESERVED_ATTRIBUTES,
     Bridge,
     ChangeType,
+    NewEvent,
 )
 from runner.polling.diff import Change
 
 SPECVERSION = "1.0"
 DATACONTENTTYPE = "application/json"
-
-
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event built from a change, not yet in the outbox.
-
-    `attributes` hold every context attribute (including `id` == `event_id`, `time` as an
-    RFC 3339 string) and extension; `data` is the JSON payload.
-    """
-
-    event_id: str
-    attributes: dict[str, Any]
-    data: dict[str, Any]
 
 
 def event_id(arn: str, username: str, change: ChangeType, marker: str) -> str:

@@ -29,8 +29,8 @@ from runner._kits.backoff import equal_jitter
 from runner._kits.wording import plural
 from runner.delivery.deliverer import Deliverer
 from runner.errors import BridgeRunnerError, PermanentError, TemporaryError
-from runner.model import Bridge
-from runner.polling.diff import SnapshotEntry, diff_users
+from runner.model import Bridge, SnapshotEntry
+from runner.polling.diff import diff_users
 from runner.polling.events import build_events
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.client import CognitoClients, CognitoPool, ScanResult, segments_cover

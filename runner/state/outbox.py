@@ -41,9 +41,8 @@ from typing import Any
 
 from runner._kits.gcpause import gc_paused
 from runner.errors import StateError
-from runner.model import STATE_FILE_NAME, OutboxEvent
-from runner.polling.diff import Change, SnapshotEntry
-from runner.polling.events import NewEvent
+from runner.model import STATE_FILE_NAME, NewEvent, OutboxEvent, SnapshotEntry
+from runner.polling.diff import Change
 from runner.state.ports import OutboxPort
 from runner.state.storedjson import StoredJson
 

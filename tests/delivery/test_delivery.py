@@ -46,6 +46,7 @@ from runner.model import (
     CognitoSource,
     Delivery,
     HeaderValue,
+    NewEvent,
     PoolArn,
     SecretRef,
     Sink,
@@ -53,7 +54,7 @@ from runner.model import (
     Target,
 )
 from runner.polling.diff import Change, to_record
-from runner.polling.events import NewEvent, build_events
+from runner.polling.events import build_events
 from runner.secrets.resolver import SecretResolver
 from runner.state.outbox import Outbox
 from runner.status.counters import SinkCounters

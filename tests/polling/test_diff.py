@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from runner._kits.rfc3339 import rfc3339
 from runner.errors import SourceRejected
+from runner.model import SnapshotEntry
 from runner.polling.diff import (
     Change,
-    SnapshotEntry,
     UserRecord,
     diff_scan,
     diff_users,

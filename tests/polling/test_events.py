@@ -24,14 +24,16 @@ from runner.model import (
     EVENT_TYPE_SYNC,
     Bridge,
     CognitoSource,
+    NewEvent,
     OutboxEvent,
     PoolArn,
     Sink,
+    SnapshotEntry,
     Target,
     frozen_map,
 )
-from runner.polling.diff import Change, SnapshotEntry, diff_scan, normalize_user, to_record
-from runner.polling.events import NewEvent, build_events, event_id
+from runner.polling.diff import Change, diff_scan, normalize_user, to_record
+from runner.polling.events import build_events, event_id
 from runner.schemas import load_schema, validator
 from runner.state.outbox import Outbox
 from tests.conformance import Conformance

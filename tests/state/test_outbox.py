@@ -21,8 +21,8 @@ import pytest
 from botocore.utils import parse_timestamp
 
 from runner.errors import StateError
-from runner.polling.diff import Change, SnapshotEntry, diff_scan, to_record
-from runner.polling.events import NewEvent
+from runner.model import NewEvent, SnapshotEntry
+from runner.polling.diff import Change, diff_scan, to_record
 from runner.state.outbox import STATE_FILE, Outbox, OutboxStats
 from runner.state.ports import OutboxPort
 from runner.state.storedjson import StoredJson
@@ -222,8 +222,8 @@ KILLED_CHILD = """
 import os, signal, sys
 from pathlib import Path
 from botocore.utils import parse_timestamp
+from runner.model import NewEvent
 from runner.polling.diff import diff_scan, to_record
-from runner.polling.events import NewEvent
 from runner.state.outbox import Outbox
 
 box = Outbox.open(Path(sys.argv[1]))
