@@ -46,7 +46,8 @@ from runner.model import Bridge, CognitoSource, NewEvent, PoolArn, Sink, SinkFor
 from runner.polling.diff import Change, to_record
 from runner.polling.events import build_events
 from runner.secrets.resolver import SecretResolver
-from runner.state.outbox import STATE_FILE, Outbox
+from runner.state.outbox import Outbox
+from runner.state.store import STATE_FILE
 from runner.status.counters import SinkCounters
 
 BINARY_TARGET_RATIO = 0.8

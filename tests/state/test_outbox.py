@@ -23,8 +23,9 @@ from botocore.utils import parse_timestamp
 from runner.errors import StateError
 from runner.model import NewEvent, SnapshotEntry
 from runner.polling.diff import Change, diff_scan, to_record
-from runner.state.outbox import STATE_FILE, Outbox, OutboxStats
+from runner.state.outbox import Outbox, OutboxStats
 from runner.state.ports import OutboxPort
+from runner.state.store import STATE_FILE
 from runner.state.storedjson import StoredJson
 from tests.conftest import ROOT
 
