@@ -26,7 +26,7 @@ from runner.errors import StateError
 from runner.loader.config import load_bridge, move_key
 from runner.loader.discovery import NOT_UTF8_NAME, discover_bridge_files, find_id_clashes, is_utf8
 from runner.model import Bridge, LoadResult, bridge_id_for
-from runner.polling.poller import BridgePoller
+from runner.polling.worker import BridgeWorker as BridgePoller
 from runner.reconcile.gitrev import observed_revision
 from runner.reconcile.plan import (
     Action,

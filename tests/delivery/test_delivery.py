@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 import runner._kits.backoff as jitter_module
 import runner.delivery.deliverer as delivery_module
-import runner.polling.poller as poller
+import runner.polling.worker as poller
 from runner.delivery.deliverer import (
     DEAD_LETTER_RETRIES,
     Deliverer,

@@ -18,7 +18,7 @@ import pytest
 
 from runner.errors import SourceUnavailable
 from runner.model import Bridge, CognitoSource, Delivery, PoolArn, Sink, Target
-from runner.polling.poller import BridgePoller
+from runner.polling.worker import BridgeWorker as BridgePoller
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.budget import RequestBudgets
 from runner.sources.cognito.client import CognitoClients, CognitoSettings

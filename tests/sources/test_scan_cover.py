@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from runner.model import Bridge, Delivery, Sink, Target
-from runner.polling import poller as poller_module
-from runner.polling.poller import BridgePoller
+from runner.polling import poll as poller_module
+from runner.polling.worker import BridgeWorker as BridgePoller
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.budget import RequestBudgets
 from runner.sources.cognito.client import CognitoClients, segments_cover
