@@ -20,7 +20,8 @@ from pathlib import Path
 
 import httpx
 
-from runner._kits.backoff import equal_jitter
+from runner._kits.aio import sleep_or_wake
+from runner._kits.backoff import backoff_step, equal_jitter
 from runner.delivery.deliverer import Deliverer
 from runner.model import Bridge
 from runner.polling.poll import Poller, PollOutcome, SourceHealth
@@ -172,12 +173,12 @@ class BridgeWorker:
             outcome = await self.poll_once()
             failures = 0 if outcome.complete else failures + 1
             wait = next_poll_wait(interval, failures) - (time.monotonic() - started)
-            await _wait_or_stop(stop, max(wait, 0.0))
+            await sleep_or_wake(max(wait, 0.0), stop)
 
     async def _delivery_loop(self, stop: asyncio.Event) -> None:
         self._events_committed.set()  # deliver what an earlier run left pending
         while not stop.is_set():
-            await _wait_or_stop(stop, None, self._events_committed)
+            await sleep_or_wake(None, stop, self._events_committed)
             if stop.is_set():
                 break
             self._events_committed.clear()
@@ -192,26 +193,12 @@ async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
 
 def next_poll_wait(interval: float, failures: int, rng: random.Random | None = None) -> float:
     """Seconds from one poll's start to the next: the poll interval, or after `failures`
-    consecutive failed polls a backoff that doubles per failure up to MAX_ERROR_BACKOFF, so
-    that a broken pool is not hammered. The backoff is jittered (`equal_jitter`, never below
-    the interval), so that the bridges of one pool or account that failed together, in one
-    runner or several, do not all ask again at the same moment."""
+    consecutive failed polls a backoff that doubles per failure (interval * 2**failures) up
+    to MAX_ERROR_BACKOFF, so that a broken pool is not hammered. The backoff is jittered
+    (`equal_jitter`, never below the interval), so that the bridges of one pool or account
+    that failed together, in one runner or several, do not all ask again at the same moment."""
     if failures == 0:
         return interval
     cap = max(interval, MAX_ERROR_BACKOFF)
-    step = min(interval * 2.0 ** min(failures, 16), cap)
+    step = backoff_step(interval, failures, cap=cap)
     return equal_jitter(step, floor=interval, cap=cap, rng=rng)
-
-
-async def _wait_or_stop(
-    stop: asyncio.Event, seconds: float | None, other: asyncio.Event | None = None
-) -> None:
-    """Wait until `stop` (or `other`) is set, or `seconds` pass (None: no limit)."""
-    waiters = [asyncio.ensure_future(stop.wait())]
-    if other is not None:
-        waiters.append(asyncio.ensure_future(other.wait()))
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
