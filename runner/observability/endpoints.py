@@ -47,7 +47,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from runner._kits.wording import plural
 from runner.errors import UsageError
 from runner.observability.metrics import (
-    ReconcilerView,
+    AnyReconcilerView,
     RunnerCollector,
     RunnerSnapshot,
     take_snapshot,
@@ -104,7 +104,7 @@ class MetricsServer:
     def __init__(
         self,
         address: ListenAddress,
-        reconciler: ReconcilerView,
+        reconciler: AnyReconcilerView,
         budgets: RequestBudgets | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -214,7 +214,7 @@ class MetricsServer:
 @contextlib.asynccontextmanager
 async def serve_metrics(
     address: ListenAddress | None,
-    reconciler: ReconcilerView,
+    reconciler: AnyReconcilerView,
     budgets: RequestBudgets | None = None,
     *,
     bridges_dir: Path | None = None,

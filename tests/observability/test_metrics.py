@@ -21,11 +21,18 @@ from prometheus_client.parser import text_string_to_metric_families
 import runner.observability.endpoints as metrics_server
 from runner.cli.main import build_parser, main
 from runner.observability.endpoints import ListenAddress, MetricsServer, parse_listen_address
-from runner.observability.metrics import RunnerCollector, take_snapshot
+from runner.observability.metrics import (
+    AnyReconcilerView,
+    ReconcilerView,
+    RunnerCollector,
+    readiness_of,
+    take_snapshot,
+)
 from runner.reconcile.reconciler import Reconciler
 from runner.sources.cognito.budget import RequestBudgets
 from runner.status.counters import SinkCounters, SourceCounters
-from runner.status.writer import render_status
+from runner.status.document import render_status
+from runner.status.readiness import BridgeReadiness, Condition, decide_readiness
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 from tests.peers.runner_process import (
     RunnerProcess,
@@ -68,12 +75,26 @@ class FakeRunning:
 
 @dataclass
 class FakeReconciler:
+    """Today's Reconciler: rendered documents, no typed readiness (read through the adapter)."""
+
     running: dict[str, FakeRunning] = field(default_factory=dict)
     documents: dict[str, dict[str, object]] = field(default_factory=dict)
     reconciles: int = 0
 
     def not_ready(self) -> dict[str, str]:
         return Reconciler.not_ready(self)  # type: ignore[arg-type]  # the real rule
+
+
+@dataclass
+class TypedFakeReconciler:
+    """A Reconciler that hands its typed readiness (`ReconcilerView.readiness()`)."""
+
+    running: dict[str, FakeRunning] = field(default_factory=dict)
+    decided: dict[str, BridgeReadiness] = field(default_factory=dict)
+    reconciles: int = 0
+
+    def readiness(self) -> dict[str, BridgeReadiness]:
+        return self.decided
 
 
 def document(bridge_id: str, *, running: bool, suspended: bool = False) -> dict[str, object]:
@@ -176,6 +197,36 @@ def test_suspended_bridges_do_not_make_the_runner_unready() -> None:
     snapshot = take_snapshot(three_bridges())
     assert set(snapshot.not_ready) == {"c"}
     assert snapshot.not_ready["c"].startswith("NotRunning:")
+
+
+def test_readiness_read_from_documents_agrees_with_the_reconcilers_rule() -> None:
+    reconciler = three_bridges()
+    from_documents = readiness_of(reconciler)
+    not_ready = {bid: r.why_not for bid, r in from_documents.items() if not r.ready}
+    assert not_ready == reconciler.not_ready()
+
+
+def test_a_typed_reconciler_gives_the_same_snapshot_and_metrics() -> None:
+    legacy = three_bridges()
+    typed = TypedFakeReconciler(running=legacy.running, reconciles=legacy.reconciles)
+    typed.decided = {
+        "team/a": decide_readiness(
+            applied_digest="d" * 64,
+            source=Condition("SourceReady", "True", "Polling", "1 user tracked"),
+            sink=Condition("SinkReady", "True", "Delivering", "ok"),
+        ),
+        "b": decide_readiness(applied_digest=None, suspended=True),
+        "c": decide_readiness(applied_digest=None),
+    }
+    assert isinstance(typed, ReconcilerView) and not isinstance(legacy, ReconcilerView)
+    assert take_snapshot(typed) == take_snapshot(legacy)
+
+    def exposition(view: AnyReconcilerView) -> str:
+        registry = CollectorRegistry()
+        registry.register(RunnerCollector(lambda: take_snapshot(view)))
+        return generate_latest(registry).decode()
+
+    assert exposition(typed) == exposition(legacy)
 
 
 # --- the server in this process -----------------------------------------------------------
