@@ -413,6 +413,34 @@ def test_metrics_answer_head_and_gzip_as_prometheus_client_does() -> None:
     asyncio.run(scenario())
 
 
+def test_other_methods_are_refused_and_queries_ignored_as_before() -> None:
+    """What the hand-written server answered, kept on the WSGI one: 501 with http.server's
+    page for a method other than GET and HEAD; a query string changes nothing."""
+    reconciler = FakeReconciler(reconciles=2)
+
+    async def scenario() -> None:
+        server = MetricsServer(ListenAddress("127.0.0.1", 0), reconciler)
+        await server.start()
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.bound.port}") as http:
+                posted = await http.post("/metrics")
+                assert posted.status_code == 501
+                assert posted.reason_phrase == "Unsupported method ('POST')"
+                assert posted.headers["content-type"] == "text/html;charset=utf-8"
+                assert "<p>Error code: 501</p>" in posted.text
+                assert posted.headers["server"] == "bridge-runner"
+                queried = await http.get("/metrics?name[]=bridge_runner_build_info")
+                names = {name for name, _ in parse_metrics(queried.text)}
+                assert "bridge_runner_reconciles_total" in names
+                assert queried.headers["cache-control"] == "no-store"
+                ready = await http.get("/readyz?verbose=1")
+                assert (ready.status_code, ready.text) == (200, "ok: 0 bridges Ready\n")
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
+
+
 def test_a_busy_event_loop_makes_readyz_503_not_hang(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metrics_server, "LOOP_ANSWER_TIMEOUT", 0.05)
     reconciler = FakeReconciler(reconciles=1)
