@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.loader.config import bridge_digest, effective_spec, load_bridge, load_bytes
+from runner.loader.config import load_bridge, load_bytes
+from runner.loader.digest import bridge_digest, effective_spec
 from runner.model import LoadResult, SecretRef, Target
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "config"
