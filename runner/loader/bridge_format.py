@@ -1,11 +1,12 @@
 """bridge-runner's own format, `apiVersion: bridge-runner/v1alpha1`, `kind: Bridge`: a checked
-document becomes a `Bridge` with every default filled in (DESIGN §2)."""
+document becomes a `Bridge` with every default (`runner.defaults`) filled in (DESIGN §2)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import cast
 
+from runner import defaults
 from runner._kits.durations import format_duration
 from runner.loader import semantics
 from runner.loader.document import BridgeDocument, DocPath
@@ -52,7 +53,7 @@ def build_bridge(doc: BridgeDocument, bridge_id: str, path: Path) -> Bridge | No
         sink=sink,
         delivery=delivery,
         labels=frozen_map(doc.labels()),
-        suspend=doc.boolean(("spec", "suspend"), False),
+        suspend=doc.boolean(("spec", "suspend"), defaults.SUSPEND),
         ce_extensions=frozen_map(extensions),
         origin="Bridge",
     )
@@ -65,9 +66,11 @@ def _source(doc: BridgeDocument) -> CognitoSource | None:
         assume_role_arn=semantics.role_arn(doc, (*_POOL, "auth", "assumeIamRole")),
     )
     endpoint = semantics.http_url(doc, (*_POOL, "endpoint"), what="the endpoint")
-    poll_interval = semantics.duration(doc, (*_POOL, "pollInterval"), 30.0, minimum=1.0)
-    initial_sync = doc.get((*_POOL, "initialSync")) or "baseline"
-    emit_deletions = doc.boolean((*_POOL, "emitDeletions"), True)
+    poll_interval = semantics.duration(
+        doc, (*_POOL, "pollInterval"), defaults.POLL_INTERVAL, minimum=1.0
+    )
+    initial_sync = doc.get((*_POOL, "initialSync")) or defaults.INITIAL_SYNC
+    emit_deletions = doc.boolean((*_POOL, "emitDeletions"), defaults.EMIT_DELETIONS)
     if pool is None:
         return None
     return CognitoSource(
@@ -82,7 +85,7 @@ def _source(doc: BridgeDocument) -> CognitoSource | None:
 
 def _sink(doc: BridgeDocument) -> Sink | None:
     target = semantics.target(doc, (*_SINK, "uri"))
-    sink_format = doc.get((*_SINK, "format")) or "binary"
+    sink_format = doc.get((*_SINK, "format")) or defaults.SINK_FORMAT
     max_batch = doc.get((*_SINK, "maxBatchSize"))
     if (
         max_batch is not None
@@ -95,13 +98,13 @@ def _sink(doc: BridgeDocument) -> Sink | None:
             at_key=True,
         )
     headers = semantics.headers(doc, (*_SINK, "headers"))
-    timeout = semantics.duration(doc, (*_SINK, "timeout"), 10.0)
+    timeout = semantics.duration(doc, (*_SINK, "timeout"), defaults.SINK_TIMEOUT)
     if target is None:
         return None
     return Sink(
         target=target,
         format=cast(SinkFormat, sink_format),
-        max_batch_size=max_batch if isinstance(max_batch, int) else 100,
+        max_batch_size=max_batch if isinstance(max_batch, int) else defaults.MAX_BATCH_SIZE,
         headers=frozen_map(headers),
         timeout=timeout,
     )
@@ -109,8 +112,8 @@ def _sink(doc: BridgeDocument) -> Sink | None:
 
 def _delivery(doc: BridgeDocument) -> Delivery | None:
     retry = doc.get((*_DELIVERY, "retry"))
-    backoff_delay = semantics.duration(doc, (*_DELIVERY, "backoffDelay"), 0.5)
-    max_backoff = semantics.duration(doc, (*_DELIVERY, "maxBackoff"), 300.0)
+    backoff_delay = semantics.duration(doc, (*_DELIVERY, "backoffDelay"), defaults.BACKOFF_DELAY)
+    max_backoff = semantics.duration(doc, (*_DELIVERY, "maxBackoff"), defaults.MAX_BACKOFF)
     if max_backoff < backoff_delay and not doc.already_reported((*_DELIVERY, "maxBackoff")):
         doc.error(
             (*_DELIVERY, "maxBackoff"),
@@ -120,9 +123,9 @@ def _delivery(doc: BridgeDocument) -> Delivery | None:
     dead_letter = semantics.target(doc, dead_letter_path)
     if doc.get(dead_letter_path) is not None and dead_letter is None:
         return None
-    policy = doc.get((*_DELIVERY, "backoffPolicy")) or "exponential"
+    policy = doc.get((*_DELIVERY, "backoffPolicy")) or defaults.BACKOFF_POLICY
     return Delivery(
-        retry=retry if isinstance(retry, int) and not isinstance(retry, bool) else None,
+        retry=retry if isinstance(retry, int) and not isinstance(retry, bool) else defaults.RETRY,
         backoff_policy=cast(BackoffPolicy, policy),
         backoff_delay=backoff_delay,
         max_backoff=max_backoff,

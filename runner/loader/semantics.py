@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
+from runner import defaults
 from runner._kits.durations import format_duration, parse_duration
 from runner.loader.arn import IAM_ROLE_ARN, parse_pool_arn
 from runner.loader.document import BridgeDocument, DocPath
@@ -350,7 +351,7 @@ def warn_percent_encoded(
     if not (sink_binary or dead_letter_binary):
         return
     if sink_binary:
-        mode = "binary mode (spec.sink.format, default binary)"
+        mode = f"binary mode (spec.sink.format, default {defaults.SINK_FORMAT})"
         advice = "use format: structured or batch, whose JSON carries the value as it is"
     else:
         mode = "binary mode, which dead letters are sent in"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runner import defaults
 from runner.loader import semantics
 from runner.loader.document import BridgeDocument, DocPath
 from runner.model import AwsAuth, Bridge, CognitoSource, Sink, frozen_map
@@ -44,7 +45,7 @@ def build_triggermesh(doc: BridgeDocument, bridge_id: str, path: Path) -> Bridge
 
     if doc.has_errors or pool is None or target is None:
         return None
-    # TriggerMesh's defaults (DESIGN §2.1): baseline, no deletion events, binary mode.
+    # TriggerMesh's behaviour (DESIGN §2.1): baseline, no deletion events, binary mode.
     return Bridge(
         id=bridge_id,
         file=path,
@@ -52,11 +53,11 @@ def build_triggermesh(doc: BridgeDocument, bridge_id: str, path: Path) -> Bridge
         source=CognitoSource(
             pool=pool,
             auth=auth,
-            poll_interval=30.0,
-            initial_sync="baseline",
-            emit_deletions=False,
+            poll_interval=defaults.TRIGGERMESH_POLL_INTERVAL,
+            initial_sync=defaults.TRIGGERMESH_INITIAL_SYNC,
+            emit_deletions=defaults.TRIGGERMESH_EMIT_DELETIONS,
         ),
-        sink=Sink(target=target, format="binary"),
+        sink=Sink(target=target, format=defaults.TRIGGERMESH_SINK_FORMAT),
         labels=frozen_map(doc.labels()),
         origin="AWSCognitoUserPoolSource",
     )
