@@ -20,7 +20,8 @@ from runner.model import AwsAuth, AwsCredentials, CognitoSource, SecretRef
 from runner.polling.diff import normalize_user, to_record
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.budget import RequestBudgets
-from runner.sources.cognito.client import CognitoClients, CognitoPool, CognitoSettings, ScanResult
+from runner.sources.cognito.client import CognitoClients, CognitoPool, CognitoSettings
+from runner.sources.cognito.scan import ScanResult
 from tests.peers.cognito_proxy import CognitoProxy
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 

@@ -15,7 +15,8 @@ from runner.polling import poller as poller_module
 from runner.polling.poller import BridgePoller
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.budget import RequestBudgets
-from runner.sources.cognito.client import CognitoClients, segments_cover
+from runner.sources.cognito.client import CognitoClients
+from runner.sources.cognito.scan import segments_cover
 from runner.state.outbox import Outbox
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 from tests.peers.sink_server import SinkServer
