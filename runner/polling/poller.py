@@ -33,7 +33,8 @@ from runner.model import Bridge
 from runner.polling.diff import SnapshotEntry, diff_users
 from runner.polling.events import build_events
 from runner.secrets.resolver import SecretResolver
-from runner.sources.cognito.client import CognitoClients, CognitoPool, ScanResult, segments_cover
+from runner.sources.cognito.client import CognitoClients, CognitoPool
+from runner.sources.cognito.scan import ScanResult, segments_cover
 from runner.state.outbox import Outbox
 from runner.status.counters import SinkCounters, SourceCounters
 
