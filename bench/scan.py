@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.pee
 from runner.model import AwsAuth, AwsCredentials, SecretRef
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.budget import RequestBudgets
-from runner.sources.cognito.client import CognitoClients, CognitoPool, ScanResult
+from runner.sources.cognito.client import CognitoClients, CognitoPool
+from runner.sources.cognito.scan import ScanResult
 from tests.peers.cognito_proxy import CognitoProxy
 from tests.peers.moto_server import CognitoAdmin, PoolInfo
 

@@ -1,9 +1,10 @@
 """The typed, frozen model every part of bridge-runner shares.
 
-The loader (`runner.loader.config`) turns a file into a `Bridge` with every default filled in,
-or into located `Problem`s. Nothing here does I/O. Secret values never live in the
-model: a `SecretRef` says where the value comes from, and `runner.secrets.resolver` resolves it
-at run time. A model can therefore be printed or logged safely.
+The loader (`runner.loader.config`) turns a file into a `Bridge` with every default filled in
+(the defaults themselves are `runner.defaults`), or into located `Problem`s. Nothing here does
+I/O. Secret values never live in the model: a `SecretRef` says where the value comes from, and
+`runner.secrets.resolver` resolves it at run time. A model can therefore be printed or logged
+safely.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any, Literal
+
+from runner import defaults
 
 API_VERSION = "bridge-runner/v1alpha1"
 KIND_BRIDGE = "Bridge"
@@ -161,9 +164,9 @@ class CognitoSource:
     pool: PoolArn
     auth: AwsAuth = AwsAuth()
     endpoint: str | None = None
-    poll_interval: float = 30.0  # seconds
-    initial_sync: InitialSync = "baseline"
-    emit_deletions: bool = True
+    poll_interval: float = defaults.POLL_INTERVAL  # seconds
+    initial_sync: InitialSync = defaults.INITIAL_SYNC
+    emit_deletions: bool = defaults.EMIT_DELETIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,18 +188,18 @@ class Target:
 @dataclass(frozen=True, slots=True)
 class Sink:
     target: Target
-    format: SinkFormat = "binary"
-    max_batch_size: int = 100
+    format: SinkFormat = defaults.SINK_FORMAT
+    max_batch_size: int = defaults.MAX_BATCH_SIZE
     headers: Mapping[str, HeaderValue] = field(default_factory=frozen_map)
-    timeout: float = 10.0  # seconds
+    timeout: float = defaults.SINK_TIMEOUT  # seconds
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    retry: int | None = None  # retries after the first attempt; None: until delivered
-    backoff_policy: BackoffPolicy = "exponential"
-    backoff_delay: float = 0.5  # seconds
-    max_backoff: float = 300.0  # seconds
+    retry: int | None = defaults.RETRY  # retries after the first attempt; None: until delivered
+    backoff_policy: BackoffPolicy = defaults.BACKOFF_POLICY
+    backoff_delay: float = defaults.BACKOFF_DELAY  # seconds
+    max_backoff: float = defaults.MAX_BACKOFF  # seconds
     dead_letter: Target | None = None
 
 
@@ -216,7 +219,7 @@ class Bridge:
     sink: Sink
     delivery: Delivery = Delivery()
     labels: Mapping[str, str] = field(default_factory=frozen_map)
-    suspend: bool = False
+    suspend: bool = defaults.SUSPEND
     ce_extensions: Mapping[str, str] = field(default_factory=frozen_map)
     origin: Literal["Bridge", "AWSCognitoUserPoolSource"] = "Bridge"
     digest: str = ""

@@ -1,6 +1,8 @@
 """Shared test setup. Peers (moto server, loopback sink, fault proxies) live in tests/peers/
 as pytest plugins, so that each can be owned and grown on its own.
 
+`tests/task_leaks.py` fails any test that leaves an asyncio task running.
+
 The `conformance` fixture gives the third-party reference files of `../shared/conformance/`
 (tests/conformance.py): a test that takes it is marked `conformance`, and is skipped with the
 reason where the folder is absent, or fails there when BRIDGE_RUNNER_REQUIRE_CONFORMANCE=1."""
@@ -18,6 +20,8 @@ pytest_plugins = [
     "tests.peers.moto_server",
     "tests.peers.sink_server",
     "tests.peers.runner_process",
+    "tests.task_leaks",
+    "pytester",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

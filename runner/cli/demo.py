@@ -207,42 +207,13 @@ def run(args: argparse.Namespace) -> int:
             say("[demo]  ", f"Cognito emulator on {endpoint}; sink on port {sink.server_port}")
             say("[demo]  ", f"working directory {work}")
             client = _cognito(endpoint)
-            pool = client.create_user_pool(PoolName="demo")["UserPool"]
-            for name in SEED_USERS:
-                client.admin_create_user(
-                    UserPoolId=pool["Id"],
-                    Username=name,
-                    UserAttributes=[{"Name": "email", "Value": f"{name}@example.com"}],
-                    MessageAction="SUPPRESS",
-                )
-            bridges = work / "bridges"
-            bridges.mkdir(exist_ok=True)
-            bridge_file = bridges / "demo.yaml"
-            sink_url = f"http://127.0.0.1:{sink.server_port}/events"
-            bridge_file.write_text(
-                BRIDGE_TEMPLATE.format(arn=pool["Arn"], endpoint=endpoint, sink=sink_url)
+            pool = _seeded_pool(client, say)
+            bridge_file = work / "bridges" / "demo.yaml"
+            _write_bridge(
+                bridge_file, pool, endpoint, f"http://127.0.0.1:{sink.server_port}/events"
             )
-            say("[demo]  ", f"pool {pool['Id']} seeded with {', '.join(SEED_USERS)}")
             say("[demo]  ", f"bridge written to {bridge_file}; starting the runner")
-            runner = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "runner",
-                    "run",
-                    str(bridges),
-                    "--state-dir",
-                    str(work / "state"),
-                    "--secrets-dir",
-                    str(work / "secrets"),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env={**_isolated_environment(), "PYTHONUNBUFFERED": "1"},
-                start_new_session=True,  # Ctrl-C reaches the demo; it stops the runner itself
-            )
+            runner = _start_runner(work)
             assert runner.stdout is not None
             pump = threading.Thread(target=_pump, args=(runner.stdout, say), daemon=True)
             pump.start()
@@ -274,6 +245,50 @@ def run(args: argparse.Namespace) -> int:
         + ("" if args.dir is None else f" (kept {args.dir})"),
     )
     return EXIT_OK
+
+
+def _seeded_pool(client: Any, say: Callable[[str, str], None]) -> dict[str, Any]:
+    pool: dict[str, Any] = client.create_user_pool(PoolName="demo")["UserPool"]
+    for name in SEED_USERS:
+        client.admin_create_user(
+            UserPoolId=pool["Id"],
+            Username=name,
+            UserAttributes=[{"Name": "email", "Value": f"{name}@example.com"}],
+            MessageAction="SUPPRESS",
+        )
+    say("[demo]  ", f"pool {pool['Id']} seeded with {', '.join(SEED_USERS)}")
+    return pool
+
+
+def _write_bridge(bridge_file: Path, pool: dict[str, Any], endpoint: str, sink_url: str) -> None:
+    bridge_file.parent.mkdir(exist_ok=True)
+    bridge_file.write_text(
+        BRIDGE_TEMPLATE.format(arn=pool["Arn"], endpoint=endpoint, sink=sink_url)
+    )
+
+
+def _start_runner(work: Path) -> subprocess.Popen[str]:
+    """`bridge-runner run` on the demo's bridges, in its own session (Ctrl-C reaches the demo,
+    which stops the runner itself), with an environment that names no real AWS account."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "run",
+            str(work / "bridges"),
+            "--state-dir",
+            str(work / "state"),
+            "--secrets-dir",
+            str(work / "secrets"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**_isolated_environment(), "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
 
 
 def _script(

@@ -25,6 +25,7 @@ from typing import cast
 
 import httpx
 
+from runner import defaults
 from runner._kits.durations import duration_argument
 from runner._kits.wording import plural
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK
@@ -91,10 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--aws-rps",
         type=_positive_rate,
-        default=10.0,
+        default=defaults.AWS_RPS,
         metavar="N",
         help="Cognito requests per second shared by all pools of one account and region "
-        "(default: 10; Cognito's ListUsers quota is about 30)",
+        "(default: %(default)g; Cognito's ListUsers quota is about 30)",
     )
     parser.add_argument(
         "--shard",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -35,13 +35,14 @@ from prometheus_client.metrics_core import (
 from runner import __version__
 from runner.sources.cognito.budget import BucketStats, RequestBudgets
 from runner.status.counters import SinkCounters, SourceCounters
-from runner.status.writer import CONDITION_TYPES
+from runner.status.readiness import (
+    CONDITION_STATUSES,
+    CONDITION_TYPES,
+    BridgeReadiness,
+    readiness_from_document,
+)
 
 PREFIX = "bridge_runner_"
-CONDITION_STATUSES = ("True", "False", "Unknown")
-# The Ready reason of a suspended bridge (runner.status.writer): it is not polled on purpose, which
-# is no reason to call the runner unready.
-SUSPENDED_REASON = "Suspended"
 
 
 # --- what the metrics read ----------------------------------------------------------------
@@ -60,6 +61,7 @@ class RunningView(Protocol):
     def poller(self) -> PollerView: ...
 
 
+@runtime_checkable
 class ReconcilerView(Protocol):
     """What metrics and readiness read from `runner.reconcile.reconciler.Reconciler`."""
 
@@ -67,12 +69,35 @@ class ReconcilerView(Protocol):
     def running(self) -> Mapping[str, RunningView]: ...
 
     @property
-    def documents(self) -> Mapping[str, Mapping[str, object]]: ...
+    def reconciles(self) -> int: ...
+
+    def readiness(self) -> Mapping[str, BridgeReadiness]:
+        """Each selected bridge's readiness, as its status file was last rendered from."""
+        ...
+
+
+class RenderedReconcilerView(Protocol):
+    """Adapter: today's Reconciler, which keeps its rendered documents but no typed readiness.
+    Delete (with `readiness_of`'s fallback) once it has `readiness()`."""
+
+    @property
+    def running(self) -> Mapping[str, RunningView]: ...
 
     @property
     def reconciles(self) -> int: ...
 
-    def not_ready(self) -> dict[str, str]: ...
+    @property
+    def documents(self) -> Mapping[str, Mapping[str, object]]: ...
+
+
+AnyReconcilerView = ReconcilerView | RenderedReconcilerView
+
+
+def readiness_of(reconciler: AnyReconcilerView) -> Mapping[str, BridgeReadiness]:
+    """The reconciler's typed readiness; read from its rendered documents while it has none."""
+    if isinstance(reconciler, ReconcilerView):
+        return reconciler.readiness()
+    return {bid: readiness_from_document(doc) for bid, doc in reconciler.documents.items()}
 
 
 class Counters(NamedTuple):
@@ -84,7 +109,13 @@ class Counters(NamedTuple):
 class BridgeSample:
     bridge_id: str
     counters: Counters | None  # None while no poller runs (invalid, suspended)
-    conditions: Mapping[str, str]  # condition type -> "True" | "False" | "Unknown"
+    readiness: BridgeReadiness | None  # None while no status has been rendered for it
+
+    @property
+    def conditions(self) -> Mapping[str, str]:
+        """condition type -> "True" | "False" | "Unknown"."""
+        found = self.readiness.conditions if self.readiness is not None else ()
+        return {c.type: c.status for c in found}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +123,6 @@ class RunnerSnapshot:
     reconciles: int
     pollers_running: int
     bridges: tuple[BridgeSample, ...]
-    not_ready: Mapping[str, str]  # bridge id -> why, for selected bridges that are not suspended
     rate_limits: Mapping[tuple[str, str], BucketStats]  # (account, region) -> usage
 
     @property
@@ -100,47 +130,40 @@ class RunnerSnapshot:
         """The first reconcile has finished (before it, no bridge is known yet)."""
         return self.reconciles > 0
 
+    @property
+    def not_ready(self) -> Mapping[str, str]:
+        """bridge id -> why, for the bridges that are not Ready. A suspended bridge is not
+        polled on purpose, which is no reason to call the runner unready."""
+        return {
+            sample.bridge_id: sample.readiness.why_not
+            for sample in self.bridges
+            if sample.readiness is not None
+            and not sample.readiness.ready
+            and not sample.readiness.suspended
+        }
+
 
 def take_snapshot(
-    reconciler: ReconcilerView, budgets: RequestBudgets | None = None
+    reconciler: AnyReconcilerView, budgets: RequestBudgets | None = None
 ) -> RunnerSnapshot:
     """Copy what the metrics and readiness need. Call it on the event loop's thread: the
     reconciler and its pollers change their state there, so reading it there needs no lock."""
-    documents = reconciler.documents
+    readiness = readiness_of(reconciler)
     samples = []
-    suspended = set()
-    for bridge_id in sorted(set(documents) | set(reconciler.running)):
+    for bridge_id in sorted(set(readiness) | set(reconciler.running)):
         item = reconciler.running.get(bridge_id)
         counters = (
             Counters(copy.copy(item.poller.source_counters), copy.copy(item.poller.sink_counters))
             if item is not None
             else None
         )
-        conditions = dict(_conditions(documents.get(bridge_id)))
-        if conditions.get("Ready", ("", ""))[1] == SUSPENDED_REASON:
-            suspended.add(bridge_id)
-        statuses = {kind: status for kind, (status, _) in conditions.items()}
-        samples.append(BridgeSample(bridge_id, counters, statuses))
-    not_ready = {bid: why for bid, why in reconciler.not_ready().items() if bid not in suspended}
+        samples.append(BridgeSample(bridge_id, counters, readiness.get(bridge_id)))
     return RunnerSnapshot(
         reconciles=reconciler.reconciles,
         pollers_running=len(reconciler.running),
         bridges=tuple(samples),
-        not_ready=not_ready,
         rate_limits=budgets.stats() if budgets is not None else {},
     )
-
-
-def _conditions(document: Mapping[str, object] | None) -> Iterator[tuple[str, tuple[str, str]]]:
-    """(type, (status, reason)) of each well-formed condition of a status document."""
-    conditions = document.get("conditions") if document else None
-    if not isinstance(conditions, list):
-        return
-    for item in conditions:
-        if isinstance(item, Mapping):
-            kind, status, reason = item.get("type"), item.get("status"), item.get("reason")
-            if isinstance(kind, str) and isinstance(status, str):
-                yield kind, (status, reason if isinstance(reason, str) else "")
 
 
 # --- the metrics ----------------------------------------------------------------------------
@@ -233,7 +256,7 @@ def metric_families(snapshot: RunnerSnapshot) -> list[Metric]:
 def _condition_families(bridges: tuple[BridgeSample, ...]) -> list[Metric]:
     # Every (condition, status) pair is exported, 0 included, so that a query or an alert on
     # `bridges{condition="Ready",status="False"}` sees 0 rather than no data.
-    counts = dict.fromkeys(
+    counts: dict[tuple[str, str], int] = dict.fromkeys(
         ((kind, status) for kind in CONDITION_TYPES for status in CONDITION_STATUSES), 0
     )
     per_bridge = GaugeMetricFamily(

@@ -23,7 +23,8 @@ from runner.errors import BridgeRunnerError, PermanentError, TemporaryError
 from runner.model import Bridge, NewEvent, SnapshotEntry
 from runner.polling.diff import Change, diff_users
 from runner.polling.events import build_events
-from runner.sources.cognito.client import CognitoPool, ScanResult, segments_cover
+from runner.sources.cognito.client import CognitoPool
+from runner.sources.cognito.scan import ScanResult, segments_cover
 from runner.state.outbox import Outbox
 from runner.status.counters import SourceCounters
 

@@ -23,7 +23,8 @@ import httpx
 from runner._kits.wording import plural, printable
 from runner.delivery.leftovers import write_undelivered
 from runner.errors import StateError
-from runner.loader.config import load_bridge, move_key
+from runner.loader.config import load_bridge
+from runner.loader.digest import move_key
 from runner.loader.discovery import NOT_UTF8_NAME, discover_bridge_files, find_id_clashes, is_utf8
 from runner.model import Bridge, LoadResult, bridge_id_for
 from runner.polling.worker import BridgeWorker as BridgePoller

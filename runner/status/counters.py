@@ -1,13 +1,30 @@
 """Live counters a poller keeps for its bridge, shown in the status file (DESIGN §4.4).
 
-Plain mutable dataclasses owned by one bridge's tasks (one event loop, so no locking).
+Plain mutable dataclasses owned by one bridge's tasks (one event loop, so no locking), read
+by the status document (`to_status`) and the metrics (`runner.observability.metrics`), which
+never write them. They count since the poller started: a poller restarted after an edit starts
+from zero (a counter reset to Prometheus).
+
+Each field has one writer:
+
+    SourceCounters            every field: the poller (`runner.polling.poller`), per poll
+    SinkCounters.emitted      the poller, when it commits events to the outbox
+    SinkCounters.delivered, retried, dead_lettered, last_delivery_time, last_error
+                              the deliverer (`runner.delivery.deliverer`), per send
+    SinkCounters.pending, parked
+                              gauges of the outbox. Written today by two: the deliverer
+                              (decrements as it delivers, dead-letters or parks; a re-read in
+                              `_refresh_gauges`) and the poller (`refresh_counts`, after each
+                              delivery round). Their one owner should be the deliverer, which
+                              changes the outbox rows they count.
+
 They never hold secret values: `last_error` strings are built from status codes,
 exception class names and messages that never include resolved secrets.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -53,11 +70,9 @@ class SinkCounters:
     emitted: int = 0  # events committed to the outbox since start
     last_delivery_time: datetime | None = None
     last_error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_status(self) -> dict[str, Any]:
         # Key names are the status file's `sink` block (runner/schemas/status.schema.json).
-        # `extra` is for in-process use only: the schema admits no keys it does not describe.
         return {
             "delivered": self.delivered,
             "pending": self.pending,

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from runner.loader.config import bridge_digest, effective_spec, load_bridge, load_bytes
-from runner.model import LoadResult, SecretRef, Target
+from runner.loader.config import load_bridge, load_bytes
+from runner.loader.digest import bridge_digest, effective_spec
+from runner.model import SecretRef, Target
+from tests.loader.conftest import ARN, FULL, MINIMAL, ROOT, findings, load_text
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "config"
-ROOT = Path("/bridges")
-ARN = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B"
 SECRET_SHAPE = (
     "must be a secret value: exactly one of {valueFromEnv: NAME}, {valueFromFile: relative/path}, "
     "{valueFromSecret: {name: ..., key: ...}} or {value: ...}"
@@ -25,67 +25,9 @@ KINDS = (
 )
 CREDS = "spec.source.awsCognitoUserPool.auth.credentials"
 
-MINIMAL = f"""\
-apiVersion: bridge-runner/v1alpha1
-kind: Bridge
-spec:
-  source:
-    awsCognitoUserPool:
-      arn: {ARN}
-  sink:
-    uri: https://events.example.com/cognito
-"""
-
-FULL = f"""\
-apiVersion: bridge-runner/v1alpha1
-kind: Bridge
-metadata:
-  name: signups
-  labels: {{team: identity}}
-spec:
-  suspend: true
-  source:
-    awsCognitoUserPool:
-      arn: {ARN}
-      auth:
-        credentials:
-          accessKeyID:     {{valueFromEnv: BRIDGE_VAR_AWS_KEY_ID}}
-          secretAccessKey: {{valueFromSecret: {{name: awscreds, key: aws_secret_access_key}}}}
-          sessionToken:    {{valueFromFile: aws/session-token}}
-        assumeIamRole: arn:aws:iam::043455440429:role/cognito-reader
-      endpoint: http://127.0.0.1:5000
-      pollInterval: 1m
-      initialSync: emit
-      emitDeletions: false
-  sink:
-    uri: https://events.example.com/cognito
-    format: batch
-    maxBatchSize: 250
-    headers: {{Authorization: {{valueFromEnv: BRIDGE_VAR_SINK_TOKEN}}, X-Team: identity}}
-    timeout: PT5S
-  delivery:
-    retry: 10
-    backoffPolicy: linear
-    backoffDelay: 250ms
-    maxBackoff: 1h
-    deadLetterSink: {{uri: "file:./dead-letter//signups.jsonl"}}
-  ceOverrides:
-    extensions: {{team: identity}}
-"""
-
-
-def load_text(
-    text: str, env: dict[str, str] | None = None, name: str = "team/b.yaml"
-) -> LoadResult:
-    return load_bytes(text.encode(), path=ROOT / name, root=ROOT, env=env or {})
-
-
-def findings(result: LoadResult) -> list[tuple[int | None, int | None, str, str, str]]:
-    return [(p.line, p.column, p.path, p.message, p.severity) for p in result.problems]
-
 
 def test_minimal_bridge_gets_every_default() -> None:
-    result = load_text(MINIMAL)
+    result = load_text(MINIMAL, name="team/b.yaml")
     assert result.valid and result.problems == ()
     bridge = result.bridge
     assert bridge is not None

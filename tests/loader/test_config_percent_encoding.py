@@ -15,17 +15,13 @@ import pytest
 
 from runner.cli.check import check_paths
 from runner.delivery.sinks import encode_binary
-from runner.loader.config import load_bytes, percent_encoded_characters
-from runner.model import LoadResult, OutboxEvent
-from tests.loader.test_config import MINIMAL
+from runner.loader.semantics import percent_encoded_characters
+from runner.model import OutboxEvent
+from tests.loader.conftest import MINIMAL
+from tests.loader.conftest import load_text as load
 
-ROOT = Path("/bridges")
 SINK_ADVICE = "use format: structured or batch, whose JSON carries the value as it is"
 DEAD_LETTER_ADVICE = "use a file: deadLetterSink, which stores the value as it is"
-
-
-def load(text: str, env: dict[str, str] | None = None) -> LoadResult:
-    return load_bytes(text.encode(), path=ROOT / "b.yaml", root=ROOT, env=env or {})
 
 
 def with_extension(value: str, sink: str = "", spec: str = "") -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import os
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -14,9 +13,8 @@ from hypothesis import strategies as st
 
 from runner.loader.config import load_bytes
 from runner.model import LoadResult
-from tests.loader.test_config import FULL, MINIMAL
+from tests.loader.conftest import FULL, MINIMAL, ROOT
 
-ROOT = Path("/bridges")
 EXAMPLES = [yaml.safe_load(FULL), yaml.safe_load(MINIMAL)]
 SETTINGS = settings(
     max_examples=int(os.environ.get("BRIDGE_PROPERTY_EXAMPLES", "150")),

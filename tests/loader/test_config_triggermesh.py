@@ -4,14 +4,12 @@ TriggerMesh's defaults, errors in the manifest's own paths; the conformance samp
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from runner.loader.config import load_bridge, load_bytes
-from runner.model import LoadResult, SecretRef, Target
+from runner.loader.config import load_bridge
+from runner.model import SecretRef, Target
 from tests.conformance import TRIGGERMESH_SAMPLE as SAMPLE
 from tests.conformance import Conformance
+from tests.loader.conftest import findings, load_text
 
-ROOT = Path("/bridges")
 SINK_REF = """  sink:
     ref:
       apiVersion: eventing.knative.dev/v1
@@ -33,14 +31,6 @@ metadata:
 """
 
 
-def load_text(text: str) -> LoadResult:
-    return load_bytes(text.encode(), path=ROOT / "tm.yaml", root=ROOT, env={})
-
-
-def findings(result: LoadResult) -> list[tuple[int | None, int | None, str, str, str]]:
-    return [(p.line, p.column, p.path, p.message, p.severity) for p in result.problems]
-
-
 def test_conformance_sample_as_is_is_rejected_at_sink_ref(conformance: Conformance) -> None:
     path = conformance.path(SAMPLE)
     result = load_bridge(path, root=conformance.dir, env={}, display_path=SAMPLE)
@@ -54,7 +44,7 @@ def test_conformance_sample_with_sink_uri_is_accepted(conformance: Conformance) 
     swapped = text.replace(
         SINK_REF, "  sink:\n    uri: http://broker-ingress.knative-eventing.svc/default\n"
     )
-    result = load_text(swapped)
+    result = load_text(swapped, name="tm.yaml")
     assert result.valid and result.problems == ()
     bridge = result.bridge
     assert bridge is not None

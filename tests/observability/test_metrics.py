@@ -21,11 +21,18 @@ from prometheus_client.parser import text_string_to_metric_families
 import runner.observability.endpoints as metrics_server
 from runner.cli.main import build_parser, main
 from runner.observability.endpoints import ListenAddress, MetricsServer, parse_listen_address
-from runner.observability.metrics import RunnerCollector, take_snapshot
+from runner.observability.metrics import (
+    AnyReconcilerView,
+    ReconcilerView,
+    RunnerCollector,
+    readiness_of,
+    take_snapshot,
+)
 from runner.reconcile.reconciler import Reconciler
 from runner.sources.cognito.budget import RequestBudgets
 from runner.status.counters import SinkCounters, SourceCounters
-from runner.status.writer import render_status
+from runner.status.document import render_status
+from runner.status.readiness import BridgeReadiness, Condition, decide_readiness
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 from tests.peers.runner_process import (
     RunnerProcess,
@@ -68,12 +75,26 @@ class FakeRunning:
 
 @dataclass
 class FakeReconciler:
+    """Today's Reconciler: rendered documents, no typed readiness (read through the adapter)."""
+
     running: dict[str, FakeRunning] = field(default_factory=dict)
     documents: dict[str, dict[str, object]] = field(default_factory=dict)
     reconciles: int = 0
 
     def not_ready(self) -> dict[str, str]:
         return Reconciler.not_ready(self)  # type: ignore[arg-type]  # the real rule
+
+
+@dataclass
+class TypedFakeReconciler:
+    """A Reconciler that hands its typed readiness (`ReconcilerView.readiness()`)."""
+
+    running: dict[str, FakeRunning] = field(default_factory=dict)
+    decided: dict[str, BridgeReadiness] = field(default_factory=dict)
+    reconciles: int = 0
+
+    def readiness(self) -> dict[str, BridgeReadiness]:
+        return self.decided
 
 
 def document(bridge_id: str, *, running: bool, suspended: bool = False) -> dict[str, object]:
@@ -176,6 +197,36 @@ def test_suspended_bridges_do_not_make_the_runner_unready() -> None:
     snapshot = take_snapshot(three_bridges())
     assert set(snapshot.not_ready) == {"c"}
     assert snapshot.not_ready["c"].startswith("NotRunning:")
+
+
+def test_readiness_read_from_documents_agrees_with_the_reconcilers_rule() -> None:
+    reconciler = three_bridges()
+    from_documents = readiness_of(reconciler)
+    not_ready = {bid: r.why_not for bid, r in from_documents.items() if not r.ready}
+    assert not_ready == reconciler.not_ready()
+
+
+def test_a_typed_reconciler_gives_the_same_snapshot_and_metrics() -> None:
+    legacy = three_bridges()
+    typed = TypedFakeReconciler(running=legacy.running, reconciles=legacy.reconciles)
+    typed.decided = {
+        "team/a": decide_readiness(
+            applied_digest="d" * 64,
+            source=Condition("SourceReady", "True", "Polling", "1 user tracked"),
+            sink=Condition("SinkReady", "True", "Delivering", "ok"),
+        ),
+        "b": decide_readiness(applied_digest=None, suspended=True),
+        "c": decide_readiness(applied_digest=None),
+    }
+    assert isinstance(typed, ReconcilerView) and not isinstance(legacy, ReconcilerView)
+    assert take_snapshot(typed) == take_snapshot(legacy)
+
+    def exposition(view: AnyReconcilerView) -> str:
+        registry = CollectorRegistry()
+        registry.register(RunnerCollector(lambda: take_snapshot(view)))
+        return generate_latest(registry).decode()
+
+    assert exposition(typed) == exposition(legacy)
 
 
 # --- the server in this process -----------------------------------------------------------
@@ -356,6 +407,34 @@ def test_metrics_answer_head_and_gzip_as_prometheus_client_does() -> None:
                 assert head_text.startswith("HTTP/1.0 200 "), head_text
                 assert int(header(head_text, "Content-Length") or 0) > 0
                 assert rest == b""
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_other_methods_are_refused_and_queries_ignored_as_before() -> None:
+    """What the hand-written server answered, kept on the WSGI one: 501 with http.server's
+    page for a method other than GET and HEAD; a query string changes nothing."""
+    reconciler = FakeReconciler(reconciles=2)
+
+    async def scenario() -> None:
+        server = MetricsServer(ListenAddress("127.0.0.1", 0), reconciler)
+        await server.start()
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.bound.port}") as http:
+                posted = await http.post("/metrics")
+                assert posted.status_code == 501
+                assert posted.reason_phrase == "Unsupported method ('POST')"
+                assert posted.headers["content-type"] == "text/html;charset=utf-8"
+                assert "<p>Error code: 501</p>" in posted.text
+                assert posted.headers["server"] == "bridge-runner"
+                queried = await http.get("/metrics?name[]=bridge_runner_build_info")
+                names = {name for name, _ in parse_metrics(queried.text)}
+                assert "bridge_runner_reconciles_total" in names
+                assert queried.headers["cache-control"] == "no-store"
+                ready = await http.get("/readyz?verbose=1")
+                assert (ready.status_code, ready.text) == (200, "ok: 0 bridges Ready\n")
         finally:
             await server.stop()
 

@@ -10,19 +10,18 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from runner.errors import SourceUnavailable
 from runner.model import Bridge, CognitoSource, Delivery, PoolArn, Sink, Target
-from runner.polling.worker import BridgeWorker as BridgePoller
 from runner.secrets.resolver import SecretResolver
-from runner.sources.cognito.budget import RequestBudgets
 from runner.sources.cognito.client import CognitoClients, CognitoSettings
-from runner.state.outbox import Outbox
+from tests.sources.conftest import bridge_poller
+
+pytestmark = pytest.mark.usefixtures("dummy_aws_credentials")
 
 POOL = PoolArn(
     arn="arn:aws:cognito-idp:us-west-2:123456789012:userpool/us-west-2_silent001",
@@ -77,18 +76,6 @@ def silent() -> Iterator[SilentServer]:
     server.close()
 
 
-@pytest.fixture(autouse=True)
-def _dummy_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-
-
-def _clients(tmp_path: Path, settings: CognitoSettings) -> CognitoClients:
-    return CognitoClients(
-        SecretResolver(tmp_path / "secrets", env={}), RequestBudgets(1000.0), settings=settings
-    )
-
-
 def test_the_defaults_turn_a_silent_endpoint_unready_within_a_minute() -> None:
     defaults = CognitoSettings()
     worst_call = defaults.connect_timeout + defaults.max_attempts * defaults.read_timeout
@@ -97,15 +84,12 @@ def test_the_defaults_turn_a_silent_endpoint_unready_within_a_minute() -> None:
 
 
 def test_a_silent_endpoint_is_not_asked_again_after_boto3s_attempts(
-    tmp_path: Path, silent: SilentServer
+    make_clients: Callable[..., CognitoClients], silent: SilentServer
 ) -> None:
     settings = CognitoSettings(max_attempts=2, connect_timeout=1.0, read_timeout=0.5)
-    clients = _clients(tmp_path, settings)
-    try:
-        source = CognitoSource(pool=POOL, endpoint=silent.endpoint)
-        result = asyncio.run(clients.pool(source).scan())
-    finally:
-        clients.close()
+    clients = make_clients(settings=settings)
+    source = CognitoSource(pool=POOL, endpoint=silent.endpoint)
+    result = asyncio.run(clients.pool(source).scan())
     assert not result.complete
     assert isinstance(result.error, SourceUnavailable)
     assert result.error.reason == "EndpointUnreachable"
@@ -115,24 +99,25 @@ def test_a_silent_endpoint_is_not_asked_again_after_boto3s_attempts(
 
 
 def test_the_call_deadline_ends_a_call_boto3_would_still_wait_for(
-    tmp_path: Path, silent: SilentServer
+    make_clients: Callable[..., CognitoClients], silent: SilentServer
 ) -> None:
     # A read timeout far beyond the deadline: only the deadline can end this call.
     settings = CognitoSettings(max_attempts=1, read_timeout=60.0, call_deadline=0.5)
-    clients = _clients(tmp_path, settings)
-    try:
-        source = CognitoSource(pool=POOL, endpoint=silent.endpoint)
-        with pytest.raises(SourceUnavailable, match=r"no answer within 0\.5s") as raised:
-            asyncio.run(clients.pool(source).describe())
-    finally:
-        clients.close()
+    clients = make_clients(settings=settings)
+    source = CognitoSource(pool=POOL, endpoint=silent.endpoint)
+    with pytest.raises(SourceUnavailable, match=r"no answer within 0\.5s") as raised:
+        asyncio.run(clients.pool(source).describe())
     assert raised.value.reason == "EndpointUnreachable"
 
 
-def test_a_silent_endpoint_turns_source_ready_false(tmp_path: Path, silent: SilentServer) -> None:
+def test_a_silent_endpoint_turns_source_ready_false(
+    tmp_path: Path,
+    make_clients: Callable[..., CognitoClients],
+    secrets: SecretResolver,
+    silent: SilentServer,
+) -> None:
     settings = CognitoSettings(max_attempts=1, connect_timeout=1.0, read_timeout=0.5)
-    clients = _clients(tmp_path, settings)
-    outbox = Outbox.open(tmp_path / "state")
+    clients = make_clients(settings=settings)
     bridge = Bridge(
         id="silent",
         file=Path("silent.yaml"),
@@ -143,20 +128,10 @@ def test_a_silent_endpoint_turns_source_ready_false(tmp_path: Path, silent: Sile
     )
 
     async def poll() -> tuple[bool | None, str]:
-        async with httpx.AsyncClient() as http:
-            poller = BridgePoller(
-                bridge,
-                outbox=outbox,
-                clients=clients,
-                http=http,
-                state_dir=tmp_path / "state",
-                secrets=SecretResolver(tmp_path / "secrets", env={}),
-            )
+        async with bridge_poller(
+            bridge, clients=clients, secrets=secrets, state_dir=tmp_path / "state"
+        ) as poller:
             await poller.poll_once()
             return poller.source_health.ready, poller.source_health.reason
 
-    try:
-        assert asyncio.run(poll()) == (False, "EndpointUnreachable")
-    finally:
-        clients.close()
-        outbox.close()
+    assert asyncio.run(poll()) == (False, "EndpointUnreachable")

@@ -8,7 +8,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,8 @@ from runner.errors import SourceRejected, SourceUnavailable
 from runner.model import AwsAuth, AwsCredentials, CognitoSource, SecretRef
 from runner.polling.diff import normalize_user, to_record
 from runner.secrets.resolver import SecretResolver
-from runner.sources.cognito.budget import RequestBudgets
-from runner.sources.cognito.client import CognitoClients, CognitoPool, CognitoSettings, ScanResult
+from runner.sources.cognito.client import CognitoClients, CognitoPool, CognitoSettings
+from runner.sources.cognito.scan import ScanResult
 from tests.peers.cognito_proxy import CognitoProxy
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 
@@ -58,26 +58,8 @@ def secrets(tmp_path: Path) -> SecretResolver:
 
 
 @pytest.fixture
-def make_clients(secrets: SecretResolver) -> Iterator[Callable[..., CognitoClients]]:
-    made: list[CognitoClients] = []
-
-    def make(
-        rate: float = 1000.0, settings: CognitoSettings = FAST, **kwargs: Any
-    ) -> CognitoClients:
-        clients = CognitoClients(
-            kwargs.pop("secrets", secrets), RequestBudgets(rate), settings=settings, **kwargs
-        )
-        made.append(clients)
-        return clients
-
-    yield make
-    for clients in made:
-        clients.close()
-
-
-@pytest.fixture
-def clients(make_clients: Callable[..., CognitoClients]) -> CognitoClients:
-    return make_clients()
+def cognito_settings() -> CognitoSettings:
+    return FAST
 
 
 def source_for(pool: PoolInfo, endpoint: str | None, auth: AwsAuth = STATIC_AUTH) -> CognitoSource:

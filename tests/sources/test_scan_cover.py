@@ -7,18 +7,16 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
 from runner.model import Bridge, Delivery, Sink, Target
 from runner.polling import poll as poller_module
-from runner.polling.worker import BridgeWorker as BridgePoller
 from runner.secrets.resolver import SecretResolver
-from runner.sources.cognito.budget import RequestBudgets
-from runner.sources.cognito.client import CognitoClients, segments_cover
-from runner.state.outbox import Outbox
+from runner.sources.cognito.client import CognitoClients
+from runner.sources.cognito.scan import segments_cover
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 from tests.peers.sink_server import SinkServer
+from tests.sources.conftest import bridge_poller
 
 DELETED = "com.amazon.cognito-idp.user_deleted"
 
@@ -40,17 +38,18 @@ def test_which_subs_the_segments_cover(sub: str | None, segments: int, covered: 
     assert segments_cover(sub, segments) is covered
 
 
+@pytest.mark.usefixtures("dummy_aws_credentials")
 def test_a_user_outside_the_segments_is_not_reported_deleted(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    clients: CognitoClients,
+    secrets: SecretResolver,
     moto_server: MotoServer,
     cognito_admin: CognitoAdmin,
     cognito_pool: Callable[..., PoolInfo],
     sink_server: SinkServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     # Segment as soon as one user is tracked, instead of seeding 1,200 users.
     monkeypatch.setattr(poller_module, "SEGMENT_THRESHOLD_USERS", 1)
     pool = cognito_pool()
@@ -66,23 +65,13 @@ def test_a_user_outside_the_segments_is_not_reported_deleted(
         sink=Sink(Target(sink_server.url), format="binary", timeout=5.0),
         delivery=Delivery(backoff_delay=0.01, max_backoff=0.05),
     )
-    outbox = Outbox.open(tmp_path / "state")
-    secrets = SecretResolver(tmp_path / "secrets", env={})
-    clients = CognitoClients(secrets, RequestBudgets(1000.0))
-
     counts: list[int] = []
 
     async def three_polls() -> list[tuple[bool, bool | None]]:
         results = []
-        async with httpx.AsyncClient() as http:
-            poller = BridgePoller(
-                bridge,
-                outbox=outbox,
-                clients=clients,
-                http=http,
-                state_dir=tmp_path / "state",
-                secrets=secrets,
-            )
+        async with bridge_poller(
+            bridge, clients=clients, secrets=secrets, state_dir=tmp_path / "state"
+        ) as poller:
             for _ in range(3):  # whole (baseline), segmented + whole, whole from then on
                 before = poller.source_counters.pages_read
                 outcome = await poller.poll_once()
@@ -91,11 +80,7 @@ def test_a_user_outside_the_segments_is_not_reported_deleted(
                 results.append((outcome.complete, poller.source_health.ready))
         return results
 
-    try:
-        results = asyncio.run(three_polls())
-    finally:
-        clients.close()
-        outbox.close()
+    results = asyncio.run(three_polls())
     assert [e["type"] for e in sink_server.events()] == []  # nothing changed: nothing sent
     # Every poll complete and Ready: the segmented scan that missed "odd" was redone whole.
     assert results == [(True, True)] * 3

@@ -2,7 +2,7 @@
 
 Cognito's ListUsers quota (about 30 requests/s) is per account and region and shared by
 every pool and every other caller, so every poller whose pool lives in the same
-(account, region) draws from one `TokenBucket` (`--aws-rps`, default 10).
+(account, region) draws from one `TokenBucket` (`--aws-rps`, default `runner.defaults.AWS_RPS`).
 
 The bucket is a GCRA ("virtual scheduling") limiter: each acquisition reserves the next
 free slot under a lock and then waits for it. That makes it FIFO-fair, usable both from
@@ -28,11 +28,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from runner import defaults
+
 Clock = Callable[[], float]
 AsyncSleep = Callable[[float], Awaitable[None]]
 BlockingSleep = Callable[[float], None]
 
-DEFAULT_AWS_RPS = 10.0
 _EPSILON = 1e-9  # float slack when comparing times
 
 
@@ -136,7 +137,7 @@ class RequestBudgets:
 
     def __init__(
         self,
-        rate: float = DEFAULT_AWS_RPS,
+        rate: float = defaults.AWS_RPS,
         *,
         burst: float = 1.0,
         clock: Clock = time.monotonic,

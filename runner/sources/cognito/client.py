@@ -1,20 +1,18 @@
-"""Reading Cognito user pools: shared boto3 clients, DescribeUserPool, and full ListUsers scans.
+"""Reading Cognito user pools: shared boto3 clients, and one handle per pool.
 
     CognitoClients          one per process: client cache, thread pool, request budgets
     └── CognitoPool         one per bridge: describe() and scan(segments=...)
 
-Clients are built from a bridge's auth when first needed: static keys are resolved from
-their `SecretRef`s at that moment (so a rotated secret is picked up by the next client a
-bridge builds), an `assume_role_arn` is assumed through STS with botocore's refreshable
-credentials (renewed before expiry, on the worker thread that needs them), and without
-credentials boto3's default chain applies. Clients are shared by every bridge with the same
-(account, region, credentials, role, endpoint); the credentials part of that key is an HMAC
-of the resolved values under a per-process random key, so it changes when a secret rotates
-and reveals nothing. A client stays cached while some `CognitoPool` uses it: when a pool
-re-resolves rotated credentials, the client under the old key is closed and dropped unless
-another pool still uses it. Without `endpoint`, `endpoint_url` stays unset so that boto3 applies
-AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER itself; boto3 ignores the
-shorter AWS_ENDPOINT_URL_COGNITO_IDP that DESIGN §2 names, so that one is applied here.
+Clients are built from a bridge's auth when first needed (`runner.sources.cognito.credentials`:
+static keys resolved at that moment, an assumed role refreshed by botocore, else boto3's
+default chain). Clients are shared by every bridge with the same (account, region,
+credentials, role, endpoint); the credentials part of that key is an HMAC of the resolved
+values, so it changes when a secret rotates and reveals nothing. A client stays cached while
+some `CognitoPool` uses it: when a pool re-resolves rotated credentials, the client under the
+old key is closed and dropped unless another pool still uses it. Without `endpoint`,
+`endpoint_url` stays unset so that boto3 applies AWS_ENDPOINT_URL /
+AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER itself; boto3 ignores the shorter
+AWS_ENDPOINT_URL_COGNITO_IDP that DESIGN §2 names, so that one is applied here.
 
 boto3 is blocking: every call runs in one bounded ThreadPoolExecutor, never on the event
 loop. Each call first takes a token from its (account, region) bucket on the event loop;
@@ -27,27 +25,16 @@ parser would make each a datetime with its own `dateutil.tz.tzlocal()`, about 8 
 500 bytes per date, two dates per user, and the first thing `runner.polling.diff` would do is turn
 it back into a number. Only these clients parse that way; STS keeps botocore's default.
 
-A scan reads every page (`Limit` 60) until a response carries no `PaginationToken`; short
-and empty pages are normal. A rejected token restarts the scan (bounded), throttling and
-5xx that outlast boto3's retries are retried on the same page after a back-off (bounded).
-Whatever gives up makes the result `complete=False`, and nobody may derive deletions from
-an incomplete scan. A segmented scan runs one such scan per `sub` prefix ("0".."f")
-concurrently; every Cognito user has a `sub` (a lowercase UUID it assigns), which is what
-makes the segments cover the pool. A reader cannot rely on that (`segments_cover`): the
-poller checks a segmented scan against the subs it knows and rescans in one piece when a
-known user could not have been listed, so that no user is ever taken for deleted.
+What a full scan reads, page by page and segment by segment, is `runner.sources.cognito.scan`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import hmac
 import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -57,39 +44,33 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import boto3
 import botocore.session
 from botocore.config import Config
-from botocore.credentials import (
-    AssumeRoleCredentialFetcher,
-    CredentialProvider,
-    CredentialResolver,
-    Credentials,
-    DeferredRefreshableCredentials,
-)
-from botocore.exceptions import NoCredentialsError
+from botocore.credentials import Credentials
 from botocore.utils import parse_timestamp
 
 from runner import __version__
-from runner._kits.backoff import equal_jitter
-from runner._kits.wording import plural
-from runner.errors import BridgeRunnerError, SecretError, SourceRejected, SourceUnavailable
-from runner.model import AwsCredentials, CognitoSource
-from runner.secrets.redaction import Redactor
+from runner.errors import SecretError, SourceRejected, SourceUnavailable
+from runner.model import CognitoSource
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.botocore_logs import guard_botocore_logs
 from runner.sources.cognito.budget import RequestBudgets, TokenBucket
+from runner.sources.cognito.credentials import (
+    StaticKeys,
+    assumed_role_credentials,
+    fingerprint,
+    resolve_static,
+    use_credentials,
+)
 from runner.sources.cognito.errors import THROTTLED_CODES, secret_error, translate_error
+from runner.sources.cognito.scan import SEGMENT_ALPHABET, ScanResult, SegmentOutcome, scan_pool
 
 if TYPE_CHECKING:
     from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
 
 log = logging.getLogger(__name__)
 
-LIST_USERS_LIMIT = 60  # the largest page ListUsers allows
-SEGMENT_ALPHABET = "0123456789abcdef"  # `sub` is a lowercase UUID
-MAX_SEGMENTS = 256
 _SERVICE_EVENT_ID = "cognito-identity-provider"  # botocore's hyphenized service id
 SHORT_ENDPOINT_ENV = "AWS_ENDPOINT_URL_COGNITO_IDP"
 BOTO3_ENDPOINT_ENV = "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER"
-_TOKEN_REJECTED_REASONS = frozenset({"PaginationTokenRejected", "InvalidRequest"})
 
 T = TypeVar("T")
 
@@ -113,45 +94,6 @@ class CognitoSettings:
     max_restarts: int = 3  # rejected pagination tokens tolerated per segment and scan
     max_empty_pages: int = 50  # consecutive empty pages with a token before giving up
     role_session_name: str = "bridge-runner"
-
-
-@dataclass(slots=True)
-class ScanResult:
-    """What one full scan read. `complete=False` means users may be missing: no deletions."""
-
-    users: list[dict[str, Any]]  # raw UserType dicts (dates: epoch seconds), each Username once
-    complete: bool
-    pages: int
-    throttles: int
-    restarts: int
-    duration: float  # seconds
-    error: BridgeRunnerError | None = None  # why the scan is incomplete
-
-
-def segments_cover(sub: str | None, segments: int) -> bool:
-    """Whether a scan in `segments` parts can see a user with this `sub`.
-
-    Real Cognito subs are lowercase UUIDs, but nothing guarantees it to a reader (an import,
-    an emulator, a future format): a user outside every prefix is never listed by a
-    segmented scan, and must not then be taken for deleted.
-    """
-    if segments == 1:
-        return True
-    if sub is None:
-        return False
-    width = len(segment_prefixes(segments)[0])
-    return len(sub) >= width and all(ch in SEGMENT_ALPHABET for ch in sub[:width])
-
-
-def segment_prefixes(segments: int) -> list[str]:
-    """The `sub` prefixes that split a pool into `segments` disjoint parts (1, 16 or 256)."""
-    if segments == 1:
-        return [""]
-    if segments == len(SEGMENT_ALPHABET):
-        return list(SEGMENT_ALPHABET)
-    if segments == len(SEGMENT_ALPHABET) ** 2:
-        return [a + b for a in SEGMENT_ALPHABET for b in SEGMENT_ALPHABET]
-    raise ValueError(f"segments must be 1, 16 or {MAX_SEGMENTS}, not {segments!r}")
 
 
 # --- per-call context shared with botocore's hooks ----------------------------------------
@@ -206,7 +148,7 @@ def _count_throttle(response: Any = None, **_: Any) -> None:
         context.throttles += 1
 
 
-# --- credentials and the client cache ---------------------------------------------------
+# --- the client cache ------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,32 +158,6 @@ class _ClientKey:
     credentials_id: str = field(repr=False)  # HMAC of the resolved values, or "default-chain"
     role_arn: str | None
     endpoint: str | None
-
-
-class _FixedCredentialProvider(CredentialProvider):
-    """Hands botocore one credentials object (static or refreshable) instead of its chain."""
-
-    METHOD = "bridge-runner"
-
-    def __init__(self, credentials: Credentials) -> None:
-        super().__init__()
-        self._credentials = credentials
-
-    def load(self) -> Credentials:
-        return self._credentials
-
-
-def _registering(fetch: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
-    """Wrap an STS fetch so that every temporary credential is known to the Redactor."""
-
-    def fetch_and_register() -> dict[str, Any]:
-        fetched = fetch()
-        for name in ("access_key", "secret_key", "token"):
-            if fetched.get(name):
-                Redactor.register(str(fetched[name]))
-        return fetched
-
-    return fetch_and_register
 
 
 class CognitoClients:
@@ -305,11 +221,12 @@ class CognitoClients:
         next such sweep may close it.
         Raises SecretError when a credential reference cannot be resolved.
         """
-        static = self._resolve_static(source.auth.credentials)
+        static = resolve_static(self.secrets, source.auth.credentials)
+        credentials_id = "default-chain" if static is None else fingerprint(self._hmac_key, static)
         key = _ClientKey(
             account=source.pool.account,
             region=source.pool.region,
-            credentials_id="default-chain" if static is None else self._fingerprint(static),
+            credentials_id=credentials_id,
             role_arn=source.auth.assume_role_arn,
             endpoint=source.endpoint or _endpoint_from_short_env_name(),
         )
@@ -331,18 +248,6 @@ class CognitoClients:
             stale.close()
         return client
 
-    def _resolve_static(self, creds: AwsCredentials | None) -> tuple[str, str, str | None] | None:
-        if creds is None:
-            return None
-        access_key_id = self.secrets.resolve(creds.access_key_id)
-        secret_access_key = self.secrets.resolve(creds.secret_access_key)
-        token = self.secrets.resolve(creds.session_token) if creds.session_token else None
-        return access_key_id, secret_access_key, token
-
-    def _fingerprint(self, values: tuple[str, str, str | None]) -> str:
-        joined = "\0".join(v or "" for v in values).encode()
-        return hmac.new(self._hmac_key, joined, hashlib.sha256).hexdigest()
-
     def _config(self) -> Config:
         return Config(
             retries={"mode": "standard", "total_max_attempts": self.settings.max_attempts},
@@ -355,7 +260,7 @@ class CognitoClients:
         )
 
     def _create_client(
-        self, key: _ClientKey, static: tuple[str, str, str | None] | None
+        self, key: _ClientKey, static: StaticKeys | None
     ) -> CognitoIdentityProviderClient:
         session = botocore.session.Session()
         session.get_component("response_parser_factory").set_parser_defaults(
@@ -363,11 +268,15 @@ class CognitoClients:
         )
         credentials: Credentials | None = Credentials(*static) if static else None
         if key.role_arn:
-            credentials = self._assumed_role_credentials(credentials, key)
-        if credentials is not None:
-            session.register_component(
-                "credential_provider", CredentialResolver([_FixedCredentialProvider(credentials)])
+            credentials = assumed_role_credentials(
+                credentials,
+                role_arn=key.role_arn,
+                region=key.region,
+                config=self._config(),
+                session_name=self.settings.role_session_name,
             )
+        if credentials is not None:
+            use_credentials(session, credentials)
         client = boto3.session.Session(botocore_session=session).client(
             "cognito-idp",
             region_name=key.region,
@@ -378,28 +287,6 @@ class CognitoClients:
         client.meta.events.register(f"needs-retry.{_SERVICE_EVENT_ID}", _count_throttle)
         guard_botocore_logs()  # botocore imports some of its modules (and loggers) lazily
         return client
-
-    def _assumed_role_credentials(self, source: Credentials | None, key: _ClientKey) -> Credentials:
-        assert key.role_arn is not None
-        # The default chain, resolved in a session of its own: the client's session must not
-        # cache these source credentials as its own.
-        source = source or botocore.session.Session().get_credentials()
-        if source is None:
-            raise NoCredentialsError()
-        fetcher = AssumeRoleCredentialFetcher(
-            client_creator=functools.partial(
-                botocore.session.Session().create_client,
-                region_name=key.region,  # STS endpoint: AWS_ENDPOINT_URL(_STS) as boto3 does
-                config=self._config(),
-            ),
-            source_credentials=source,
-            role_arn=key.role_arn,
-            extra_args={"RoleSessionName": self.settings.role_session_name},
-        )
-        # Fetched on first use and again before expiry, in the worker thread signing a call.
-        return DeferredRefreshableCredentials(
-            refresh_using=_registering(fetcher.fetch_credentials), method="assume-role"
-        )
 
 
 def _epoch_seconds_as_sent(value: Any) -> Any:
@@ -425,23 +312,6 @@ def _endpoint_from_short_env_name() -> str | None:
 # --- one pool ---------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _SegmentOutcome:
-    users: list[dict[str, Any]] = field(default_factory=list)
-    pages: int = 0
-    throttles: int = 0
-    restarts: int = 0
-    error: BridgeRunnerError | None = None
-
-
-class _TokenRejected(Exception):
-    """The pagination token was refused (the next user was deleted, or it expired)."""
-
-    def __init__(self, cause: BridgeRunnerError) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-
-
 class CognitoPool:
     """One user pool, read through the shared clients, thread pool and request budget."""
 
@@ -465,123 +335,14 @@ class CognitoPool:
         Raises SourceRejected (PoolNotFound, AccessDenied, InvalidCredentials) or
         SourceUnavailable (Throttled, EndpointUnreachable, ServiceError).
         """
-        await self._call("DescribeUserPool", {"UserPoolId": self.pool_id}, _SegmentOutcome())
+        await self._call("DescribeUserPool", {"UserPoolId": self.pool_id}, SegmentOutcome())
 
     async def scan(self, *, segments: int = 1) -> ScanResult:
         """Read every user of the pool; never raises for Cognito failures (see `error`)."""
-        prefixes = segment_prefixes(segments)
-        started = time.monotonic()
-        outcomes = [_SegmentOutcome() for _ in prefixes]
-        async with asyncio.TaskGroup() as group:
-            for prefix, outcome in zip(prefixes, outcomes, strict=True):
-                group.create_task(self._scan_segment(prefix, outcome))
-        users: dict[str, dict[str, Any]] = {}
-        for outcome in outcomes:
-            for user in outcome.users:
-                users[user["Username"]] = user
-        error = next((o.error for o in outcomes if o.error is not None), None)
-        result = ScanResult(
-            users=list(users.values()),
-            complete=error is None,
-            pages=sum(o.pages for o in outcomes),
-            throttles=sum(o.throttles for o in outcomes),
-            restarts=sum(o.restarts for o in outcomes),
-            duration=time.monotonic() - started,
-            error=error,
-        )
-        if error is not None:
-            log.warning(
-                "scan of %s incomplete after %s: %s",
-                self.pool_id,
-                plural(result.pages, "page"),
-                error,
-            )
-        return result
-
-    async def _scan_segment(self, prefix: str, outcome: _SegmentOutcome) -> None:
-        base: dict[str, Any] = {"UserPoolId": self.pool_id, "Limit": LIST_USERS_LIMIT}
-        if prefix:
-            base["Filter"] = f'sub ^= "{prefix}"'
-        while True:  # one pass per (re)start
-            users: dict[str, dict[str, Any]] = {}
-            token: str | None = None
-            empty_pages = 0
-            try:
-                while True:
-                    params = dict(base, PaginationToken=token) if token else base
-                    page = await self._list_users_page(params, outcome)
-                    outcome.pages += 1
-                    batch: list[dict[str, Any]] = page.get("Users", [])
-                    for user in batch:
-                        users[user["Username"]] = user
-                    token = page.get("PaginationToken") or None
-                    if token is None:
-                        outcome.users = list(users.values())
-                        return
-                    empty_pages = 0 if batch else empty_pages + 1
-                    if empty_pages > self._settings.max_empty_pages:
-                        raise SourceUnavailable(
-                            f"ListUsers on pool {self.pool_id}: "
-                            f"{plural(empty_pages, 'empty page')} in a row still carrying a "
-                            "pagination token",
-                            reason="ServiceError",
-                        )
-            except _TokenRejected as rejected:
-                outcome.restarts += 1
-                if outcome.restarts > self._settings.max_restarts:
-                    outcome.users = list(users.values())
-                    outcome.error = SourceUnavailable(
-                        f"ListUsers on pool {self.pool_id}: pagination token rejected "
-                        f"{plural(outcome.restarts, 'time')}; giving up this scan "
-                        f"({rejected.cause})",
-                        reason="PaginationTokenRejected",
-                    )
-                    return
-                log.info("restarting scan of %s%s: %s", self.pool_id, _segment(prefix), rejected)
-            except BridgeRunnerError as exc:
-                outcome.users = list(users.values())
-                outcome.error = exc
-                return
-
-    async def _list_users_page(
-        self, params: dict[str, Any], outcome: _SegmentOutcome
-    ) -> dict[str, Any]:
-        """One page; re-asked after a back-off when throttling or 5xx outlast boto3's retries."""
-        attempt = 0
-        while True:
-            try:
-                return await self._call("ListUsers", params, outcome)
-            except SourceRejected as exc:
-                if "PaginationToken" in params and exc.reason in _TOKEN_REJECTED_REASONS:
-                    raise _TokenRejected(exc) from None
-                raise
-            except SourceUnavailable as exc:
-                # An endpoint that cannot be reached or does not answer already had boto3's
-                # attempts and the call deadline; asking again would hold the scan (and the
-                # bridge's Ready) for minutes. The next poll tries again.
-                if attempt >= self._settings.page_retries or exc.reason == "EndpointUnreachable":
-                    raise
-                attempt += 1
-                delay = self._backoff(attempt, exc.delay)
-                log.info(
-                    "ListUsers on %s: %s; asking again in %.1fs (%d/%d)",
-                    self.pool_id,
-                    exc.reason,
-                    delay,
-                    attempt,
-                    self._settings.page_retries,
-                )
-                await asyncio.sleep(delay)
-
-    def _backoff(self, attempt: int, suggested: float | None) -> float:
-        ceiling = min(
-            self._settings.max_retry_backoff, self._settings.retry_backoff * 2 ** (attempt - 1)
-        )
-        # Jittered, so that concurrent segments do not ask again in lockstep.
-        return equal_jitter(ceiling, floor=suggested or 0.0)
+        return await scan_pool(self._call, self.pool_id, self._settings, segments=segments)
 
     async def _call(
-        self, operation: str, params: Mapping[str, Any], outcome: _SegmentOutcome
+        self, operation: str, params: Mapping[str, Any], outcome: SegmentOutcome
     ) -> dict[str, Any]:
         what = f"{operation} on pool {self.pool_id}"
         client = await self._get_client(what)
@@ -627,7 +388,3 @@ class CognitoPool:
                     raise
                 raise translated from None
         return self._client
-
-
-def _segment(prefix: str) -> str:
-    return f" (segment sub ^= {prefix!r})" if prefix else ""
