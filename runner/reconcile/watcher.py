@@ -47,7 +47,7 @@ from types import TracebackType
 
 from watchfiles import Change, awatch
 
-from runner._kits.aio import sleep_or_wake
+from runner._kits.aio import sleep_or_wake, stop_within
 from runner.model import BRIDGE_SUFFIXES, STATUS_SUFFIX
 
 logger = logging.getLogger(__name__)
@@ -233,9 +233,8 @@ class DirectoryWatcher:
         task, self._task = self._task, None
         if task is None:
             return
-        try:
-            await asyncio.wait_for(task, _STOP_TIMEOUT_S)
-        except TimeoutError:
+        ended_before = task.done()
+        if not await stop_within(task, _STOP_TIMEOUT_S) and not ended_before:
             logger.warning(
                 "the watcher of %s did not stop within %.0f s", self.root, _STOP_TIMEOUT_S
             )
