@@ -172,7 +172,7 @@ def _reconciler(
     return Reconciler(
         settings.reconcile_settings(),
         directory=BridgesDirectory(settings.root, load),
-        workers=workers,
+        worker_factory=workers,
         outbox=outbox,
         run=run,
     )

@@ -72,7 +72,7 @@ class Reconciler:
         settings: ReconcileSettings,
         *,
         directory: DirectoryReader,
-        workers: WorkerFactory,
+        worker_factory: WorkerFactory,
         outbox: Outbox,
         clock: Clock = SYSTEM_CLOCK,
         status_writer: StatusWriter | None = None,
@@ -86,7 +86,7 @@ class Reconciler:
         self._clock = clock
         self._revision_of = revision_of
         self.workers = BridgeWorkers(
-            workers, stop_timeout=settings.stop_timeout, once=settings.once, clock=clock
+            worker_factory, stop_timeout=settings.stop_timeout, once=settings.once, clock=clock
         )
         self.status_writer = status_writer or StatusWriter()
         # Written into every status file, so that `status` can tell a status of this run

@@ -169,7 +169,7 @@ class Setup:
         return Reconciler(
             ReconcileSettings(state_dir=state_dir or self.root.parent / "state", **settings),  # type: ignore[arg-type]
             directory=BridgesDirectory(self.root, counting_load),
-            workers=self.factory,
+            worker_factory=self.factory,
             outbox=self.outbox,
             clock=clock,
             revision_of=lambda _: None,

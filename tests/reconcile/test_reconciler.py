@@ -55,7 +55,7 @@ def test_a_directory_that_cannot_be_listed_changes_nothing(
             rec = Reconciler(
                 settings.reconcile_settings(),
                 directory=BridgesDirectory(root, load),
-                workers=workers,
+                worker_factory=workers,
                 outbox=outbox,
             )
             first = await rec.reconcile()
