@@ -47,6 +47,7 @@ from types import TracebackType
 
 from watchfiles import Change, awatch
 
+from runner._kits.aio import sleep_or_wake, stop_within
 from runner.model import BRIDGE_SUFFIXES, STATUS_SUFFIX
 
 logger = logging.getLogger(__name__)
@@ -232,9 +233,8 @@ class DirectoryWatcher:
         task, self._task = self._task, None
         if task is None:
             return
-        try:
-            await asyncio.wait_for(task, _STOP_TIMEOUT_S)
-        except TimeoutError:
+        ended_before = task.done()
+        if not await stop_within(task, _STOP_TIMEOUT_S) and not ended_before:
             logger.warning(
                 "the watcher of %s did not stop within %.0f s", self.root, _STOP_TIMEOUT_S
             )
@@ -247,16 +247,7 @@ class DirectoryWatcher:
         An empty set means nothing specific changed (the wait ran out, or `stop` was set):
         running out is an answer here, not an error.
         """
-        if not self._changed.is_set():
-            waiters = [asyncio.create_task(self._changed.wait())]
-            if stop is not None:
-                waiters.append(asyncio.create_task(stop.wait()))
-            try:
-                await asyncio.wait(waiters, timeout=max_wait, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
-                await asyncio.gather(*waiters, return_exceptions=True)
+        await sleep_or_wake(max_wait, self._changed, *([stop] if stop is not None else []))
         batch, self._pending = self._pending, set()
         self._changed.clear()
         return batch

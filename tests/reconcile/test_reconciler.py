@@ -9,8 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.reconcile import reconciler as reconciler_module
-from runner.reconcile.reconciler import Reconciler, RunnerSettings
+from runner.app import RunnerSettings, poller_factory
+from runner.reconcile import directory as directory_module
+from runner.reconcile.directory import BridgesDirectory, bridge_file_loader
+from runner.reconcile.reconciler import Reconciler
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.budget import RequestBudgets
 from runner.sources.cognito.client import CognitoClients
@@ -42,14 +44,27 @@ def test_a_directory_that_cannot_be_listed_changes_nothing(
 
     async def scenario() -> None:
         async with httpx.AsyncClient() as http:
-            rec = Reconciler(settings, outbox=outbox, clients=clients, http=http, secrets=secrets)
+            load = bridge_file_loader(root, secrets_dir=settings.secrets_dir)
+            workers = poller_factory(
+                outbox=outbox,
+                clients=clients,
+                http=http,
+                state_dir=settings.state_dir,
+                secrets=secrets,
+            )
+            rec = Reconciler(
+                settings.reconcile_settings(),
+                directory=BridgesDirectory(root, load),
+                worker_factory=workers,
+                outbox=outbox,
+            )
             first = await rec.reconcile()
             assert [a.bridge_id for a in first.starts] == ["a"]
 
             def vanished(_: Path) -> list[Path]:
                 raise FileNotFoundError(2, "No such file or directory", str(root / "gone"))
 
-            monkeypatch.setattr(reconciler_module, "discover_bridge_files", vanished)
+            monkeypatch.setattr(directory_module, "discover_bridge_files", vanished)
             second = await rec.reconcile()
             assert second.actions == ()
             assert list(rec.running) == ["a"]
