@@ -33,14 +33,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import runner._kits.backoff as jitter_module
-import runner.delivery.deliverer as delivery_module
+import runner.delivery.policy as delivery_module
 import runner.polling.poller as poller
-from runner.delivery.deliverer import (
-    DEAD_LETTER_RETRIES,
-    Deliverer,
-    backoff_delay,
-    retry_delay,
-)
+from runner._kits.aio import sleep_or_wake
+from runner.delivery.deliverer import Deliverer
+from runner.delivery.policy import DEAD_LETTER_RETRIES, backoff_delay, retry_delay
 from runner.model import (
     Bridge,
     CognitoSource,
@@ -118,17 +115,21 @@ def outbox(tmp_path: Path) -> Iterator[Outbox]:
 
 
 class Sleeps:
-    """An injected `sleep`: records every requested delay and returns at once."""
+    """An injected `sleep` (`sleep_or_wake`'s contract): records every requested delay and
+    returns at once, True if one of the events (the deliverer's stop) is set."""
 
     def __init__(self, on_sleep: Callable[[int], None] | None = None) -> None:
         self.delays: list[float] = []
         self._on_sleep = on_sleep
 
-    async def __call__(self, delay: float) -> None:
+    async def __call__(self, delay: float, *events: asyncio.Event) -> bool:
+        if any(event.is_set() for event in events):
+            return True  # as sleep_or_wake: no wait at all once stopped
         self.delays.append(delay)
         if self._on_sleep is not None:
             self._on_sleep(len(self.delays))
         await asyncio.sleep(0)
+        return any(event.is_set() for event in events)
 
 
 class Harness:
@@ -786,9 +787,9 @@ def test_stop_cuts_a_backoff_short_and_keeps_the_event(
     async def body(deliverer: Deliverer) -> None:
         stop = asyncio.Event()
 
-        async def sleep_until_stopped(delay: float) -> None:
+        async def sleep_until_stopped(delay: float, *events: asyncio.Event) -> bool:
             stop.set()
-            await asyncio.sleep(3600)  # only `stop` can end this wait
+            return await sleep_or_wake(3600, *events)  # only `stop` can end this wait
 
         deliverer._sleep = sleep_until_stopped
         await deliverer.deliver_pending(stop)
