@@ -30,10 +30,9 @@ from runner.delivery.encodings import (
 )
 from runner.delivery.file_sink import FileSender
 from runner.delivery.http_sink import parse_retry_after
-from runner.delivery.policy import SendOutcome, classify_status
+from runner.delivery.policy import SendOutcome
 from runner.delivery.sinks import open_sender
 from runner.delivery.texts import knative_error_extensions, safe_uri, status_text
-from runner.errors import SinkRejected, SinkUnavailable
 from runner.model import HeaderValue, OutboxEvent, SecretRef, Sink, Target
 from runner.secrets.resolver import SecretResolver
 from runner.state.storedjson import StoredJson
@@ -545,15 +544,6 @@ def test_the_next_request_after_an_error_reuses_the_client(sink_server: SinkServ
 
 
 # -- pure helpers ----------------------------------------------------------------------------
-
-
-def test_classify_status() -> None:
-    # The class is the decision: None accepted, SinkUnavailable retried, SinkRejected refused.
-    assert [classify_status(c) for c in (200, 202, 204, 299)] == [None] * 4
-    retried = [classify_status(c) for c in (404, 408, 409, 429, 500, 502, 599)]
-    assert retried == [SinkUnavailable] * 7
-    refused = [classify_status(c) for c in (301, 400, 401, 403, 410, 413, 422)]
-    assert refused == [SinkRejected] * 7
 
 
 def test_parse_retry_after() -> None:
