@@ -41,7 +41,7 @@ import httpx
 from cloudevents.core.bindings.http import HTTPMessage
 
 from runner.delivery.deliverer import Deliverer
-from runner.delivery.sinks import encode_request
+from runner.delivery.encodings import encode_request
 from runner.model import Bridge, CognitoSource, NewEvent, PoolArn, Sink, SinkFormat, Target
 from runner.polling.diff import Change, to_record
 from runner.polling.events import build_events

@@ -2,28 +2,30 @@
 
     BridgeRunnerError                 root: everything we raise on purpose
     ├── UsageError                    bad command line (CLI exit code 2)
-    ├── ConfigError                   a bridge file is invalid; carries located `Problem`s
     ├── SecretError                   a secret reference cannot be resolved at run time
     ├── StateError                    the SQLite state cannot be opened or is corrupt
     ├── TemporaryError(delay=None)    worth retrying (throttling, 5xx, network); `delay` in s
     │   ├── SourceUnavailable         Cognito unreachable / throttled / 5xx
-    │   └── SinkUnavailable           sink unreachable / retryable HTTP status
+    │   └── SinkUnavailable           sink unreachable, timed out, retryable status, write
+    │                                 failed: the event is retried, spending its retry budget
     └── PermanentError                retrying will not help (4xx, access denied, no such pool)
         ├── SourceRejected            Cognito said no: pool not found, access denied, bad creds
-        └── SinkRejected              sink refused the event for good (non-retryable status)
+        ├── SinkRejected              sink refused the event for good (non-retryable status):
+        │                             the event is dead-lettered, or parked without a dead letter
+        └── SinkMisconfigured         the sink cannot be used as configured (invalid header or
+                                      URI, unresolvable header secret, `file:` sink outside the
+                                      state dir): nothing was sent, so the event is not blamed;
+                                      delivery waits for the operator and spends no retry budget
 
-The class decides whether to retry (kopf's TemporaryError / PermanentError habit).
+The class decides whether to retry (kopf's TemporaryError / PermanentError habit): the
+poller catches the inner nodes, the deliverer the three sink leaves, and only `runner.cli`
+turns what reaches it into an exit code. A bridge file that is invalid is not an exception:
+the loader returns located `Problem`s, and `check` and the status files show them.
 Every message is written for a person and never contains a secret value: code that
 formats a message from user input must not interpolate resolved secrets.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from runner.model import Problem
 
 
 class BridgeRunnerError(Exception):
@@ -32,16 +34,6 @@ class BridgeRunnerError(Exception):
 
 class UsageError(BridgeRunnerError):
     """The command line was wrong; the CLI exits with code 2."""
-
-
-class ConfigError(BridgeRunnerError):
-    """A bridge file is invalid. `problems` holds every located error found."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = tuple(problems)
-        first = self.problems[0].render() if self.problems else "invalid bridge"
-        more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
-        super().__init__(first + more)
 
 
 class SecretError(BridgeRunnerError):
@@ -74,7 +66,9 @@ class SourceUnavailable(TemporaryError):
 
 
 class SinkUnavailable(TemporaryError):
-    """The sink could not be reached or answered a retryable status."""
+    """The sink could not be reached, timed out, answered a retryable status (404, 408, 409,
+    429, 5xx), or a `file:` sink could not be written. `body_excerpt` is the start of the
+    sink's error response, secrets masked (for Knative's `knativeerrordata`)."""
 
     def __init__(
         self,
@@ -83,9 +77,11 @@ class SinkUnavailable(TemporaryError):
         delay: float | None = None,
         reason: str = "",
         status_code: int | None = None,
+        body_excerpt: bytes = b"",
     ) -> None:
         super().__init__(message, delay=delay, reason=reason)
         self.status_code = status_code
+        self.body_excerpt = body_excerpt
 
 
 class SourceRejected(PermanentError):
@@ -93,8 +89,23 @@ class SourceRejected(PermanentError):
 
 
 class SinkRejected(PermanentError):
-    """The sink refused the event with a status that is not retried (most 4xx)."""
+    """The sink refused the event with a status that is not retried (most 4xx).
+    `body_excerpt` as for `SinkUnavailable`."""
 
-    def __init__(self, message: str, *, reason: str = "", status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "",
+        status_code: int | None = None,
+        body_excerpt: bytes = b"",
+    ) -> None:
         super().__init__(message, reason=reason)
         self.status_code = status_code
+        self.body_excerpt = body_excerpt
+
+
+class SinkMisconfigured(PermanentError):
+    """The sink cannot be used as the bridge configures it, whatever the event: nothing was
+    sent. Retrying the same request will not help until an operator fixes the sink (a
+    secret, a header, a symlink), which the deliverer waits for."""

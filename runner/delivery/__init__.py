@@ -1,7 +1,13 @@
 """Delivery: from the outbox to the sink, at least once.
 
-The deliverer (one per bridge: reads pending events, sends, records what the sink did), the
-retry policy (which errors are retried, refused or permanent, and how long to wait), the
-CloudEvents encodings, one module per kind of sink, and the leftovers file that keeps
-undelivered events a removed bridge leaves behind.
+    deliverer   one per bridge: reads pending events, sends, records what the sink did
+    policy      which failures are retried, refused or the sink's own fault; the backoff
+    encodings   the CloudEvents encodings (binary, structured, batch, JSON lines)
+    sinks       the sender interface and `open_sender`, which picks one of:
+    http_sink   POSTs to an http(s) sink
+    file_sink   appends JSON lines to a `file:` sink in the state directory
+    texts       secret-free texts of a failed send, and Knative's dead-letter extensions
+    leftovers   the file that keeps undelivered events a removed bridge leaves behind
+
+The two sinks never import each other; what they share is in policy, encodings and texts.
 """

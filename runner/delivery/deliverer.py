@@ -2,29 +2,32 @@
 
 `Deliverer.deliver_pending()` drains the bridge's pending events oldest first, one send
 at a time (a later event never overtakes an earlier one, retries included), and applies
-Knative's rules (DESIGN §4.2):
+Knative's rules (DESIGN §4.2), told by the class of what the sink raises
+(`runner.delivery.policy`):
 
 - 2xx: delivered. Delivered marks are group-committed in a worker thread while the next
   sends are in flight (see `_DeliveredMarks`); a crash before the commit resends those
   events (at most `MARK_MAX`) with the same ids, which at-least-once allows.
-- network error, timeout, 404, 408, 409, 429, 5xx: retried with the bridge's backoff
-  (`exponential`: delay * 2**n, `linear`: delay * (n + 1), capped at `max_backoff`),
-  jittered (`equal_jitter`: a random wait in a window half a step wide, so that bridges
-  and replicas that failed together do not come back together), never sooner than
-  `Retry-After` (itself capped at `max_backoff`). Without `retry` this goes on until the
-  sink takes the event; with `retry: N` the event is given up after N retries. Failed
-  attempts are counted in the outbox, so a restart does not reset them.
-- other statuses: refused, not retried. A refused *batch* is split and its events are
-  sent one by one, so that only the event(s) the sink really refuses are given up.
+- `SinkUnavailable` (network error, timeout, 404, 408, 409, 429, 5xx): retried with the
+  bridge's backoff (`exponential`: delay * 2**n, `linear`: delay * (n + 1), capped at
+  `max_backoff`), jittered (`equal_jitter`: a random wait in a window half a step wide,
+  so that bridges and replicas that failed together do not come back together), never
+  sooner than `Retry-After` (itself capped at `max_backoff`). Without `retry` this goes on
+  until the sink takes the event; with `retry: N` the event is given up after N retries.
+  Failed attempts are counted in the outbox, so a restart does not reset them.
+- `SinkRejected` (other statuses): refused, not retried. A refused *batch* is split and
+  its events are sent one by one, so that only the event(s) the sink really refuses are
+  given up.
 - given up or refused: written to the dead-letter sink with Knative's error extensions,
   then marked dead-lettered. If the dead-letter sink itself fails (after `retry` retries,
-  or 3 when `retry` is unset) the event is parked instead of blocking the bridge behind
-  a broken last resort. Without a dead-letter sink it is parked. Parked events stay in
-  the outbox, are counted, and can be released with `Outbox.unpark`. Nothing is dropped.
-- a sink that cannot be used at all (a secret header that cannot be resolved, a `file:`
-  sink resolving outside the state directory) is not the events' fault: nothing was
-  attempted, so no retry budget is spent and nothing is dead-lettered; delivery backs
-  off and tries again, and SinkReady says why.
+  or 3 when `retry` is unset; at once when it refuses) the event is parked instead of
+  blocking the bridge behind a broken last resort. Without a dead-letter sink it is
+  parked. Parked events stay in the outbox, are counted, and can be released with
+  `Outbox.unpark`. Nothing is dropped.
+- `SinkMisconfigured` (the sink cannot be used at all: a secret header that cannot be
+  resolved, a `file:` sink resolving outside the state directory) is not the events'
+  fault: nothing was attempted, so no retry budget is spent and nothing is dead-lettered;
+  delivery backs off and tries again, and SinkReady says why.
 
 Counters (`SinkCounters`): `delivered`, `dead_lettered` and `parked` count events;
 `retried` counts event re-sends (a batch of 100 retried once adds 100); `pending` and
@@ -45,68 +48,49 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 from cloudevents.core.bindings.http import HTTPMessage
 
-from runner._kits.backoff import equal_jitter
+from runner._kits.aio import sleep_or_wake
 from runner._kits.wording import plural
-from runner.delivery.sinks import (
-    EventSender,
+from runner.delivery.policy import (
+    ACCEPTED,
+    DEAD_LETTER_RETRIES,
     SendOutcome,
-    exception_text,
-    knative_error_extensions,
-    open_sender,
-    safe_uri,
+    outcome_of,
+    retry_delay,
 )
-from runner.model import Bridge, Delivery, OutboxEvent
+from runner.delivery.sinks import EventSender, open_sender
+from runner.delivery.texts import exception_text, knative_error_extensions, safe_uri
+from runner.errors import SinkMisconfigured, SinkRejected, SinkUnavailable
+from runner.model import Bridge, OutboxEvent
 from runner.secrets.resolver import SecretResolver
 from runner.state.ports import OutboxPort
 from runner.status.counters import SinkCounters
 
 log = logging.getLogger(__name__)
 
-# Retries of the dead-letter sink when the bridge sets no `retry`: it is the last resort,
-# but a broken one must not hold the whole bridge back; the event is parked instead.
-DEAD_LETTER_RETRIES = 3
 # Events read from the outbox per query (rounded to whole batches).
 PAGE_EVENTS = 1000
 # Delivered marks are committed at least this often (seconds) or per this many events
 # (see _DeliveredMarks).
 MARK_INTERVAL = 1.0
 MARK_MAX = 500
-# 2**64 * any sane delay is far beyond any max_backoff; avoids float overflow.
-_MAX_EXPONENT = 64
 SinkReady = tuple[bool | None, str, str]
 
 
-def backoff_delay(delivery: Delivery, retry_number: int) -> float:
-    """The backoff step before retry number `retry_number` (0 for the first retry), capped
-    at `max_backoff`: the most that retry waits (see `retry_delay`)."""
-    n = max(0, retry_number)
-    if delivery.backoff_policy == "linear":
-        delay = delivery.backoff_delay * (n + 1)
-    else:
-        delay = delivery.backoff_delay * 2.0 ** min(n, _MAX_EXPONENT)
-    return min(delay, delivery.max_backoff)
+class Sleep(Protocol):
+    """How the deliverer waits between retries: `sleep_or_wake`'s contract (sleep `seconds`
+    or until one of `events` is set; True if one was). Injected so that a test's clock can
+    stand in for real time."""
 
-
-def retry_delay(
-    delivery: Delivery,
-    retry_number: int,
-    retry_after: float | None,
-    rng: random.Random | None = None,
-) -> float:
-    """Seconds to wait before retry number `retry_number`: the backoff step, jittered
-    (`equal_jitter`), never sooner than the sink asked (`Retry-After`) and never beyond
-    `max_backoff`, so that a sink cannot stall the bridge beyond what its owner allowed."""
-    cap = delivery.max_backoff
-    floor = 0.0 if retry_after is None else retry_after
-    return equal_jitter(backoff_delay(delivery, retry_number), floor=floor, cap=cap, rng=rng)
+    async def __call__(self, seconds: float | None, /, *events: asyncio.Event) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +176,7 @@ class Deliverer:
         state_dir: Path,
         secrets: SecretResolver,
         counters: SinkCounters,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Sleep = sleep_or_wake,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
@@ -308,63 +292,78 @@ class Deliverer:
         retry_limit = self._delivery.retry
         if retry_limit is not None and failures > retry_limit:
             # Given up in an earlier run that stopped before the dead letter was written.
-            exhausted = SendOutcome("retryable", error="retries exhausted in an earlier run")
+            exhausted = SinkUnavailable("retries exhausted in an earlier run")
             return await self._give_up(unit, exhausted, stop)
         unusable = 0  # waits because the sink could not be used at all (not attempts)
         while True:
-            outcome = await self._sink.send_encoded(unit.message)
-            if outcome.accepted:
-                self._on_delivered(unit)
-                return True
-            self._counters.last_error = outcome.error
-            if outcome.kind == "refused":
+            waiting_on: SinkUnavailable | SinkMisconfigured
+            try:
+                await self._sink.deliver(unit.message)
+            except SinkRejected as refused:
+                self._counters.last_error = str(refused)
                 if len(unit.events) > 1:
-                    log.warning(
-                        "bridge %s: sink refused a batch of %d (%s); sending its events one by one",
-                        self._bridge_id,
-                        len(unit.events),
-                        outcome.error,
-                    )
                     # The failures just recorded for the batch count against each event's
                     # budget: `ev.attempts` is what the page was loaded with, before them.
                     recorded = failures - loaded_failures
-                    for ev in unit.events:
-                        # Each encoded alone before: `_load_page` made this batch only of
-                        # events that encode.
-                        alone = replace(ev, attempts=ev.attempts + recorded)
-                        single = _Unit((alone,), self._sink.encode([alone]))
-                        if not await self._deliver(single, stop):
-                            return False
-                    return True
-                self._ready = (False, outcome.reason, f"sink refused an event: {outcome.error}")
-                return await self._give_up(unit, outcome, stop)
-            if outcome.kind == "misconfigured":
+                    return await self._split(unit, refused, recorded, stop)
+                self._ready = (False, refused.reason, f"sink refused an event: {refused}")
+                return await self._give_up(unit, refused, stop)
+            except SinkMisconfigured as unusable_sink:
+                # Nothing was sent: not the events' fault, so no retry budget is spent.
+                self._counters.last_error = str(unusable_sink)
                 delay = retry_delay(self._delivery, unusable, None, self._rng)
                 unusable += 1
-            else:
+                waiting_on = unusable_sink
+            except SinkUnavailable as unavailable:
+                self._counters.last_error = error = str(unavailable)
                 failures += 1
                 await asyncio.to_thread(
-                    self._outbox.record_attempt, self._bridge_id, unit.seqs, outcome.error
+                    self._outbox.record_attempt, self._bridge_id, unit.seqs, error
                 )
                 if retry_limit is not None and failures > retry_limit:
                     self._ready = (
                         False,
-                        outcome.reason,
-                        f"{outcome.error}; gave up after {plural(retry_limit, 'retry', 'retries')}",
+                        unavailable.reason,
+                        f"{error}; gave up after {plural(retry_limit, 'retry', 'retries')}",
                     )
-                    return await self._give_up(unit, outcome, stop)
+                    return await self._give_up(unit, unavailable, stop)
                 self._counters.retried += len(unit.events)
-                delay = retry_delay(self._delivery, failures - 1, outcome.retry_after, self._rng)
-            self._ready = (False, outcome.reason, f"{outcome.error}; retrying in {delay:g}s")
+                delay = retry_delay(self._delivery, failures - 1, unavailable.delay, self._rng)
+                waiting_on = unavailable
+            else:
+                self._on_delivered(unit)
+                return True
+            self._ready = (False, waiting_on.reason, f"{waiting_on}; retrying in {delay:g}s")
             log.warning(
                 "bridge %s: sink %s: %s; retrying in %gs",
                 self._bridge_id,
                 safe_uri(self._sink.uri),
-                outcome.error,
+                waiting_on,
                 delay,
             )
             if not await self._wait(delay, stop):
                 return False
+
+    async def _split(
+        self, batch: _Unit, refused: SinkRejected, recorded: int, stop: asyncio.Event | None
+    ) -> bool:
+        """Send the events of a refused `batch` one by one, so that only the event(s) the
+        sink really refuses are given up; `recorded` failures of the batch count against
+        each event's budget. False if stopped first."""
+        log.warning(
+            "bridge %s: sink refused a batch of %d (%s); sending its events one by one",
+            self._bridge_id,
+            len(batch.events),
+            refused,
+        )
+        for ev in batch.events:
+            # Each encoded alone before: `_load_page` made this batch only of events that
+            # encode.
+            alone = replace(ev, attempts=ev.attempts + recorded)
+            single = _Unit((alone,), self._sink.encode([alone]))
+            if not await self._deliver(single, stop):
+                return False
+        return True
 
     def _on_delivered(self, unit: _Unit) -> None:
         self._marks.add(unit.seqs)
@@ -375,61 +374,69 @@ class Deliverer:
         if self._ready[0] is not True:
             self._ready = (True, "Delivered", "the sink accepts events")
 
-    async def _give_up(self, unit: _Unit, outcome: SendOutcome, stop: asyncio.Event | None) -> bool:
+    async def _give_up(
+        self,
+        unit: _Unit,
+        failure: SinkUnavailable | SinkRejected,
+        stop: asyncio.Event | None,
+    ) -> bool:
         """Dead-letter (or park) each event of `unit`, in order; False if stopped first."""
         await self._marks.flush()  # keep the outbox's story in order: delivered before given up
+        error = str(failure)
         for ev in unit.events:
             if self._dead_letter is None:
-                await self._park([ev], outcome.error)
+                await self._park([ev], error)
                 continue
-            result = await self._send_dead_letter(self._dead_letter, ev, outcome, stop)
+            result = await self._send_dead_letter(self._dead_letter, ev, failure, stop)
             if result is None:
                 return False
             if result.accepted:
                 await asyncio.to_thread(
-                    self._outbox.mark_dead_lettered, self._bridge_id, [ev.seq], outcome.error
+                    self._outbox.mark_dead_lettered, self._bridge_id, [ev.seq], error
                 )
                 self._counters.dead_lettered += 1
                 self._counters.pending = max(0, self._counters.pending - 1)
                 log.warning(
-                    "bridge %s: event %s dead-lettered: %s",
-                    self._bridge_id,
-                    ev.event_id,
-                    outcome.error,
+                    "bridge %s: event %s dead-lettered: %s", self._bridge_id, ev.event_id, error
                 )
             else:
                 self._counters.last_error = f"dead-letter sink: {result.error}"
-                await self._park(
-                    [ev], f"{outcome.error}; dead-letter sink failed too: {result.error}"
-                )
+                await self._park([ev], f"{error}; dead-letter sink failed too: {result.error}")
         return True
 
     async def _send_dead_letter(
         self,
         dead_letter: EventSender,
         ev: OutboxEvent,
-        failure: SendOutcome,
+        failure: SinkUnavailable | SinkRejected,
         stop: asyncio.Event | None,
     ) -> SendOutcome | None:
         """Send `ev` with Knative's error extensions to the dead-letter sink, retrying a
-        bounded number of times; None when stopped before it was accepted."""
-        extensions = knative_error_extensions(self._sink.uri, failure)
+        bounded number of times; what it did, or None when stopped before it was accepted."""
+        extensions = knative_error_extensions(self._sink.uri, outcome_of(failure))
         letter = replace(ev, attributes={**ev.attributes, **extensions})
         retries = self._delivery.retry if self._delivery.retry is not None else DEAD_LETTER_RETRIES
         attempt = 0
         while True:
-            result = await dead_letter.send([letter])
-            if result.accepted or result.kind == "refused" or attempt >= retries:
-                return result
-            delay = retry_delay(self._delivery, attempt, result.retry_after, self._rng)
-            attempt += 1
-            log.warning(
-                "bridge %s: dead-letter sink %s: %s; retrying in %gs",
-                self._bridge_id,
-                safe_uri(dead_letter.uri),
-                result.error,
-                delay,
-            )
+            try:
+                await dead_letter.deliver(dead_letter.encode([letter]))
+            except SinkRejected as refused:
+                return outcome_of(refused)  # retrying will not change the sink's mind
+            except (SinkUnavailable, SinkMisconfigured) as exc:
+                if attempt >= retries:
+                    return outcome_of(exc)
+                retry_after = exc.delay if isinstance(exc, SinkUnavailable) else None
+                delay = retry_delay(self._delivery, attempt, retry_after, self._rng)
+                attempt += 1
+                log.warning(
+                    "bridge %s: dead-letter sink %s: %s; retrying in %gs",
+                    self._bridge_id,
+                    safe_uri(dead_letter.uri),
+                    exc,
+                    delay,
+                )
+            else:
+                return ACCEPTED
             if not await self._wait(delay, stop):
                 return None
 
@@ -459,20 +466,8 @@ class Deliverer:
         # The poller keeps committing while delivery waits to retry: refresh what the status
         # and the pending gauge show, or they stay at the count the drain started with.
         await self._refresh_gauges()
-        if stop is None:
-            await self._sleep(delay)
-            return True
-        if stop.is_set():
-            return False
-        sleeper = asyncio.ensure_future(self._sleep(delay))
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            stopper.cancel()
-            await asyncio.gather(sleeper, stopper, return_exceptions=True)
-        return not stop.is_set()
+        stopped = await self._sleep(delay, *([stop] if stop is not None else []))
+        return not stopped
 
 
 def _is_set(stop: asyncio.Event | None) -> bool:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from runner.delivery.sinks import to_structured_json
+from runner.delivery.encodings import to_structured_json
 from runner.model import OutboxEvent
 from runner.status.writer import write_atomically
 

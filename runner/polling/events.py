@@ -2,7 +2,7 @@
 
 Pure, no I/O. `build_events` turns the `Change`s of one scan into `NewEvent`s, which the
 outbox stores as JSON (`time` as an RFC 3339 string) and delivery sends, rebuilding a
-cloudevents SDK event for each send (`runner.delivery.sinks.to_cloudevent`).
+cloudevents SDK event for each send (`runner.delivery.encodings.to_cloudevent`).
 
 Event ids are deterministic, so sinks can dedupe on (source, id): a hash of the pool ARN,
 the username, the change type and a marker (DESIGN §3). The outbox stores each id with its

@@ -91,18 +91,24 @@ class SecretResolver:
         if ref.source == "value":
             return ref.literal
         if ref.source == "env":
-            # The loader refused this reference already; a bridge built some other way (or a
-            # policy narrowed since) must not read the runner's own credentials either.
-            if not self._env_policy.allows(ref.name):
-                raise SecretError(self._env_policy.refusal(ref.name))
-            if ref.name not in self._env:
-                raise SecretError(f"{ref.describe()} is not set")
-            value = self._env[ref.name]
-            try:
-                value.encode("utf-8")  # undecodable bytes come as lone surrogates
-            except UnicodeEncodeError:
-                raise SecretError(f"{ref.describe()} is not valid UTF-8") from None
-            return value
+            return self._read_env(ref)
+        return self._read_file(ref)
+
+    def _read_env(self, ref: SecretRef) -> str:
+        # The loader refused this reference already; a bridge built some other way (or a
+        # policy narrowed since) must not read the runner's own credentials either.
+        if not self._env_policy.allows(ref.name):
+            raise SecretError(self._env_policy.refusal(ref.name))
+        if ref.name not in self._env:
+            raise SecretError(f"{ref.describe()} is not set")
+        value = self._env[ref.name]
+        try:
+            value.encode("utf-8")  # undecodable bytes come as lone surrogates
+        except UnicodeEncodeError:
+            raise SecretError(f"{ref.describe()} is not valid UTF-8") from None
+        return value
+
+    def _read_file(self, ref: SecretRef) -> str:
         rel = ref.name if ref.source == "file" else f"{ref.name}/{ref.key}"
         problem = secret_path_problem(rel)
         if problem:

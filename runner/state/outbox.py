@@ -93,7 +93,7 @@ class Outbox(Snapshots, Retention):
         """Up to `limit` pending (not parked) events of the bridge, lowest seq first.
 
         Attributes and data come as `StoredJson`: parsed only when read, and their stored
-        text can be sent as is (see `runner.delivery.sinks.to_structured_json`)."""
+        text can be sent as is (see `runner.delivery.encodings.to_structured_json`)."""
         with self._reading() as conn:
             rows = conn.execute(
                 "SELECT seq, event_id, attributes, data, attempts FROM events"

@@ -15,7 +15,7 @@ import pytest
 
 from runner import __version__
 from runner.cli import main as cli
-from runner.errors import ConfigError, SourceRejected, UsageError
+from runner.errors import BridgeRunnerError, SourceRejected, UsageError
 from runner.model import Problem
 from runner.secrets.redaction import Redactor
 
@@ -23,7 +23,9 @@ SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYTESTSECRET"  # a fake key, registered as
 
 RAISES: dict[str, BaseException] = {
     "usage": UsageError("--shard must look like I/N, e.g. 0/3"),
-    "config": ConfigError([Problem("a.yaml", 3, 5, "spec.sink.uri", "must be an http(s) URL")]),
+    "config": BridgeRunnerError(
+        Problem("a.yaml", 3, 5, "spec.sink.uri", "must be an http(s) URL").render()
+    ),
     "rejected": SourceRejected("user pool us-west-2_abc not found", reason="PoolNotFound"),
     "interrupt": KeyboardInterrupt(),
     "bug": RuntimeError(f"signature mismatch for key {SECRET}\nsecond line"),

@@ -15,296 +15,34 @@ import base64
 import json
 import logging
 import random
-import statistics
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
-from hypothesis import given
-from hypothesis import strategies as st
 
-import runner._kits.backoff as jitter_module
-import runner.delivery.deliverer as delivery_module
-import runner.polling.worker as poller
-from runner.delivery.deliverer import (
-    DEAD_LETTER_RETRIES,
-    Deliverer,
-    backoff_delay,
-    retry_delay,
-)
-from runner.model import (
-    Bridge,
-    CognitoSource,
-    Delivery,
-    HeaderValue,
-    NewEvent,
-    PoolArn,
-    SecretRef,
-    Sink,
-    SinkFormat,
-    Target,
-)
-from runner.polling.diff import Change, to_record
-from runner.polling.events import build_events
-from runner.secrets.resolver import SecretResolver
+from runner._kits.aio import sleep_or_wake
+from runner.delivery.deliverer import Deliverer
+from runner.delivery.policy import DEAD_LETTER_RETRIES, retry_delay
+from runner.model import NewEvent, SecretRef, SinkFormat, Target
 from runner.state.outbox import Outbox
-from runner.status.counters import SinkCounters
+from tests.delivery.builders import (
+    BRIDGE_ID,
+    SEED,
+    Harness,
+    Sleeps,
+    ids_of,
+    make_bridge,
+    within_backoff,
+)
 from tests.peers.faults import CrashBeforeMarking
 from tests.peers.sink_server import Reply, SinkServer
-
-POOL = PoolArn(
-    arn="arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B",
-    partition="aws",
-    region="us-west-2",
-    account="043455440429",
-    pool_id="us-west-2_fak3p001B",
-)
-BRIDGE_ID = "team-a/signups"
-
-
-def make_bridge(
-    target: Target,
-    *,
-    format: SinkFormat = "binary",
-    max_batch_size: int = 100,
-    headers: dict[str, HeaderValue] | None = None,
-    timeout: float = 5.0,
-    **delivery: Any,
-) -> Bridge:
-    return Bridge(
-        id=BRIDGE_ID,
-        file=Path(f"{BRIDGE_ID}.yaml"),
-        name="signups",
-        source=CognitoSource(pool=POOL, initial_sync="emit"),
-        sink=Sink(
-            target,
-            format=format,
-            max_batch_size=max_batch_size,
-            headers=headers or {},
-            timeout=timeout,
-        ),
-        delivery=Delivery(**delivery),
-    )
-
-
-def user_events(bridge: Bridge, count: int, start: int = 0) -> list[NewEvent]:
-    """`count` created-user events built the way the poller builds them."""
-    changes = []
-    for n in range(start, start + count):
-        raw = {
-            "Username": f"user-{n:04d}",
-            "Attributes": [{"Name": "sub", "Value": f"{n:08d}-0000-4000-8000-000000000000"}],
-            "UserCreateDate": datetime(2024, 5, 1, tzinfo=UTC),
-            "UserLastModifiedDate": datetime(2024, 5, 1, 0, 0, n % 60, tzinfo=UTC),
-            "Enabled": True,
-            "UserStatus": "CONFIRMED",
-        }
-        changes.append(Change("created", raw["Username"], to_record(raw), None))
-    return build_events(bridge, changes, observed_at=datetime.now(UTC), scan_id="scan-1")
-
-
-@pytest.fixture
-def outbox(tmp_path: Path) -> Iterator[Outbox]:
-    with Outbox.open(tmp_path / "state") as box:
-        yield box
-
-
-class Sleeps:
-    """An injected `sleep`: records every requested delay and returns at once."""
-
-    def __init__(self, on_sleep: Callable[[int], None] | None = None) -> None:
-        self.delays: list[float] = []
-        self._on_sleep = on_sleep
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-        if self._on_sleep is not None:
-            self._on_sleep(len(self.delays))
-        await asyncio.sleep(0)
-
-
-class Harness:
-    """One bridge's deliverer over the real outbox, with recorded sleeps and counters."""
-
-    def __init__(self, bridge: Bridge, outbox: Outbox, state_dir: Path, env: dict[str, str]):
-        self.bridge = bridge
-        self.outbox = outbox
-        self.state_dir = state_dir
-        self.secrets = SecretResolver(env=env)
-        self.counters = SinkCounters()
-        self.sleeps = Sleeps()
-        # None: the deliverer's own random source, as in production.
-        self.rng: random.Random | None = random.Random(SEED)
-        self.deliverer: Deliverer | None = None
-
-    def append(self, count: int, start: int = 0) -> list[str]:
-        events = user_events(self.bridge, count, start)
-        self.outbox.append_events(self.bridge.id, events)
-        return [ev.event_id for ev in events]
-
-    def run(
-        self,
-        body: Callable[[Deliverer], Awaitable[None]] | None = None,
-        *,
-        outbox: Any = None,
-        stop: asyncio.Event | None = None,
-    ) -> None:
-        """Build a deliverer on a fresh client and drain (or run `body` with it)."""
-
-        async def main() -> None:
-            async with httpx.AsyncClient() as http:
-                self.deliverer = Deliverer(
-                    self.bridge,
-                    outbox or self.outbox,
-                    http=http,
-                    state_dir=self.state_dir,
-                    secrets=self.secrets,
-                    counters=self.counters,
-                    sleep=self.sleeps,
-                    rng=self.rng,
-                )
-                if body is not None:
-                    await body(self.deliverer)
-                else:
-                    await self.deliverer.deliver_pending(stop)
-
-        asyncio.run(main())
-
-    @property
-    def ready(self) -> tuple[bool | None, str, str]:
-        assert self.deliverer is not None
-        return self.deliverer.ready
-
-
-@pytest.fixture
-def make_harness(outbox: Outbox, tmp_path: Path) -> Callable[..., Harness]:
-    def make(target: Target, env: dict[str, str] | None = None, **options: Any) -> Harness:
-        return Harness(make_bridge(target, **options), outbox, tmp_path / "state", env or {})
-
-    return make
-
-
-def ids_of(events: Sequence[CloudEvent]) -> list[str]:
-    return [event.get_id() for event in events]
-
-
-SEED = 20261201
-
-
-def within_backoff(delays: Sequence[float], backoffs: Sequence[float]) -> bool:
-    """Each delay is a jittered draw of its backoff step: in [step / 2, step]."""
-    return len(delays) == len(backoffs) and all(
-        step / 2 <= delay <= step for delay, step in zip(delays, backoffs, strict=True)
-    )
-
-
-# -- the pure backoff rules ---------------------------------------------------------------
-
-
-def test_exponential_and_linear_backoff_are_capped() -> None:
-    exponential = Delivery(backoff_policy="exponential", backoff_delay=0.5, max_backoff=3.0)
-    assert [backoff_delay(exponential, n) for n in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    assert backoff_delay(exponential, 100_000) == 3.0  # no float overflow
-    linear = Delivery(backoff_policy="linear", backoff_delay=0.5, max_backoff=1.2)
-    assert [backoff_delay(linear, n) for n in range(4)] == [0.5, 1.0, 1.2, 1.2]
-
-
-def test_retry_after_lengthens_the_wait_up_to_max_backoff() -> None:
-    policy = Delivery(backoff_delay=0.5, max_backoff=60.0)
-    rng = random.Random(SEED)
-    assert 0.25 <= retry_delay(policy, 0, None, rng) <= 0.5
-    assert retry_delay(policy, 0, 3600.0, rng) == 60.0  # never beyond max_backoff
-    # A Retry-After moves the jitter window (half a step wide) to start where it says: never
-    # sooner than asked, and sinks that told every bridge the same time are not all retried
-    # at that instant.
-    for retry_after in (0.4, 30.0, 59.9):
-        draws = [retry_delay(policy, 0, retry_after, rng) for _ in range(500)]
-        assert retry_after <= min(draws) and max(draws) <= min(retry_after + 0.25, 60.0)
-        assert len(set(draws)) > 50
-    # A Retry-After before the window changes nothing.
-    early = [retry_delay(policy, 3, 1.0, rng) for _ in range(500)]
-    assert min(early) >= 2.0 and max(early) <= 4.0
-
-
-@pytest.mark.parametrize("policy", ["exponential", "linear"])
-def test_retry_delays_are_jittered_within_each_backoff_step(policy: Any) -> None:
-    delivery = Delivery(backoff_policy=policy, backoff_delay=0.5, max_backoff=10.0)
-    rng = random.Random(SEED)
-    for retry_number in range(8):
-        step = backoff_delay(delivery, retry_number)
-        draws = [retry_delay(delivery, retry_number, None, rng) for _ in range(2000)]
-        # Equal jitter: uniform over the upper half of the step, never above it.
-        assert step / 2 <= min(draws) and max(draws) <= step
-        assert min(draws) < step * 0.52 and max(draws) > step * 0.98  # the whole half is used
-        assert statistics.fmean(draws) == pytest.approx(step * 0.75, rel=0.02)
-        # Uniform over [step/2, step]: standard deviation step / (4 * sqrt(3)).
-        assert statistics.pstdev(draws) == pytest.approx(step / (4 * 3**0.5), rel=0.1)
-        # No lockstep: the draws fill the half evenly (tenths hold 10% each, give or take).
-        tenths = [0] * 10
-        for draw in draws:
-            tenths[min(9, int((draw - step / 2) / (step / 20)))] += 1
-        assert all(140 <= count <= 260 for count in tenths), tenths
-
-
-@given(
-    backoff=st.floats(0.001, 600.0),
-    extra=st.floats(0.0, 3600.0),
-    retry_number=st.integers(0, 10_000),
-    retry_after=st.none() | st.floats(-10.0, 100_000.0),
-    policy=st.sampled_from(["exponential", "linear"]),
-    seed=st.integers(0, 2**32),
-)
-def test_a_jittered_retry_keeps_the_cap_and_the_retry_after_floor(
-    backoff: float,
-    extra: float,
-    retry_number: int,
-    retry_after: float | None,
-    policy: Any,
-    seed: int,
-) -> None:
-    delivery = Delivery(backoff_policy=policy, backoff_delay=backoff, max_backoff=backoff + extra)
-    delay = retry_delay(delivery, retry_number, retry_after, random.Random(seed))
-    step = backoff_delay(delivery, retry_number)
-    assert step / 2 <= delay <= delivery.max_backoff
-    if retry_after is None or retry_after <= step / 2:
-        assert delay <= step
-    else:
-        floor = min(retry_after, delivery.max_backoff)
-        assert floor <= delay <= floor + step / 2
-
-
-def test_two_random_sources_do_not_retry_in_lockstep() -> None:
-    # What two bridges (or two replicas) that failed at the same moment would wait.
-    delivery = Delivery(backoff_delay=0.5, max_backoff=60.0)
-    first = [retry_delay(delivery, n, None) for n in range(6)]
-    second = [retry_delay(delivery, n, None) for n in range(6)]
-    assert first != second
-    assert within_backoff(first, [0.5, 1, 2, 4, 8, 16])
-    assert within_backoff(second, [0.5, 1, 2, 4, 8, 16])
-
-
-def test_the_poll_error_backoff_is_jittered_above_the_poll_interval() -> None:
-    rng = random.Random(SEED)
-    assert poller.next_poll_wait(30.0, 0, rng) == 30.0  # a healthy pool: the interval
-    for failures in range(1, 12):
-        step = min(30.0 * 2**failures, poller.MAX_ERROR_BACKOFF)
-        draws = [poller.next_poll_wait(30.0, failures, rng) for _ in range(1000)]
-        assert max(30.0, step / 2) <= min(draws) and max(draws) <= step
-        assert len(set(draws)) > 500  # pollers of one broken pool do not retry together
-    # An interval beyond the cap: the interval, never less.
-    assert poller.next_poll_wait(3600.0, 5, rng) == 3600.0
-    # The jitter is the deliverer's, shared.
-    assert poller.equal_jitter is delivery_module.equal_jitter is jitter_module.equal_jitter
-
 
 # -- every format, end to end ---------------------------------------------------------------
 
@@ -787,9 +525,9 @@ def test_stop_cuts_a_backoff_short_and_keeps_the_event(
     async def body(deliverer: Deliverer) -> None:
         stop = asyncio.Event()
 
-        async def sleep_until_stopped(delay: float) -> None:
+        async def sleep_until_stopped(delay: float, *events: asyncio.Event) -> bool:
             stop.set()
-            await asyncio.sleep(3600)  # only `stop` can end this wait
+            return await sleep_or_wake(3600, *events)  # only `stop` can end this wait
 
         deliverer._sleep = sleep_until_stopped
         await deliverer.deliver_pending(stop)

@@ -1,5 +1,6 @@
 """Sinks: every wire format end to end to a real loopback sink, file sinks, custom headers,
-and how each sink fault becomes a `SendOutcome` (runner/delivery/sinks.py)."""
+and how each sink fault becomes a `SendOutcome` (runner/delivery: encodings, http_sink,
+file_sink, texts, and sinks, which picks one)."""
 
 from __future__ import annotations
 
@@ -20,21 +21,18 @@ from cloudevents.core.bindings.http import to_structured_event
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from runner.delivery.sinks import (
+from runner.delivery.encodings import (
     BATCH_CONTENT_TYPE,
-    FileSender,
-    SendOutcome,
-    classify_status,
     encode_request,
-    knative_error_extensions,
-    open_sender,
-    parse_retry_after,
-    safe_uri,
     sendable_as_stored,
-    status_text,
     to_cloudevent,
     to_structured_json,
 )
+from runner.delivery.file_sink import FileSender
+from runner.delivery.http_sink import parse_retry_after
+from runner.delivery.policy import SendOutcome
+from runner.delivery.sinks import open_sender
+from runner.delivery.texts import knative_error_extensions, safe_uri, status_text
 from runner.model import HeaderValue, OutboxEvent, SecretRef, Sink, Target
 from runner.secrets.resolver import SecretResolver
 from runner.state.storedjson import StoredJson
@@ -548,12 +546,6 @@ def test_the_next_request_after_an_error_reuses_the_client(sink_server: SinkServ
 # -- pure helpers ----------------------------------------------------------------------------
 
 
-def test_classify_status() -> None:
-    assert [classify_status(c) for c in (200, 202, 204, 299)] == ["accepted"] * 4
-    assert [classify_status(c) for c in (404, 408, 409, 429, 500, 502, 599)] == ["retryable"] * 7
-    assert [classify_status(c) for c in (301, 400, 401, 403, 410, 413, 422)] == ["refused"] * 7
-
-
 def test_parse_retry_after() -> None:
     now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     assert parse_retry_after("120", now=now) == 120.0
@@ -712,7 +704,7 @@ def test_secret_header_never_reaches_logs_or_outcomes(
 
 
 def test_cloudevents_headers_win_over_custom_headers_of_the_same_name() -> None:
-    from runner.delivery.sinks import _merged_headers
+    from runner.delivery.http_sink import _merged_headers
 
     event = {"ce-id": "1", "Content-Type": "application/json"}
     merged = _merged_headers(event, {"CE-ID": "mine", "x-team": "a", "Accept-Encoding": "gzip"})

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from runner.cli.check import check_paths
-from runner.delivery.sinks import encode_binary
+from runner.delivery.encodings import encode_binary
 from runner.loader.semantics import percent_encoded_characters
 from runner.model import OutboxEvent
 from tests.loader.conftest import MINIMAL

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from runner.delivery.sinks import to_cloudevent
+from runner.delivery.encodings import to_cloudevent
 from runner.model import (
     EVENT_TYPE_DELETED,
     EVENT_TYPE_SYNC,

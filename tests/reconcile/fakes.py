@@ -16,8 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runner._kits.aio import sleep_or_wake
-from runner.model import Bridge, LoadResult
-from runner.polling.events import NewEvent
+from runner.model import Bridge, LoadResult, NewEvent
 from runner.reconcile.clock import SYSTEM_CLOCK, Clock
 from runner.reconcile.directory import BridgesDirectory, bridge_file_loader
 from runner.reconcile.reconciler import Reconciler, ReconcileSettings

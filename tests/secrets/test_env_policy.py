@@ -18,7 +18,9 @@ import pytest
 
 from runner.cli.flags import allowed_env
 from runner.cli.main import build_parser, main
-from runner.delivery.sinks import SendOutcome, knative_error_extensions, open_sender, safe_uri
+from runner.delivery.policy import SendOutcome
+from runner.delivery.sinks import open_sender
+from runner.delivery.texts import knative_error_extensions, safe_uri
 from runner.errors import SecretError
 from runner.loader.config import load_bytes
 from runner.model import LoadResult, OutboxEvent, SecretRef, Sink, Target
