@@ -111,7 +111,7 @@ def test_the_readme_test_command_passes_in_a_lone_clone(tmp_path: Path) -> None:
 
 # -- .ci/run --------------------------------------------------------------------------------
 
-TOOLS = ("pip", "ruff", "mypy", "hadolint", "kubernetes-validate", "pytest")
+TOOLS = ("pip", "ruff", "mypy", "lint-imports", "hadolint", "kubernetes-validate", "pytest")
 
 
 def ci_sandbox(tmp_path: Path, *, conformance: bool) -> tuple[Path, dict[str, str]]:
