@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/endpoints.py [--baseline REV] [--bridges N] [--rounds R]
 
-The baseline is `runner/observability/endpoints.py` as of git revision REV (default `main`: the
-hand-written HTTP plumbing), loaded from git into this process beside today's module, so both
+The baseline is `runner/observability/endpoints.py` as of git revision REV (default 6728c21, the
+last one with the hand-written HTTP plumbing, before /metrics moved onto prometheus_client's WSGI
+app), loaded from git into this process beside today's module, so both
 are measured in the same run, on the same machine, against the same collector: a
 Reconciler-like object with N bridges (counters and rendered status documents). Rounds
 alternate between the two, so that a noisy neighbour hurts both alike.
@@ -50,6 +51,8 @@ from runner.status.counters import SinkCounters, SourceCounters  # noqa: E402
 from runner.status.document import render_status  # noqa: E402
 
 MODULE = "runner/observability/endpoints.py"
+# The last revision whose endpoints.py served /metrics with hand-written HTTP plumbing.
+BASELINE = "6728c21"
 
 
 # -- the collector's input --------------------------------------------------------------------
@@ -235,7 +238,11 @@ def median_ms(values: list[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--baseline", default="main", help="git revision (default: main)")
+    parser.add_argument(
+        "--baseline",
+        default=BASELINE,
+        help=f"git revision (default: {BASELINE}, the hand-written HTTP plumbing)",
+    )
     parser.add_argument("--bridges", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--scrapes", type=int, default=40, help="per round")
