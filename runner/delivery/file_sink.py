@@ -22,6 +22,7 @@ from pathlib import Path
 
 from cloudevents.core.bindings.http import HTTPMessage
 
+from runner import defaults
 from runner.delivery.encodings import encode_json_lines
 from runner.delivery.policy import SendOutcome, report
 from runner.delivery.texts import exception_text
@@ -37,7 +38,9 @@ class FileSender:
     cannot see a symlink created later. I/O runs in a worker thread.
     """
 
-    def __init__(self, target: Target, *, state_dir: Path, capacity: int = 100) -> None:
+    def __init__(
+        self, target: Target, *, state_dir: Path, capacity: int = defaults.MAX_BATCH_SIZE
+    ) -> None:
         if target.file_path is None:
             raise ValueError(f"{target.uri} is not a file: sink")
         self._uri = target.uri

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 import httpx
 from cloudevents.core.bindings.http import HTTPMessage
 
+from runner import defaults
 from runner.delivery.encodings import encode_request
 from runner.delivery.policy import SendOutcome, classify_status, report, status_reason
 from runner.delivery.texts import ERROR_BODY_LIMIT, exception_text, masked, status_text, uri_secrets
@@ -88,9 +89,9 @@ class HttpSender:
         http: httpx.AsyncClient,
         secrets: SecretResolver,
         format: SinkFormat = "binary",
-        max_batch_size: int = 100,
+        max_batch_size: int = defaults.MAX_BATCH_SIZE,
         headers: Mapping[str, HeaderValue] | None = None,
-        timeout: float = 10.0,
+        timeout: float = defaults.SINK_TIMEOUT,
     ) -> None:
         self._uri = target.uri
         self._http = http

@@ -19,6 +19,7 @@ from typing import Protocol
 import httpx
 from cloudevents.core.bindings.http import HTTPMessage
 
+from runner import defaults
 from runner.delivery.file_sink import FileSender
 from runner.delivery.http_sink import HttpSender
 from runner.delivery.policy import SendOutcome
@@ -58,7 +59,7 @@ def open_sender(
     secrets: SecretResolver,
     state_dir: Path,
     sink: Sink | None = None,
-    timeout: float = 10.0,
+    timeout: float = defaults.SINK_TIMEOUT,
 ) -> HttpSender | FileSender:
     """The sender for `target`: with `sink` (the bridge's own sink) its format, batch size
     and custom headers apply; without it (a dead-letter sink) events go one per request in
@@ -66,7 +67,9 @@ def open_sender(
     credentials for the sink, not for wherever dead letters go."""
     if target.is_file:
         return FileSender(
-            target, state_dir=state_dir, capacity=sink.max_batch_size if sink else 100
+            target,
+            state_dir=state_dir,
+            capacity=sink.max_batch_size if sink else defaults.MAX_BATCH_SIZE,
         )
     if sink is None:
         return HttpSender(target, http=http, secrets=secrets, format="binary", timeout=timeout)
