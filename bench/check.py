@@ -175,7 +175,7 @@ def main() -> int:
 
     print(f"bridges: {count} files, median of {runs} run(s) each")
     print(f"check, whole process (python -m runner check): {process:8.3f} s")
-    print(f"check, in-process (runner.cli.main):      {in_process:8.3f} s")
+    print(f"check, in-process (runner.cli.main):           {in_process:8.3f} s")
     print(f"baseline (yaml.safe_load + jsonschema.validate): {baseline:6.3f} s")
     print(f"ratio baseline / check process:    {baseline / process:6.2f}x")
     print(f"ratio baseline / check in-process: {baseline / in_process:6.2f}x")
