@@ -73,6 +73,7 @@ from runner.model import Bridge, OutboxEvent
 from runner.secrets.resolver import SecretResolver
 from runner.state.ports import OutboxPort
 from runner.status.counters import SinkCounters
+from runner.status.readiness import Condition
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,6 @@ PAGE_EVENTS = 1000
 # (see _DeliveredMarks).
 MARK_INTERVAL = 1.0
 MARK_MAX = 500
-SinkReady = tuple[bool | None, str, str]
 
 
 class Sleep(Protocol):
@@ -203,11 +203,13 @@ class Deliverer:
         self._page_size = capacity * max(1, PAGE_EVENTS // capacity)
         self._marks = _DeliveredMarks(outbox, bridge.id, clock)
         self._lock = asyncio.Lock()
-        self._ready: SinkReady = (None, "NoDeliveryYet", "no event has been sent yet")
+        self._ready = Condition(
+            "SinkReady", "Unknown", "NoDeliveryYet", "no event has been sent yet"
+        )
 
     @property
-    def ready(self) -> SinkReady:
-        """The SinkReady condition: (True/False/None, CamelCase reason, message)."""
+    def ready(self) -> Condition:
+        """The SinkReady condition, its reason CamelCase."""
         return self._ready
 
     async def deliver_pending(self, stop: asyncio.Event | None = None) -> None:
@@ -306,7 +308,8 @@ class Deliverer:
                     # budget: `ev.attempts` is what the page was loaded with, before them.
                     recorded = failures - loaded_failures
                     return await self._split(unit, refused, recorded, stop)
-                self._ready = (False, refused.reason, f"sink refused an event: {refused}")
+                message = f"sink refused an event: {refused}"
+                self._ready = Condition.of("SinkReady", False, refused.reason, message)
                 return await self._give_up(unit, refused, stop)
             except SinkMisconfigured as unusable_sink:
                 # Nothing was sent: not the events' fault, so no retry budget is spent.
@@ -321,7 +324,8 @@ class Deliverer:
                     self._outbox.record_attempt, self._bridge_id, unit.seqs, error
                 )
                 if retry_limit is not None and failures > retry_limit:
-                    self._ready = (
+                    self._ready = Condition.of(
+                        "SinkReady",
                         False,
                         unavailable.reason,
                         f"{error}; gave up after {plural(retry_limit, 'retry', 'retries')}",
@@ -333,7 +337,8 @@ class Deliverer:
             else:
                 self._on_delivered(unit)
                 return True
-            self._ready = (False, waiting_on.reason, f"{waiting_on}; retrying in {delay:g}s")
+            message = f"{waiting_on}; retrying in {delay:g}s"
+            self._ready = Condition.of("SinkReady", False, waiting_on.reason, message)
             log.warning(
                 "bridge %s: sink %s: %s; retrying in %gs",
                 self._bridge_id,
@@ -371,8 +376,8 @@ class Deliverer:
         self._counters.delivered += count
         self._counters.pending = max(0, self._counters.pending - count)
         self._counters.last_delivery_time = datetime.now(UTC)
-        if self._ready[0] is not True:
-            self._ready = (True, "Delivered", "the sink accepts events")
+        if self._ready.status != "True":
+            self._ready = Condition("SinkReady", "True", "Delivered", "the sink accepts events")
 
     async def _give_up(
         self,
