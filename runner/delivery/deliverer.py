@@ -31,7 +31,8 @@ Knative's rules (DESIGN §4.2), told by the class of what the sink raises
 
 Counters (`SinkCounters`): `delivered`, `dead_lettered` and `parked` count events;
 `retried` counts event re-sends (a batch of 100 retried once adds 100); `pending` and
-`parked` are refreshed from the outbox when a drain starts and ends; `last_error` is a
+`parked` are refreshed from the outbox when a drain starts and ends, before each retry wait,
+and on `refresh_gauges()` (only the deliverer writes them); `last_error` is a
 status line or exception class and message, never a header value or a response body.
 
 Concurrency: one `httpx.AsyncClient` is shared by every bridge; each bridge has one
@@ -224,11 +225,11 @@ class Deliverer:
             started = self._clock()
             delivered_before = self._counters.delivered
             try:
-                await self._refresh_gauges()
+                await self.refresh_gauges()
                 await self._drain(stop)
             finally:
                 await self._marks.flush()
-                await self._refresh_gauges()
+                await self.refresh_gauges()
             log.debug(
                 "bridge %s: %s delivered in %.3fs",
                 self._bridge_id,
@@ -459,7 +460,9 @@ class Deliverer:
             error,
         )
 
-    async def _refresh_gauges(self) -> None:
+    async def refresh_gauges(self) -> None:
+        """Read `pending` and `parked` from the outbox: this deliverer is their one writer
+        (the worker asks it to refresh them for the last status before a stop)."""
         self._counters.pending = await asyncio.to_thread(
             self._outbox.count_pending, self._bridge_id
         )
@@ -470,7 +473,7 @@ class Deliverer:
         await self._marks.flush()
         # The poller keeps committing while delivery waits to retry: refresh what the status
         # and the pending gauge show, or they stay at the count the drain started with.
-        await self._refresh_gauges()
+        await self.refresh_gauges()
         stopped = await self._sleep(delay, *([stop] if stop is not None else []))
         return not stopped
 

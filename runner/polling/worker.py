@@ -83,14 +83,13 @@ class BridgeWorker:
         return outcome
 
     async def deliver_once(self, stop: asyncio.Event | None = None) -> None:
-        """Deliver everything pending now (retrying per policy) and refresh the sink counters."""
+        """Deliver everything pending now (retrying per policy); the deliverer refreshes the
+        pending and parked gauges as it ends."""
         await self.deliverer.deliver_pending(stop)
-        await self.refresh_counts()
 
     async def refresh_counts(self) -> None:
-        stats = await asyncio.to_thread(self.outbox.stats, self.bridge.id)
-        self.sink_counters.pending = stats.pending
-        self.sink_counters.parked = stats.parked
+        """Bring the pending and parked gauges up to date (their writer is the deliverer)."""
+        await self.deliverer.refresh_gauges()
 
     @property
     def sink_health(self) -> Condition:
