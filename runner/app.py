@@ -34,7 +34,7 @@ from runner._kits.wording import plural
 from runner.errors import StateError
 from runner.model import Bridge
 from runner.observability.endpoints import ListenAddress, serve_metrics
-from runner.polling.worker import BridgeWorker as BridgePoller
+from runner.polling.worker import BridgeWorker
 from runner.reconcile.directory import BridgesDirectory, bridge_file_loader
 from runner.reconcile.plan import Shard
 from runner.reconcile.reconciler import (
@@ -103,10 +103,10 @@ def poller_factory(
     state_dir: Path,
     secrets: SecretResolver,
 ) -> WorkerFactory:
-    """The production worker of a bridge: a `BridgePoller` over the shared state and clients."""
+    """The production worker of a bridge: a `BridgeWorker` over the shared state and clients."""
 
-    def build(bridge: Bridge) -> BridgePoller:
-        return BridgePoller(
+    def build(bridge: Bridge) -> BridgeWorker:
+        return BridgeWorker(
             bridge,
             outbox=outbox,
             clients=clients,
@@ -185,10 +185,12 @@ async def _once(reconciler: Reconciler) -> bool:
     # itself; what is not delivered by then stays pending in the outbox.
     await reconciler.wait_pollers()
     await reconciler.shutdown()
-    not_ready = reconciler.not_ready()
+    # Every selected bridge counts, a suspended one as not Ready: it delivers nothing.
+    readiness = reconciler.readiness()
+    not_ready = {bid: r.why_not for bid, r in readiness.items() if not r.ready}
     for bridge_id, why in sorted(not_ready.items()):
         log.warning("bridge %s is not Ready: %s", bridge_id, why)
-    total = len(reconciler.documents)
+    total = len(readiness)
     log.info("%d of %s Ready", total - len(not_ready), plural(total, "bridge"))
     return not not_ready
 

@@ -23,10 +23,7 @@ from pathlib import Path
 from runner._kits.durations import duration_argument
 from runner._kits.wording import printable
 from runner.cli.exitcodes import EXIT_OK
-
-# resolve_target and one_round are re-exported for tests/loader/test_hostile_files.py, which
-# reaches them through this module.
-from runner.cli.status_wait import file_sha256, one_round, resolve_target, wait
+from runner.cli.status_wait import file_sha256, wait
 from runner.errors import UsageError
 from runner.loader.discovery import NOT_UTF8_NAME, discover_bridge_files, is_utf8
 from runner.model import bridge_id_for
@@ -38,10 +35,8 @@ from runner.status.writer import status_path_for
 __all__ = [
     "Row",
     "add_arguments",
-    "one_round",
     "read_rows",
     "render_table",
-    "resolve_target",
     "run",
 ]
 

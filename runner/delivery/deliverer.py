@@ -31,7 +31,8 @@ Knative's rules (DESIGN §4.2), told by the class of what the sink raises
 
 Counters (`SinkCounters`): `delivered`, `dead_lettered` and `parked` count events;
 `retried` counts event re-sends (a batch of 100 retried once adds 100); `pending` and
-`parked` are refreshed from the outbox when a drain starts and ends; `last_error` is a
+`parked` are refreshed from the outbox when a drain starts and ends, before each retry wait,
+and on `refresh_gauges()` (only the deliverer writes them); `last_error` is a
 status line or exception class and message, never a header value or a response body.
 
 Concurrency: one `httpx.AsyncClient` is shared by every bridge; each bridge has one
@@ -73,6 +74,7 @@ from runner.model import Bridge, OutboxEvent
 from runner.secrets.resolver import SecretResolver
 from runner.state.ports import OutboxPort
 from runner.status.counters import SinkCounters
+from runner.status.readiness import Condition
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,6 @@ PAGE_EVENTS = 1000
 # (see _DeliveredMarks).
 MARK_INTERVAL = 1.0
 MARK_MAX = 500
-SinkReady = tuple[bool | None, str, str]
 
 
 class Sleep(Protocol):
@@ -203,11 +204,13 @@ class Deliverer:
         self._page_size = capacity * max(1, PAGE_EVENTS // capacity)
         self._marks = _DeliveredMarks(outbox, bridge.id, clock)
         self._lock = asyncio.Lock()
-        self._ready: SinkReady = (None, "NoDeliveryYet", "no event has been sent yet")
+        self._ready = Condition(
+            "SinkReady", "Unknown", "NoDeliveryYet", "no event has been sent yet"
+        )
 
     @property
-    def ready(self) -> SinkReady:
-        """The SinkReady condition: (True/False/None, CamelCase reason, message)."""
+    def ready(self) -> Condition:
+        """The SinkReady condition, its reason CamelCase."""
         return self._ready
 
     async def deliver_pending(self, stop: asyncio.Event | None = None) -> None:
@@ -222,11 +225,11 @@ class Deliverer:
             started = self._clock()
             delivered_before = self._counters.delivered
             try:
-                await self._refresh_gauges()
+                await self.refresh_gauges()
                 await self._drain(stop)
             finally:
                 await self._marks.flush()
-                await self._refresh_gauges()
+                await self.refresh_gauges()
             log.debug(
                 "bridge %s: %s delivered in %.3fs",
                 self._bridge_id,
@@ -306,7 +309,8 @@ class Deliverer:
                     # budget: `ev.attempts` is what the page was loaded with, before them.
                     recorded = failures - loaded_failures
                     return await self._split(unit, refused, recorded, stop)
-                self._ready = (False, refused.reason, f"sink refused an event: {refused}")
+                message = f"sink refused an event: {refused}"
+                self._ready = Condition.of("SinkReady", False, refused.reason, message)
                 return await self._give_up(unit, refused, stop)
             except SinkMisconfigured as unusable_sink:
                 # Nothing was sent: not the events' fault, so no retry budget is spent.
@@ -321,7 +325,8 @@ class Deliverer:
                     self._outbox.record_attempt, self._bridge_id, unit.seqs, error
                 )
                 if retry_limit is not None and failures > retry_limit:
-                    self._ready = (
+                    self._ready = Condition.of(
+                        "SinkReady",
                         False,
                         unavailable.reason,
                         f"{error}; gave up after {plural(retry_limit, 'retry', 'retries')}",
@@ -333,7 +338,8 @@ class Deliverer:
             else:
                 self._on_delivered(unit)
                 return True
-            self._ready = (False, waiting_on.reason, f"{waiting_on}; retrying in {delay:g}s")
+            message = f"{waiting_on}; retrying in {delay:g}s"
+            self._ready = Condition.of("SinkReady", False, waiting_on.reason, message)
             log.warning(
                 "bridge %s: sink %s: %s; retrying in %gs",
                 self._bridge_id,
@@ -371,8 +377,8 @@ class Deliverer:
         self._counters.delivered += count
         self._counters.pending = max(0, self._counters.pending - count)
         self._counters.last_delivery_time = datetime.now(UTC)
-        if self._ready[0] is not True:
-            self._ready = (True, "Delivered", "the sink accepts events")
+        if self._ready.status != "True":
+            self._ready = Condition("SinkReady", "True", "Delivered", "the sink accepts events")
 
     async def _give_up(
         self,
@@ -454,7 +460,9 @@ class Deliverer:
             error,
         )
 
-    async def _refresh_gauges(self) -> None:
+    async def refresh_gauges(self) -> None:
+        """Read `pending` and `parked` from the outbox: this deliverer is their one writer
+        (the worker asks it to refresh them for the last status before a stop)."""
         self._counters.pending = await asyncio.to_thread(
             self._outbox.count_pending, self._bridge_id
         )
@@ -465,7 +473,7 @@ class Deliverer:
         await self._marks.flush()
         # The poller keeps committing while delivery waits to retry: refresh what the status
         # and the pending gauge show, or they stay at the count the drain started with.
-        await self._refresh_gauges()
+        await self.refresh_gauges()
         stopped = await self._sleep(delay, *([stop] if stop is not None else []))
         return not stopped
 

@@ -48,7 +48,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
 from runner._kits.wording import plural
 from runner.errors import UsageError
 from runner.observability.metrics import (
-    AnyReconcilerView,
+    ReconcilerView,
     RunnerCollector,
     RunnerSnapshot,
     take_snapshot,
@@ -106,7 +106,7 @@ class MetricsServer:
     def __init__(
         self,
         address: ListenAddress,
-        reconciler: AnyReconcilerView,
+        reconciler: ReconcilerView,
         budgets: RequestBudgets | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -219,7 +219,7 @@ class MetricsServer:
 @contextlib.asynccontextmanager
 async def serve_metrics(
     address: ListenAddress | None,
-    reconciler: AnyReconcilerView,
+    reconciler: ReconcilerView,
     budgets: RequestBudgets | None = None,
     *,
     bridges_dir: Path | None = None,

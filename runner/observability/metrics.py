@@ -35,12 +35,7 @@ from prometheus_client.metrics_core import (
 from runner import __version__
 from runner.sources.cognito.budget import BucketStats, RequestBudgets
 from runner.status.counters import SinkCounters, SourceCounters
-from runner.status.readiness import (
-    CONDITION_STATUSES,
-    CONDITION_TYPES,
-    BridgeReadiness,
-    readiness_from_document,
-)
+from runner.status.readiness import CONDITION_STATUSES, CONDITION_TYPES, BridgeReadiness
 
 PREFIX = "bridge_runner_"
 
@@ -74,30 +69,6 @@ class ReconcilerView(Protocol):
     def readiness(self) -> Mapping[str, BridgeReadiness]:
         """Each selected bridge's readiness, as its status file was last rendered from."""
         ...
-
-
-class RenderedReconcilerView(Protocol):
-    """Adapter: today's Reconciler, which keeps its rendered documents but no typed readiness.
-    Delete (with `readiness_of`'s fallback) once it has `readiness()`."""
-
-    @property
-    def running(self) -> Mapping[str, RunningView]: ...
-
-    @property
-    def reconciles(self) -> int: ...
-
-    @property
-    def documents(self) -> Mapping[str, Mapping[str, object]]: ...
-
-
-AnyReconcilerView = ReconcilerView | RenderedReconcilerView
-
-
-def readiness_of(reconciler: AnyReconcilerView) -> Mapping[str, BridgeReadiness]:
-    """The reconciler's typed readiness; read from its rendered documents while it has none."""
-    if isinstance(reconciler, ReconcilerView):
-        return reconciler.readiness()
-    return {bid: readiness_from_document(doc) for bid, doc in reconciler.documents.items()}
 
 
 class Counters(NamedTuple):
@@ -144,11 +115,11 @@ class RunnerSnapshot:
 
 
 def take_snapshot(
-    reconciler: AnyReconcilerView, budgets: RequestBudgets | None = None
+    reconciler: ReconcilerView, budgets: RequestBudgets | None = None
 ) -> RunnerSnapshot:
     """Copy what the metrics and readiness need. Call it on the event loop's thread: the
     reconciler and its pollers change their state there, so reading it there needs no lock."""
-    readiness = readiness_of(reconciler)
+    readiness = reconciler.readiness()
     samples = []
     for bridge_id in sorted(set(readiness) | set(reconciler.running)):
         item = reconciler.running.get(bridge_id)

@@ -27,6 +27,7 @@ from runner.sources.cognito.client import CognitoPool
 from runner.sources.cognito.scan import ScanResult, segments_cover
 from runner.state.outbox import Outbox
 from runner.status.counters import SourceCounters
+from runner.status.readiness import Condition
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +35,6 @@ log = logging.getLogger(__name__)
 # a large pool can use its share of the request budget instead of one request at a time.
 SEGMENT_THRESHOLD_USERS = 1200
 SEGMENTS = 16
-
-
-@dataclass
-class SourceHealth:
-    """SourceReady as the status file shows it."""
-
-    ready: bool | None = None
-    reason: str = "NotPolledYet"
-    message: str = "the pool has not been polled yet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +54,9 @@ class Poller:
         self.outbox = outbox
         self.pool = pool
         self.counters = SourceCounters()
-        self.health = SourceHealth()
+        self.health = Condition(
+            "SourceReady", "Unknown", "NotPolledYet", "the pool has not been polled yet"
+        )
         self._described = False
         # False once a segmented scan met a user no segment covers (see `_uncovered`).
         self._segments_cover_the_pool = True
@@ -161,7 +155,8 @@ class Poller:
         counters.last_scan_duration = scan.duration
         counters.last_successful_poll_time = datetime.now(UTC)
         counters.last_error = None
-        self.health = SourceHealth(True, "Polling", f"{plural(len(scan.users), 'user')} tracked")
+        tracked = plural(len(scan.users), "user")
+        self.health = Condition("SourceReady", "True", "Polling", f"{tracked} tracked")
 
     def _uncovered(
         self, scan: ScanResult, snapshot: Mapping[str, SnapshotEntry], segments: int
@@ -194,7 +189,7 @@ class Poller:
     def _record_error(self, exc: BridgeRunnerError) -> None:
         reason = getattr(exc, "reason", "") or type(exc).__name__
         self.counters.last_error = f"{reason}: {exc}"
-        self.health = SourceHealth(False, reason, str(exc))
+        self.health = Condition.of("SourceReady", False, reason, str(exc))
         if isinstance(exc, PermanentError):
             # Describe again next time: the pool or the credentials may have been fixed.
             self._described = False

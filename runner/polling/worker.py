@@ -24,11 +24,12 @@ from runner._kits.aio import sleep_or_wake
 from runner._kits.backoff import backoff_step, equal_jitter
 from runner.delivery.deliverer import Deliverer
 from runner.model import Bridge
-from runner.polling.poll import Poller, PollOutcome, SourceHealth
+from runner.polling.poll import Poller, PollOutcome
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.client import CognitoClients
 from runner.state.outbox import Outbox
 from runner.status.counters import SinkCounters, SourceCounters
+from runner.status.readiness import Condition, sink_ready_or_idle
 
 # After a failed poll, wait at most this long before trying again (the poll interval
 # still applies when it is longer).
@@ -67,7 +68,8 @@ class BridgeWorker:
         return self.poller.counters
 
     @property
-    def source_health(self) -> SourceHealth:
+    def source_health(self) -> Condition:
+        """SourceReady, as the last poll left it."""
         return self.poller.health
 
     # -- one step each, so that `run --once`, tests and the loops share them ---------------
@@ -81,23 +83,20 @@ class BridgeWorker:
         return outcome
 
     async def deliver_once(self, stop: asyncio.Event | None = None) -> None:
-        """Deliver everything pending now (retrying per policy) and refresh the sink counters."""
+        """Deliver everything pending now (retrying per policy); the deliverer refreshes the
+        pending and parked gauges as it ends."""
         await self.deliverer.deliver_pending(stop)
-        await self.refresh_counts()
 
     async def refresh_counts(self) -> None:
-        stats = await asyncio.to_thread(self.outbox.stats, self.bridge.id)
-        self.sink_counters.pending = stats.pending
-        self.sink_counters.parked = stats.parked
+        """Bring the pending and parked gauges up to date (their writer is the deliverer)."""
+        await self.deliverer.refresh_gauges()
 
     @property
-    def sink_health(self) -> tuple[bool | None, str, str]:
-        """SinkReady. Before the first send the deliverer cannot know; with nothing pending
-        the sink is simply idle, which is no reason to call the bridge not Ready."""
-        ready = self.deliverer.ready
-        if ready[0] is None and self.sink_counters.pending == 0 and self.source_health.ready:
-            return (True, "Idle", "nothing to deliver yet")
-        return ready
+    def sink_health(self) -> Condition:
+        """SinkReady: the deliverer's, or Idle before the first send (`sink_ready_or_idle`)."""
+        return sink_ready_or_idle(
+            self.deliverer.ready, pending=self.sink_counters.pending, source=self.source_health
+        )
 
     # -- the loops ----------------------------------------------------------------------------
 

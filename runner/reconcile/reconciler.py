@@ -44,6 +44,7 @@ from runner.reconcile.plan import (
 from runner.reconcile.retention import carry_state, expire_state
 from runner.reconcile.workers import BridgeWorkers, RunningWorker, WorkerFactory
 from runner.state.outbox import Outbox
+from runner.status.readiness import BridgeReadiness
 from runner.status.runrecord import RunIdentity
 from runner.status.writer import StatusWriter
 
@@ -95,6 +96,7 @@ class Reconciler:
         self._files: dict[str, FileState] = {}  # every selected bridge file on disk, by id
         self._revision: str | None = None
         self.documents: dict[str, dict[str, object]] = {}  # last rendered status, by id
+        self._readiness: dict[str, BridgeReadiness] = {}  # what `documents` were rendered from
         self._lock = asyncio.Lock()  # one reconcile or status write at a time
         self.reconciles = 0
 
@@ -228,9 +230,12 @@ class Reconciler:
     async def _write_statuses(self) -> int:
         files = dict(self._files)
         previous = await asyncio.to_thread(statusfiles.read_previous, self.status_writer, files)
+        running = self.running
+        self._readiness = statusfiles.decide_all(files, running)
         self.documents = statusfiles.render_documents(
             files,
-            self.running,
+            running,
+            self._readiness,
             root=self.root,
             revision=self._revision,
             run=self.run,
@@ -241,9 +246,10 @@ class Reconciler:
             statusfiles.write_documents, self.status_writer, files, self.documents
         )
 
-    def not_ready(self) -> dict[str, str]:
-        """Bridges whose last rendered status is not Ready, with the reason and message."""
-        return statusfiles.not_ready(self.documents)
+    def readiness(self) -> Mapping[str, BridgeReadiness]:
+        """The readiness of every selected bridge as last decided (the status files show the
+        same), by id: what `run --once`, `/readyz` and the metrics report."""
+        return dict(self._readiness)
 
     # -- state retention -----------------------------------------------------------------
 

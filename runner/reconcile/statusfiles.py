@@ -1,13 +1,15 @@
-"""The reconciler's side of the status files: what it hands `runner.status` to render, and
-the one place that reads readiness back.
+"""The reconciler's side of the status files: what it hands `runner.status` to decide and
+render.
 
-    documents = render_documents(files, running, root=..., revision=..., run=..., ...)
+    readiness = decide_all(files, running)                  # {bridge id: BridgeReadiness}
+    documents = render_documents(files, running, readiness, root=..., revision=..., ...)
     written = write_documents(writer, files, documents)    # only changed ones are written
-    not_ready(documents)                                    # {bridge id: "Reason: message"}
 
-Rendering and writing are `runner.status.writer`'s; this module only gathers, per selected
-bridge file, what its document shows (the file's load result, the running version and its
-worker's counters and health).
+Deciding is `runner.status.readiness`'s, rendering `runner.status.document`'s and writing
+`runner.status.writer`'s; this module only gathers, per selected bridge file, what its
+readiness and document are made of (the file's load result, the running version and its
+worker's counters and health). The readiness it decides is the one everyone reads
+(`Reconciler.readiness()`): nobody parses the rendered documents back.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from datetime import datetime
 from pathlib import Path
 
 from runner.reconcile.directory import FileState
-from runner.reconcile.workers import RunningWorker, Worker
+from runner.reconcile.workers import RunningWorker
+from runner.status.document import ce_attributes_for, render_document
+from runner.status.readiness import BridgeReadiness, decide_readiness
 from runner.status.runrecord import RunIdentity
-from runner.status.writer import StatusWriter, ce_attributes_for, render_status
+from runner.status.writer import StatusWriter
 
 Documents = dict[str, dict[str, object]]
 
@@ -31,9 +35,17 @@ def read_previous(
     return {bridge_id: writer.previous(state.path) for bridge_id, state in files.items()}
 
 
+def decide_all(
+    files: Mapping[str, FileState], running: Mapping[str, RunningWorker]
+) -> dict[str, BridgeReadiness]:
+    """The readiness of every bridge file in `files`, by id."""
+    return {bridge_id: _decide(state, running.get(bridge_id)) for bridge_id, state in files.items()}
+
+
 def render_documents(
     files: Mapping[str, FileState],
     running: Mapping[str, RunningWorker],
+    readiness: Mapping[str, BridgeReadiness],
     *,
     root: Path,
     revision: str | None,
@@ -41,10 +53,19 @@ def render_documents(
     previous: Mapping[str, Mapping[str, object] | None],
     now: datetime,
 ) -> Documents:
-    """The status document of every bridge file in `files`, by id."""
+    """The status document of every bridge file in `files`, by id, its conditions those of
+    `readiness` (`decide_all`)."""
     return {
         bridge_id: _render(
-            bridge_id, state, running.get(bridge_id), root, revision, run, previous[bridge_id], now
+            bridge_id,
+            state,
+            running.get(bridge_id),
+            readiness[bridge_id],
+            root,
+            revision,
+            run,
+            previous[bridge_id],
+            now,
         )
         for bridge_id, state in files.items()
     }
@@ -63,27 +84,22 @@ def write_documents(
     )
 
 
-def not_ready(documents: Mapping[str, Mapping[str, object]]) -> dict[str, str]:
-    """Bridges whose last rendered status is not Ready, with the reason and message."""
-    out: dict[str, str] = {}
-    for bridge_id, doc in documents.items():
-        conditions = doc.get("conditions")
-        ready = (
-            next((c for c in conditions if c.get("type") == "Ready"), None)
-            if isinstance(conditions, list)
-            else None
-        )
-        if ready is None or ready.get("status") != "True":
-            reason = ready.get("reason", "Unknown") if ready else "Unknown"
-            message = ready.get("message", "") if ready else ""
-            out[bridge_id] = f"{reason}: {message}"
-    return out
+def _decide(state: FileState, item: RunningWorker | None) -> BridgeReadiness:
+    result = state.result
+    return decide_readiness(
+        problems=result.problems,
+        applied_digest=item.bridge.file_digest if item is not None else None,
+        suspended=bool(result.bridge is not None and result.bridge.suspend),
+        source=item.poller.source_health if item is not None else None,
+        sink=item.poller.sink_health if item is not None else None,
+    )
 
 
 def _render(
     bridge_id: str,
     state: FileState,
     item: RunningWorker | None,
+    readiness: BridgeReadiness,
     root: Path,
     revision: str | None,
     run: RunIdentity,
@@ -92,7 +108,8 @@ def _render(
 ) -> dict[str, object]:
     result = state.result
     bridge = item.bridge if item is not None else result.bridge
-    return render_status(
+    return render_document(
+        readiness,
         bridge_id=bridge_id,
         file=state.path.relative_to(root).as_posix(),
         observed_digest=result.file_digest,
@@ -101,16 +118,8 @@ def _render(
         problems=result.problems,
         source=item.poller.source_counters if item else None,
         sink=item.poller.sink_counters if item else None,
-        source_ready=_health(item.poller) if item else None,
-        sink_ready=item.poller.sink_health if item else None,
         ce_attributes=ce_attributes_for(bridge) if bridge is not None else (),
-        suspended=bool(result.bridge is not None and result.bridge.suspend),
         previous=previous,
         runner=run.to_status(),
         now=now,
     )
-
-
-def _health(worker: Worker) -> tuple[bool | None, str, str]:
-    health = worker.source_health
-    return (health.ready, health.reason, health.message)

@@ -6,7 +6,7 @@
     await workers.stop_all()         # every worker in parallel, each within the deadline
 
 What a worker is comes from outside (`WorkerFactory`; in production `runner.app` builds a
-`BridgePoller`), so that the reconciler is tested with fake workers. A worker that raises is
+`BridgeWorker`), so that the reconciler is tested with fake workers. A worker that raises is
 logged and run again after a backoff (1 s, doubling, at most `RESTART_CAP`), so that one
 bridge's bug never takes the runner, or another bridge, down; with `once` it is not run again.
 """
@@ -24,6 +24,7 @@ from runner._kits.backoff import backoff_step
 from runner.model import Bridge
 from runner.reconcile.clock import SYSTEM_CLOCK, Clock
 from runner.status.counters import SinkCounters, SourceCounters
+from runner.status.readiness import Condition
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +32,8 @@ RESTART_BASE = 1.0  # seconds before the first restart of a worker that failed
 RESTART_CAP = 60.0  # the restart backoff doubles up to this
 
 
-class WorkerHealth(Protocol):
-    """A condition as the status file shows it (SourceReady)."""
-
-    @property
-    def ready(self) -> bool | None: ...
-
-    @property
-    def reason(self) -> str: ...
-
-    @property
-    def message(self) -> str: ...
-
-
 class Worker(Protocol):
-    """What the reconciler needs of the worker of one bridge (production: `BridgePoller`)."""
+    """What the reconciler needs of the worker of one bridge (production: `BridgeWorker`)."""
 
     @property
     def source_counters(self) -> SourceCounters: ...
@@ -54,10 +42,14 @@ class Worker(Protocol):
     def sink_counters(self) -> SinkCounters: ...
 
     @property
-    def source_health(self) -> WorkerHealth: ...
+    def source_health(self) -> Condition:
+        """SourceReady, as the worker's last poll left it."""
+        ...
 
     @property
-    def sink_health(self) -> tuple[bool | None, str, str]: ...
+    def sink_health(self) -> Condition:
+        """SinkReady, as the worker's deliverer (or its idleness) says."""
+        ...
 
     async def run(self, stop: asyncio.Event, *, once: bool, delivery_deadline: float) -> None:
         """Work until `stop` is set (with `once`: one round, then return by itself)."""

@@ -1,4 +1,4 @@
-"""Live counters a poller keeps for its bridge, shown in the status file (DESIGN §4.4).
+"""Live counters a bridge's worker keeps, shown in the status file (DESIGN §4.4).
 
 Plain mutable dataclasses owned by one bridge's tasks (one event loop, so no locking), read
 by the status document (`to_status`) and the metrics (`runner.observability.metrics`), which
@@ -7,16 +7,16 @@ from zero (a counter reset to Prometheus).
 
 Each field has one writer:
 
-    SourceCounters            every field: the poller (`runner.polling.poller`), per poll
-    SinkCounters.emitted      the poller, when it commits events to the outbox
+    SourceCounters            every field: `polling.poll.Poller`, per poll
+    SinkCounters.emitted      `polling.worker.BridgeWorker`, when a poll commits events
     SinkCounters.delivered, retried, dead_lettered, last_delivery_time, last_error
                               the deliverer (`runner.delivery.deliverer`), per send
     SinkCounters.pending, parked
-                              gauges of the outbox. Written today by two: the deliverer
-                              (decrements as it delivers, dead-letters or parks; a re-read in
-                              `_refresh_gauges`) and the poller (`refresh_counts`, after each
-                              delivery round). Their one owner should be the deliverer, which
-                              changes the outbox rows they count.
+                              gauges of the outbox, written by the deliverer alone, which
+                              changes the rows they count: decremented as it delivers,
+                              dead-letters or parks, re-read from the outbox by
+                              `Deliverer.refresh_gauges` (as a drain starts and ends, before
+                              a retry wait, and when `BridgeWorker.refresh_counts` asks)
 
 They never hold secret values: `last_error` strings are built from status codes,
 exception class names and messages that never include resolved secrets.

@@ -63,7 +63,8 @@ def render_status(
     """Decide the bridge's readiness (`decide_readiness`) and render its document.
 
     `source_ready` / `sink_ready` are what the poller and the deliverer report (a `Condition`,
-    or the `(status, reason, message)` tuple they hand today), None when no poller runs.
+    or a `(status, reason, message)` tuple, as the benchmark and tests build them), None when
+    no poller runs. The reconciler decides first and calls `render_document` itself.
     The other arguments are `render_document`'s.
     """
     readiness = decide_readiness(
@@ -91,7 +92,7 @@ def render_status(
 
 
 def _condition_of(kind: str, value: Condition | LegacyReadiness | None) -> Condition | None:
-    # The tuple is the producers' shape until they hand Conditions (see the module docstring).
+    # The tuple is kept for bench/endpoints.py and the tests; the producers hand Conditions.
     if value is None or isinstance(value, Condition):
         return value
     return Condition.from_tuple(kind, value)

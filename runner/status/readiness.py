@@ -37,8 +37,9 @@ CONDITION_STATUSES: tuple[ConditionStatus, ...] = ("True", "False", "Unknown")
 # runner unready (`/readyz`), but never "delivering" either (`run --once`, `status --wait`).
 SUSPENDED_REASON = "Suspended"
 
-# (status, reason, message) with status None for Unknown: how the poller and the deliverer
-# report today. `Condition.from_tuple` takes it until they hand `Condition`s themselves.
+# (status, reason, message) with status None for Unknown: the shape the poller and the
+# deliverer used to hand. The runner itself no longer uses it; `render_status` still takes it
+# because bench/endpoints.py and the status tests build documents from such tuples.
 LegacyReadiness = tuple[bool | None, str, str]
 
 _CAMEL_CASE = re.compile(r"^[A-Z][A-Za-z0-9]*$")

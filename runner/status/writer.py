@@ -23,19 +23,6 @@ from typing import Any
 from runner._kits.safefile import read_regular
 from runner.model import STATUS_SUFFIX
 
-# Re-exported for callers that still import them from here (runner.reconcile.reconciler and a
-# few tests); delete once they import `runner.status.document`.
-from runner.status.document import ce_attributes_for, render_status
-
-__all__ = [
-    "MAX_STATUS_BYTES",
-    "StatusWriter",
-    "ce_attributes_for",
-    "render_status",
-    "status_path_for",
-    "write_atomically",
-]
-
 logger = logging.getLogger(__name__)
 
 _STATUS_FILE_MODE = 0o644  # read by CI, people and sidecars, not only by the runner's user

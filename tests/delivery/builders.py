@@ -30,6 +30,7 @@ from runner.polling.events import build_events
 from runner.secrets.resolver import SecretResolver
 from runner.state.outbox import Outbox
 from runner.status.counters import SinkCounters
+from runner.status.readiness import Condition
 
 POOL = PoolArn(
     arn="arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B",
@@ -148,7 +149,7 @@ class Harness:
         asyncio.run(main())
 
     @property
-    def ready(self) -> tuple[bool | None, str, str]:
+    def ready(self) -> Condition:
         assert self.deliverer is not None
         return self.deliverer.ready
 

@@ -32,6 +32,7 @@ from runner.delivery.deliverer import Deliverer
 from runner.delivery.policy import DEAD_LETTER_RETRIES, retry_delay
 from runner.model import NewEvent, SecretRef, SinkFormat, Target
 from runner.state.outbox import Outbox
+from runner.status.readiness import Condition
 from tests.delivery.builders import (
     BRIDGE_ID,
     SEED,
@@ -64,7 +65,7 @@ def test_every_http_format_delivers_everything_in_order(
     assert (stats.pending, stats.delivered, stats.parked) == (0, 10, 0)
     assert (harness.counters.delivered, harness.counters.pending) == (10, 0)
     assert harness.counters.last_delivery_time is not None
-    assert harness.ready[:2] == (True, "Delivered")
+    assert (harness.ready.status, harness.ready.reason) == ("True", "Delivered")
     assert harness.sleeps.delays == []
 
 
@@ -87,7 +88,9 @@ def test_nothing_pending_returns_at_once(
     harness = make_harness(Target(sink_server.url))
     harness.run()
     assert sink_server.received == []
-    assert harness.ready == (None, "NoDeliveryYet", "no event has been sent yet")
+    assert harness.ready == Condition(
+        "SinkReady", "Unknown", "NoDeliveryYet", "no event has been sent yet"
+    )
 
 
 # -- retryable faults -------------------------------------------------------------------------
@@ -195,7 +198,7 @@ def test_connection_refused_is_retried_until_the_sink_comes_up(
     harness.run(body)
 
     assert within_backoff(harness.sleeps.delays, [0.5, 1.0, 2.0])
-    assert harness.ready[:2] == (False, "SinkUnreachable")
+    assert (harness.ready.status, harness.ready.reason) == ("False", "SinkUnreachable")
     assert harness.counters.last_error is not None
     assert harness.counters.last_error.startswith("ConnectError")
     [pending] = harness.outbox.pending(BRIDGE_ID, 10)
@@ -298,7 +301,7 @@ def test_retry_n_gives_up_after_n_retries_into_the_dead_letter_file(
     assert letter.get_id() == event_id
     assert letter.get_extension("knativeerrorcode") == "503"
     assert harness.outbox.stats(BRIDGE_ID).dead_lettered == 1
-    assert harness.ready[0] is False
+    assert harness.ready.status == "False"
 
 
 def test_the_retry_budget_survives_a_restart(
@@ -460,9 +463,9 @@ def test_an_unusable_sink_spends_no_retry_budget(
     assert within_backoff(harness.sleeps.delays, [0.5, 1.0, 2.0, 4.0])
     [pending] = harness.outbox.pending(BRIDGE_ID, 10)
     assert pending.attempts == 0
-    status, reason, message = harness.ready
-    assert (status, reason) == (False, "SecretUnavailable")
-    assert "BRIDGE_VAR_SINK_TOKEN" in message
+    ready = harness.ready
+    assert (ready.status, ready.reason) == ("False", "SecretUnavailable")
+    assert "BRIDGE_VAR_SINK_TOKEN" in ready.message
 
 
 # -- crash and cancellation safety ------------------------------------------------------------

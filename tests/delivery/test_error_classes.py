@@ -85,7 +85,7 @@ def test_sink_unavailable_is_retried_until_the_sink_takes_the_event(
     stats = harness.outbox.stats(BRIDGE_ID)
     assert (stats.delivered, stats.dead_lettered, stats.parked) == (1, 0, 0)
     assert harness.counters.retried == 1
-    assert harness.ready[:2] == (True, "Delivered")
+    assert (harness.ready.status, harness.ready.reason) == ("True", "Delivered")
 
 
 # -- SinkRejected: dead-lettered, or parked --------------------------------------------------
@@ -115,7 +115,7 @@ def test_sink_rejected_is_dead_lettered_at_once(
     assert letter.get_extension("knativeerrorcode") == "400"
     stats = harness.outbox.stats(BRIDGE_ID)
     assert (stats.delivered, stats.dead_lettered, stats.parked) == (0, 1, 0)
-    assert harness.ready[:2] == (False, "EventRefused")
+    assert (harness.ready.status, harness.ready.reason) == ("False", "EventRefused")
 
 
 def test_sink_rejected_without_a_dead_letter_sink_is_parked(
@@ -199,7 +199,7 @@ def test_sink_misconfigured_waits_for_the_operator_without_spending_the_budget(
     assert within_backoff(harness.sleeps.delays, [0.5, 1.0, 2.0])  # its own backoff, unbounded
     [pending] = harness.outbox.pending(BRIDGE_ID, 10)
     assert pending.attempts == 0
-    assert harness.ready[:2] == (False, reason)
+    assert (harness.ready.status, harness.ready.reason) == ("False", reason)
 
 
 # -- the tree is live --------------------------------------------------------------------------

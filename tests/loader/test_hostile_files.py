@@ -23,11 +23,14 @@ import pytest
 from runner._kits.safefile import FileTooLarge, NotRegularFile, read_regular
 from runner._kits.wording import printable
 from runner.cli.check import check_paths, github_annotation, render_json, render_text
-from runner.cli.status import read_rows, read_status
+from runner.cli.status import read_rows
+from runner.cli.status_wait import one_round, resolve_target
 from runner.loader.config import load_bridge
 from runner.model import Problem
+from runner.status.document import render_status
+from runner.status.reader import read_status
 from runner.status.runrecord import RunIdentity, RunRecordWriter, read_run_records
-from runner.status.writer import StatusWriter, render_status
+from runner.status.writer import StatusWriter
 
 T = TypeVar("T")
 
@@ -315,9 +318,9 @@ def test_status_names_a_file_name_that_is_not_utf8_and_the_wait_fails_on_it(
         ("bad\\xff", "False", "InvalidFileName")
     ]
     assert "bad\\xff" in status_cmd.render_table(rows)
-    target = status_cmd.resolve_target(tmp_path, None)
+    target = resolve_target(tmp_path, None)
     assert not isinstance(target, str)
-    verdicts = status_cmd.one_round(tmp_path, None, None, target).verdicts
+    verdicts = one_round(tmp_path, None, None, target).verdicts
     # It can never become Ready: the wait fails at once instead of timing out.
     assert [v.kind for v in verdicts.values()] == ["failed"]
     assert "not valid UTF-8" in next(iter(verdicts.values())).why

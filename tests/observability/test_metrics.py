@@ -21,18 +21,16 @@ from prometheus_client.parser import text_string_to_metric_families
 import runner.observability.endpoints as metrics_server
 from runner.cli.main import build_parser, main
 from runner.observability.endpoints import ListenAddress, MetricsServer, parse_listen_address
-from runner.observability.metrics import (
-    AnyReconcilerView,
-    ReconcilerView,
-    RunnerCollector,
-    readiness_of,
-    take_snapshot,
-)
-from runner.reconcile.reconciler import Reconciler
+from runner.observability.metrics import ReconcilerView, RunnerCollector, take_snapshot
 from runner.sources.cognito.budget import RequestBudgets
 from runner.status.counters import SinkCounters, SourceCounters
-from runner.status.document import render_status
-from runner.status.readiness import BridgeReadiness, Condition, decide_readiness
+from runner.status.document import render_document
+from runner.status.readiness import (
+    BridgeReadiness,
+    Condition,
+    decide_readiness,
+    readiness_from_document,
+)
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 from tests.peers.runner_process import (
     RunnerProcess,
@@ -59,7 +57,7 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
 
-# --- a Reconciler-like object, with real status documents ------------------------------------
+# --- a Reconciler-like object, with really decided readiness ---------------------------------
 
 
 @dataclass
@@ -74,18 +72,6 @@ class FakeRunning:
 
 
 @dataclass
-class FakeReconciler:
-    """Today's Reconciler: rendered documents, no typed readiness (read through the adapter)."""
-
-    running: dict[str, FakeRunning] = field(default_factory=dict)
-    documents: dict[str, dict[str, object]] = field(default_factory=dict)
-    reconciles: int = 0
-
-    def not_ready(self) -> dict[str, str]:
-        return Reconciler.not_ready(self)  # type: ignore[arg-type]  # the real rule
-
-
-@dataclass
 class TypedFakeReconciler:
     """A Reconciler that hands its typed readiness (`ReconcilerView.readiness()`)."""
 
@@ -97,17 +83,26 @@ class TypedFakeReconciler:
         return self.decided
 
 
-def document(bridge_id: str, *, running: bool, suspended: bool = False) -> dict[str, object]:
-    up = (True, "Polling", "1 user tracked")
-    return render_status(
+def decided(*, running: bool, suspended: bool = False) -> BridgeReadiness:
+    """A bridge's readiness as the reconciler decides it: running and delivering, or not."""
+    up = Condition("SourceReady", "True", "Polling", "1 user tracked")
+    return decide_readiness(
+        applied_digest="d" * 64 if running else None,
+        source=up if running else None,
+        sink=Condition("SinkReady", "True", "Delivering", "ok") if running else None,
+        suspended=suspended,
+    )
+
+
+def document(bridge_id: str, readiness: BridgeReadiness) -> dict[str, object]:
+    """The status document rendered from `readiness`, as the reconciler writes it."""
+    return render_document(
+        readiness,
         bridge_id=bridge_id,
         file=f"{bridge_id}.yaml",
         observed_digest="d" * 64,
-        applied_digest="d" * 64 if running else None,
+        applied_digest="d" * 64,
         observed_revision=None,
-        source_ready=up if running else None,
-        sink_ready=(True, "Delivering", "ok") if running else None,
-        suspended=suspended,
         now=datetime.now(UTC),
     )
 
@@ -115,7 +110,7 @@ def document(bridge_id: str, *, running: bool, suspended: bool = False) -> dict[
 LAST_POLL = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-def three_bridges() -> FakeReconciler:
+def three_bridges() -> TypedFakeReconciler:
     """`team/a` runs and is Ready; `b` is suspended; `c` has no poller (Ready Unknown)."""
     source = SourceCounters(
         last_successful_poll_time=LAST_POLL,
@@ -127,11 +122,11 @@ def three_bridges() -> FakeReconciler:
         last_error="secret-looking text must not be exported",
     )
     sink = SinkCounters(delivered=5, pending=2, retried=4, dead_lettered=1, parked=3, emitted=9)
-    reconciler = FakeReconciler(reconciles=4)
+    reconciler = TypedFakeReconciler(reconciles=4)
     reconciler.running["team/a"] = FakeRunning(FakePoller(source, sink))
-    reconciler.documents["team/a"] = document("team/a", running=True)
-    reconciler.documents["b"] = document("b", running=False, suspended=True)
-    reconciler.documents["c"] = document("c", running=False)
+    reconciler.decided["team/a"] = decided(running=True)
+    reconciler.decided["b"] = decided(running=False, suspended=True)
+    reconciler.decided["c"] = decided(running=False)
     return reconciler
 
 
@@ -200,15 +195,26 @@ def test_suspended_bridges_do_not_make_the_runner_unready() -> None:
 
 
 def test_readiness_read_from_documents_agrees_with_the_reconcilers_rule() -> None:
+    # What `status --wait` reads back from a status file is what the reconciler decided.
     reconciler = three_bridges()
-    from_documents = readiness_of(reconciler)
+    decided_here = reconciler.readiness()
+    from_documents = {
+        bid: readiness_from_document(document(bid, r)) for bid, r in decided_here.items()
+    }
     not_ready = {bid: r.why_not for bid, r in from_documents.items() if not r.ready}
-    assert not_ready == reconciler.not_ready()
+    assert not_ready == {bid: r.why_not for bid, r in decided_here.items() if not r.ready}
 
 
 def test_a_typed_reconciler_gives_the_same_snapshot_and_metrics() -> None:
-    legacy = three_bridges()
-    typed = TypedFakeReconciler(running=legacy.running, reconciles=legacy.reconciles)
+    # The metrics of the decided readiness are those its status documents show.
+    rendered = three_bridges()
+    from_documents = TypedFakeReconciler(running=rendered.running, reconciles=rendered.reconciles)
+    from_documents.decided = {
+        bid: readiness_from_document(document(bid, r)) for bid, r in rendered.decided.items()
+    }
+    typed = TypedFakeReconciler(
+        running=from_documents.running, reconciles=from_documents.reconciles
+    )
     typed.decided = {
         "team/a": decide_readiness(
             applied_digest="d" * 64,
@@ -218,15 +224,15 @@ def test_a_typed_reconciler_gives_the_same_snapshot_and_metrics() -> None:
         "b": decide_readiness(applied_digest=None, suspended=True),
         "c": decide_readiness(applied_digest=None),
     }
-    assert isinstance(typed, ReconcilerView) and not isinstance(legacy, ReconcilerView)
-    assert take_snapshot(typed) == take_snapshot(legacy)
+    assert isinstance(typed, ReconcilerView) and isinstance(from_documents, ReconcilerView)
+    assert take_snapshot(typed) == take_snapshot(from_documents)
 
-    def exposition(view: AnyReconcilerView) -> str:
+    def exposition(view: ReconcilerView) -> str:
         registry = CollectorRegistry()
         registry.register(RunnerCollector(lambda: take_snapshot(view)))
         return generate_latest(registry).decode()
 
-    assert exposition(typed) == exposition(legacy)
+    assert exposition(typed) == exposition(from_documents)
 
 
 # --- the server in this process -----------------------------------------------------------
@@ -237,7 +243,7 @@ def server_threads() -> list[str]:
 
 
 def test_server_endpoints_and_a_clean_stop() -> None:
-    reconciler = FakeReconciler()
+    reconciler = TypedFakeReconciler()
     now = [1000.0]
 
     async def scenario() -> int:
@@ -259,7 +265,7 @@ def test_server_endpoints_and_a_clean_stop() -> None:
                 ok = await http.get("/readyz")
                 assert (ok.status_code, ok.text) == (200, "ok: 0 bridges Ready\n")
 
-                reconciler.documents["team/x"] = document("team/x", running=False)
+                reconciler.decided["team/x"] = decided(running=False)
                 failing = await http.get("/readyz")
                 assert failing.status_code == 503
                 assert failing.text.splitlines() == [
@@ -324,7 +330,7 @@ def test_readyz_is_never_ok_while_the_bridges_directory_is_missing(tmp_path: Pat
     bridges = tmp_path / "bridges"
     bridges.mkdir()
     # The runner reads a missing directory as one without bridges: 0 of 0 Ready.
-    reconciler = FakeReconciler(reconciles=5)
+    reconciler = TypedFakeReconciler(reconciles=5)
 
     async def scenario() -> tuple[tuple[int, str], tuple[int, str]]:
         server = MetricsServer(ListenAddress("127.0.0.1", 0), reconciler, bridges_dir=bridges)
@@ -344,7 +350,7 @@ def test_readyz_is_never_ok_while_the_bridges_directory_is_missing(tmp_path: Pat
 
 
 def test_metrics_answer_head_and_gzip_as_prometheus_client_does() -> None:
-    reconciler = FakeReconciler(reconciles=3)
+    reconciler = TypedFakeReconciler(reconciles=3)
 
     async def scenario() -> None:
         server = MetricsServer(ListenAddress("127.0.0.1", 0), reconciler)
@@ -416,7 +422,7 @@ def test_metrics_answer_head_and_gzip_as_prometheus_client_does() -> None:
 def test_other_methods_are_refused_and_queries_ignored_as_before() -> None:
     """What the hand-written server answered, kept on the WSGI one: 501 with http.server's
     page for a method other than GET and HEAD; a query string changes nothing."""
-    reconciler = FakeReconciler(reconciles=2)
+    reconciler = TypedFakeReconciler(reconciles=2)
 
     async def scenario() -> None:
         server = MetricsServer(ListenAddress("127.0.0.1", 0), reconciler)
@@ -443,7 +449,7 @@ def test_other_methods_are_refused_and_queries_ignored_as_before() -> None:
 
 def test_a_busy_event_loop_makes_readyz_503_not_hang(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metrics_server, "LOOP_ANSWER_TIMEOUT", 0.05)
-    reconciler = FakeReconciler(reconciles=1)
+    reconciler = TypedFakeReconciler(reconciles=1)
 
     async def scenario() -> httpx.Response:
         server = MetricsServer(ListenAddress("127.0.0.1", 0), reconciler)

@@ -223,4 +223,4 @@ def test_incomplete_scan_never_emits_deletions(
     cognito_proxy.reject_token_next(1000)
     worker = harness.pass_(bridge)
     assert len(sink_server.events()) == 130  # no deletions from a partial scan
-    assert worker.source_health.ready is False
+    assert worker.source_health.status == "False"

@@ -22,6 +22,7 @@ from runner.reconcile.directory import BridgesDirectory, bridge_file_loader
 from runner.reconcile.reconciler import Reconciler, ReconcileSettings
 from runner.state.outbox import Outbox
 from runner.status.counters import SinkCounters, SourceCounters
+from runner.status.readiness import Condition
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)  # a fixed time for FakeClock
 
@@ -45,14 +46,16 @@ def bridge_file(*, poll_interval: str = "30s", labels: str = "", comment: str = 
     )
 
 
+def not_ready(reconciler: Reconciler) -> list[str]:
+    """The bridges the reconciler last decided not Ready, by id (`run --once`'s rule)."""
+    return [bid for bid, readiness in reconciler.readiness().items() if not readiness.ready]
+
+
 # --- the fakes --------------------------------------------------------------------------------
 
 
-@dataclass
-class FakeHealth:
-    ready: bool | None = True
-    reason: str = "Polling"
-    message: str = "fake worker"
+FAKE_SOURCE_HEALTH = Condition("SourceReady", "True", "Polling", "fake worker")
+FAKE_SINK_HEALTH = Condition("SinkReady", "True", "Idle", "nothing to deliver yet")
 
 
 @dataclass
@@ -72,8 +75,8 @@ class FakeWorker:
     running: asyncio.Event = field(default_factory=asyncio.Event)
     source_counters: SourceCounters = field(default_factory=SourceCounters)
     sink_counters: SinkCounters = field(default_factory=SinkCounters)
-    source_health: FakeHealth = field(default_factory=FakeHealth)
-    sink_health: tuple[bool | None, str, str] = (True, "Idle", "nothing to deliver yet")
+    source_health: Condition = FAKE_SOURCE_HEALTH
+    sink_health: Condition = FAKE_SINK_HEALTH
 
     async def run(self, stop: asyncio.Event, *, once: bool, delivery_deadline: float) -> None:
         self.runs += 1

@@ -20,6 +20,7 @@ from tests.reconcile.fakes import (
     Setup,
     bridge_file,
     event,
+    not_ready,
     run,
     status_of,
 )
@@ -39,7 +40,7 @@ def test_an_added_file_starts_its_worker_and_gets_a_status(setup: Setup) -> None
         await asyncio.wait_for(worker.running.wait(), 5)
         assert rec.running["a"].task.get_name() == "bridge:a"
         assert status_of(setup.root, "a").exists()
-        assert rec.not_ready() == {}  # the fake worker reports Ready
+        assert not_ready(rec) == []  # the fake worker reports Ready
         await rec.shutdown()
         assert worker.stopped and worker.counts_refreshed == 1
 
@@ -132,12 +133,12 @@ def test_a_broken_edit_keeps_the_last_good_version_running(setup: Setup) -> None
         assert conditions["Valid"]["status"] == "False"
         assert "the last good version" in conditions["Valid"]["message"]
         assert conditions["Ready"]["reason"] == "LastGoodRunning"
-        assert rec.not_ready() == {}
+        assert not_ready(rec) == []
 
         path.write_text(bridge_file(poll_interval="45s"))  # fixed: the new version runs
         plan = await rec.reconcile()
         assert [a.bridge_id for a in plan.restarts] == ["a"]
-        assert rec.not_ready() == {}
+        assert not_ready(rec) == []
         await rec.shutdown()
 
     run(scenario)
@@ -150,7 +151,7 @@ def test_a_file_never_valid_never_starts(setup: Setup) -> None:
         rec = setup.reconciler()
         plan = await rec.reconcile()
         assert plan.actions == () and setup.factory.started == []
-        assert list(rec.not_ready()) == ["a"]
+        assert not_ready(rec) == ["a"]
         assert status_of(setup.root, "a").exists()
         await rec.shutdown()
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from runner.model import Bridge
-from runner.polling.worker import BridgeWorker as BridgePoller
+from runner.polling.worker import BridgeWorker
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.budget import RequestBudgets
 from runner.sources.cognito.client import CognitoClients, CognitoSettings
@@ -71,12 +71,12 @@ def dummy_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 @contextlib.asynccontextmanager
 async def bridge_poller(
     bridge: Bridge, *, clients: CognitoClients, secrets: SecretResolver, state_dir: Path
-) -> AsyncIterator[BridgePoller]:
+) -> AsyncIterator[BridgeWorker]:
     """A poller for `bridge` with an outbox in `state_dir` and its own HTTP client."""
     outbox = Outbox.open(state_dir)
     try:
         async with httpx.AsyncClient() as http:
-            yield BridgePoller(
+            yield BridgeWorker(
                 bridge,
                 outbox=outbox,
                 clients=clients,

@@ -127,11 +127,11 @@ def test_a_silent_endpoint_turns_source_ready_false(
         delivery=Delivery(backoff_delay=0.01, max_backoff=0.05),
     )
 
-    async def poll() -> tuple[bool | None, str]:
+    async def poll() -> tuple[str, str]:
         async with bridge_poller(
             bridge, clients=clients, secrets=secrets, state_dir=tmp_path / "state"
         ) as poller:
             await poller.poll_once()
-            return poller.source_health.ready, poller.source_health.reason
+            return poller.source_health.status, poller.source_health.reason
 
-    assert asyncio.run(poll()) == (False, "EndpointUnreachable")
+    assert asyncio.run(poll()) == ("False", "EndpointUnreachable")
