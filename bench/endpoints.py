@@ -2,12 +2,11 @@
 
     .venv/bin/python bench/endpoints.py [--baseline REV] [--bridges N] [--rounds R]
 
-The baseline is `runner/observability/endpoints.py` as of git revision REV (default 6728c21, the
-last one with the hand-written HTTP plumbing, before /metrics moved onto prometheus_client's WSGI
-app), loaded from git into this process beside today's module, so both
-are measured in the same run, on the same machine, against the same collector: a
-Reconciler-like object with N bridges (counters and rendered status documents). Rounds
-alternate between the two, so that a noisy neighbour hurts both alike.
+The baseline is `runner/observability/endpoints.py` as of git revision REV (default 683c87b, the
+hand-written HTTP plumbing before the restructure of the endpoints and readiness), loaded from git
+into this process beside today's module, so both are measured in the same run, on the same machine,
+against the same collector: a Reconciler-like object with N bridges (counters and rendered status
+documents). Rounds alternate between the two, so that a noisy neighbour hurts both alike.
 
 Measured, medians over the rounds:
 
@@ -49,10 +48,15 @@ sys.path.insert(0, str(ROOT))
 from runner.observability import endpoints as current  # noqa: E402
 from runner.status.counters import SinkCounters, SourceCounters  # noqa: E402
 from runner.status.document import render_status  # noqa: E402
+from runner.status.readiness import (  # noqa: E402
+    BridgeReadiness,
+    Condition,
+    readiness_from_document,
+)
 
 MODULE = "runner/observability/endpoints.py"
 # The last revision whose endpoints.py served /metrics with hand-written HTTP plumbing.
-BASELINE = "6728c21"
+BASELINE = "683c87b"
 
 
 # -- the collector's input --------------------------------------------------------------------
@@ -74,6 +78,13 @@ class Reconciler:
     running: dict[str, Running] = field(default_factory=dict)
     documents: dict[str, dict[str, object]] = field(default_factory=dict)
     reconciles: int = 1
+    decided: dict[str, BridgeReadiness] = field(default_factory=dict)
+
+    def readiness(self) -> dict[str, BridgeReadiness]:
+        return self.decided
+
+    def not_ready(self) -> dict[str, str]:  # what the baseline's collector asked for
+        return {bid: r.why_not for bid, r in self.decided.items() if not r.ready}
 
 
 def reconciler(bridges: int) -> Reconciler:
@@ -93,10 +104,13 @@ def reconciler(bridges: int) -> Reconciler:
             observed_digest="d" * 64,
             applied_digest="d" * 64,
             observed_revision=None,
-            source_ready=(True, "Polling", "ok") if up else (False, "Throttled", "slow down"),
-            sink_ready=(True, "Delivering", "ok"),
+            source_ready=Condition.of("SourceReady", True, "Polling", "ok")
+            if up
+            else Condition.of("SourceReady", False, "Throttled", "slow down"),
+            sink_ready=Condition.of("SinkReady", True, "Delivering", "ok"),
             now=now,
         )
+        out.decided[bid] = readiness_from_document(out.documents[bid])
     return out
 
 

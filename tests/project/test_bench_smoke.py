@@ -26,3 +26,27 @@ def test_check_bench_quick() -> None:
     assert completed.stdout.startswith("bridges: 100 files, median of 1 run(s) each\n")
     assert re.search(r"^ratio baseline / check process: +\d+\.\d\dx$", completed.stdout, re.M)
     assert re.search(r"^ratio baseline / check in-process: +\d+\.\d\dx$", completed.stdout, re.M)
+
+
+def test_endpoints_bench_small() -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "endpoints.py"),
+            "--bridges",
+            "5",
+            "--rounds",
+            "1",
+            "--scrapes",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert re.search(r"^metrics gzip +\d+\.\d+ +\d+\.\d+ +\d+\.\d\d$", completed.stdout, re.M)
+    # Both servers answer every request alike: the move onto prometheus_client's app kept them.
+    assert "same answers (Date, Connection, process_* aside), 41 requests: yes" in completed.stdout
