@@ -25,7 +25,6 @@ from runner.status.counters import SinkCounters, SourceCounters
 from runner.status.readiness import (
     BridgeReadiness,
     Condition,
-    LegacyReadiness,
     camel,
     decide_readiness,
 )
@@ -52,8 +51,8 @@ def render_status(
     problems: Sequence[Problem] = (),
     source: SourceCounters | None = None,
     sink: SinkCounters | None = None,
-    source_ready: Condition | LegacyReadiness | None = None,
-    sink_ready: Condition | LegacyReadiness | None = None,
+    source_ready: Condition | None = None,
+    sink_ready: Condition | None = None,
     ce_attributes: Sequence[Mapping[str, str]] = (),
     suspended: bool = False,
     previous: Mapping[str, Any] | None = None,
@@ -62,17 +61,17 @@ def render_status(
 ) -> dict[str, Any]:
     """Decide the bridge's readiness (`decide_readiness`) and render its document.
 
-    `source_ready` / `sink_ready` are what the poller and the deliverer report (a `Condition`,
-    or a `(status, reason, message)` tuple, as the benchmark and tests build them), None when
-    no poller runs. The reconciler decides first and calls `render_document` itself.
+    `source_ready` / `sink_ready` are what the poller and the deliverer report, None when no
+    poller runs. The reconciler decides first and calls `render_document` itself; this is the
+    one call for tools that render a single document (bench/endpoints.py, the tests).
     The other arguments are `render_document`'s.
     """
     readiness = decide_readiness(
         problems=problems,
         applied_digest=applied_digest,
         suspended=suspended,
-        source=_condition_of("SourceReady", source_ready),
-        sink=_condition_of("SinkReady", sink_ready),
+        source=source_ready,
+        sink=sink_ready,
     )
     return render_document(
         readiness,
@@ -89,13 +88,6 @@ def render_status(
         runner=runner,
         now=now,
     )
-
-
-def _condition_of(kind: str, value: Condition | LegacyReadiness | None) -> Condition | None:
-    # The tuple is kept for bench/endpoints.py and the tests; the producers hand Conditions.
-    if value is None or isinstance(value, Condition):
-        return value
-    return Condition.from_tuple(kind, value)
 
 
 def render_document(

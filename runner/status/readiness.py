@@ -37,11 +37,6 @@ CONDITION_STATUSES: tuple[ConditionStatus, ...] = ("True", "False", "Unknown")
 # runner unready (`/readyz`), but never "delivering" either (`run --once`, `status --wait`).
 SUSPENDED_REASON = "Suspended"
 
-# (status, reason, message) with status None for Unknown: the shape the poller and the
-# deliverer used to hand. The runner itself no longer uses it; `render_status` still takes it
-# because bench/endpoints.py and the status tests build documents from such tuples.
-LegacyReadiness = tuple[bool | None, str, str]
-
 _CAMEL_CASE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 
 
@@ -62,11 +57,6 @@ class Condition:
     @classmethod
     def of(cls, kind: str, status: bool | None, reason: str, message: str) -> Condition:
         return cls(kind, status_word(status), reason, message)
-
-    @classmethod
-    def from_tuple(cls, kind: str, value: LegacyReadiness) -> Condition:
-        """Adapter for producers that still report a `(status, reason, message)` tuple."""
-        return cls.of(kind, *value)
 
     @property
     def known(self) -> bool | None:

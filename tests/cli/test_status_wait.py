@@ -21,7 +21,6 @@ import pytest
 from runner.cli.main import main
 from runner.model import Problem
 from runner.schemas import validator
-from runner.status.document import render_status
 from runner.status.runrecord import (
     RECORD_DIR,
     STALE_AFTER,
@@ -30,6 +29,7 @@ from runner.status.runrecord import (
     render_record,
 )
 from runner.status.writer import status_path_for
+from tests.builders import render_status
 from tests.peers.git import git
 
 ARN = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B"

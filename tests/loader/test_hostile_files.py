@@ -27,10 +27,10 @@ from runner.cli.status import read_rows
 from runner.cli.status_wait import one_round, resolve_target
 from runner.loader.config import load_bridge
 from runner.model import Problem
-from runner.status.document import render_status
 from runner.status.reader import read_status
 from runner.status.runrecord import RunIdentity, RunRecordWriter, read_run_records
 from runner.status.writer import StatusWriter
+from tests.builders import render_status
 
 T = TypeVar("T")
 

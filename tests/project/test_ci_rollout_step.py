@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from runner.reconcile.plan import shard_of
-from runner.status.document import render_status
 from runner.status.runrecord import RunIdentity, RunRecordWriter
 from runner.status.writer import status_path_for
+from tests.builders import render_status
 from tests.peers.git import GIT_ENV, git
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import pytest
 
 from runner.model import Problem
 from runner.secrets.redaction import Redactor
-from runner.status.document import render_document, render_status
+from runner.status.document import render_document
 from runner.status.readiness import (
     BridgeReadiness,
     Condition,
@@ -17,6 +17,7 @@ from runner.status.readiness import (
     readiness_from_document,
     sink_ready_or_idle,
 )
+from tests.builders import render_status
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 DIGEST = "a" * 64
@@ -84,8 +85,8 @@ def test_conditions_come_out_as_the_status_file_shows_them() -> None:
     assert readiness.why_not == "AccessDenied: SourceReady: token *** refused"
 
 
-def test_the_tuple_adapter_and_the_idle_sink() -> None:
-    assert Condition.from_tuple("SinkReady", (None, "NoDeliveryYet", "none yet")) == Condition(
+def test_conditions_from_bools_and_the_idle_sink() -> None:
+    assert Condition.of("SinkReady", None, "NoDeliveryYet", "none yet") == Condition(
         "SinkReady", "Unknown", "NoDeliveryYet", "none yet"
     )
     assert Condition.of("Valid", False, "X", "y").known is False

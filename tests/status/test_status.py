@@ -26,8 +26,9 @@ from runner.model import (
 from runner.schemas import load_schema, validator
 from runner.secrets.redaction import Redactor
 from runner.status.counters import SinkCounters, SourceCounters
-from runner.status.document import ce_attributes_for, render_status
+from runner.status.document import ce_attributes_for
 from runner.status.writer import StatusWriter, status_path_for
+from tests.builders import render_status
 
 ARN = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B"
 DIGEST_A = "a" * 64

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runner.model import Problem
-from runner.status.document import render_status
 from runner.status.reader import StatusView
 from runner.status.waitrules import TERMINAL_REASONS, judge, terminal_failure
+from tests.builders import render_status
 
 WANT = "a" * 64
 OTHER = "b" * 64
