@@ -60,10 +60,11 @@ def is_bridge_file_name(name: str) -> bool:
 
 
 def is_utf8(name: str) -> bool:
-    """Whether `name` (as Python decodes file names) was valid UTF-8 on disk.
+    """Whether `name` (a file name, or an environment value, as Python decodes them) was valid
+    UTF-8 as bytes.
 
-    A file name is bytes; Python shows an undecodable byte as a lone surrogate, which no UTF-8
-    text (a status file, a log line, a metric label, the state database) can hold.
+    Python shows an undecodable byte as a lone surrogate, which no UTF-8 text (a status file, a
+    log line, a metric label, the state database) can hold.
     """
     try:
         name.encode("utf-8")

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from runner.loader.discovery import is_utf8
 from runner.loader.document import BridgeDocument, DocPath
 from runner.loader.yamlsafe import format_path
 from runner.secrets.redaction import Redactor, mask_values
@@ -80,15 +81,6 @@ def mask_environment_values(document: BridgeDocument, substituted: list[Substitu
     document.problems = [
         dataclasses.replace(p, message=mask_values(p.message, values)) for p in document.problems
     ]
-
-
-def is_utf8(text: str) -> bool:
-    """False for a string holding lone surrogates (undecodable bytes of an environment value)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class _Expander:

@@ -50,7 +50,6 @@ class BridgeWorker:
         secrets: SecretResolver,
     ) -> None:
         self.bridge = bridge
-        self.outbox = outbox
         self.poller = Poller(bridge, outbox=outbox, pool=clients.pool(bridge.source))
         self.sink_counters = SinkCounters()
         self.deliverer = Deliverer(

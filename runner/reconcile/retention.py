@@ -1,7 +1,7 @@
 """A bridge's durable state when its file moves or goes away.
 
     carry_state(outbox, old_id, new_id)    a moved or renamed bridge keeps its checkpoint
-    expire_state(outbox, keep=..., horizon=..., state_dir=..., now=...)
+    expire_state(outbox, running=, files=, horizon=, state_dir=, now=)
                                            forget bridges gone since before `horizon`
 
 A removed bridge's checkpoint is kept for --state-retention, so that a revert resumes where

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from runner._kits.wording import plural
 from runner.model import Problem
 from runner.secrets.redaction import Redactor
 
@@ -154,14 +155,14 @@ def _valid_condition(
     if valid:
         warnings = len(problems)
         if warnings:
-            message = f"the file is valid, with {_plural(warnings, 'warning')}"
+            message = f"the file is valid, with {plural(warnings, 'warning')}"
             return Condition("Valid", "True", "Validated", message)
         return Condition("Valid", "True", "Validated", "the file is valid")
     errors = [p for p in problems if p.severity == "error"]
     first = errors[0]
     where = f"line {first.line}: " if first.line is not None else ""
     at = f" [{first.path}]" if first.path else ""
-    more = f" (and {_plural(len(errors) - 1, 'more error')})" if len(errors) > 1 else ""
+    more = f" (and {plural(len(errors) - 1, 'more error')})" if len(errors) > 1 else ""
     if applied_digest:
         running = f"; the last good version ({applied_digest[:12]}) keeps running"
     else:
@@ -203,10 +204,6 @@ def camel(reason: str) -> str:
     words = re.findall(r"[A-Za-z0-9]+", reason)
     converted = "".join(w[0].upper() + w[1:] for w in words)
     return converted if _CAMEL_CASE.match(converted) else "Unknown"
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 # --- read back --------------------------------------------------------------------------------

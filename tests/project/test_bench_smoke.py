@@ -50,3 +50,18 @@ def test_endpoints_bench_small() -> None:
     assert re.search(r"^metrics gzip +\d+\.\d+ +\d+\.\d+ +\d+\.\d\d$", completed.stdout, re.M)
     # Both servers answer every request alike: the move onto prometheus_client's app kept them.
     assert "same answers (Date, Connection, process_* aside), 41 requests: yes" in completed.stdout
+
+
+def test_reconcile_bench_quick() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "reconcile.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "reconcile bench: 100 bridges, 5 edits" in completed.stdout
+    assert re.search(r"^start-up to all statuses \(s\) +\d+\.\d+ +\d+\.\d+", completed.stdout, re.M)
+    assert "exactly one restart per edit: yes" in completed.stdout
