@@ -256,7 +256,8 @@ class OutboxEvent:
     `attributes` are the CloudEvents context attributes (specversion, id, source, type,
     subject, time as RFC 3339 string, datacontenttype, changetype and extensions), `data`
     the JSON payload. Build a fresh `cloudevents` event from copies of them for each send:
-    the SDK writes into the dict it is given.
+    the SDK writes into the dict it is given. `user_key` names the user the event is about
+    (its username): events with the same key are delivered strictly in order.
     """
 
     seq: int
@@ -265,6 +266,7 @@ class OutboxEvent:
     attributes: Mapping[str, Any]
     data: Mapping[str, Any]
     attempts: int = 0
+    user_key: str = ""
 
 
 # -- what the durable layer stores, built by polling ------------------------------------------
@@ -284,9 +286,11 @@ class NewEvent:
     """An event built from a change, not yet in the outbox.
 
     `attributes` hold every context attribute (including `id` == `event_id`, `time` as an
-    RFC 3339 string) and extension; `data` is the JSON payload.
+    RFC 3339 string) and extension; `data` is the JSON payload; `user_key` the username of
+    the user it is about (see `OutboxEvent`).
     """
 
     event_id: str
     attributes: dict[str, Any]
     data: dict[str, Any]
+    user_key: str = ""

@@ -114,5 +114,5 @@ def build_events(
             "datacontenttype": DATACONTENTTYPE,
             CHANGETYPE_EXTENSION: change.kind,
         }
-        events.append(NewEvent(identifier, attributes, data))
+        events.append(NewEvent(identifier, attributes, data, user_key=change.username))
     return events

@@ -96,14 +96,11 @@ class Outbox(Snapshots, Retention):
         text can be sent as is (see `runner.delivery.encodings.to_structured_json`)."""
         with self._reading() as conn:
             rows = conn.execute(
-                "SELECT seq, event_id, attributes, data, attempts FROM events"
+                f"SELECT {_EVENT_COLUMNS} FROM events"  # noqa: S608
                 " WHERE bridge_id = ? AND state = ? ORDER BY seq LIMIT ?",
                 (bridge_id, PENDING, limit),
             ).fetchall()
-        return [
-            OutboxEvent(seq, bridge_id, event_id, StoredJson(attrs), StoredJson(data), attempts)
-            for seq, event_id, attrs, data, attempts in rows
-        ]
+        return [_outbox_event(bridge_id, row) for row in rows]
 
     def mark_delivered(self, bridge_id: str, seqs: Sequence[int]) -> None:
         """The sink took these events: they leave the outbox and count as delivered.
@@ -186,21 +183,37 @@ class Outbox(Snapshots, Retention):
         """Every event of the bridge not delivered yet, pending and parked, in seq order."""
         with self._reading() as conn:
             rows = conn.execute(
-                "SELECT seq, event_id, attributes, data, attempts FROM events"
+                f"SELECT {_EVENT_COLUMNS} FROM events"  # noqa: S608
                 " WHERE bridge_id = ? ORDER BY seq",
                 (bridge_id,),
             ).fetchall()
-        return [
-            OutboxEvent(seq, bridge_id, event_id, StoredJson(attrs), StoredJson(data), attempts)
-            for seq, event_id, attrs, data, attempts in rows
-        ]
+        return [_outbox_event(bridge_id, row) for row in rows]
 
 
-def _event_rows(bridge_id: str, events: Iterable[NewEvent]) -> list[tuple[str, str, str, str]]:
+_EVENT_COLUMNS = "seq, event_id, attributes, data, attempts, user_key"
+
+
+def _outbox_event(bridge_id: str, row: tuple[Any, ...]) -> OutboxEvent:
+    seq, event_id, attributes, data, attempts, user_key = row
+    return OutboxEvent(
+        seq, bridge_id, event_id, StoredJson(attributes), StoredJson(data), attempts, user_key
+    )
+
+
+_EventRow = tuple[str, str, str, str, str]
+
+
+def _event_rows(bridge_id: str, events: Iterable[NewEvent]) -> list[_EventRow]:
     # Serialized before the transaction starts: an event that cannot be stored fails the
     # whole commit before anything is written, and the write lock is held only to write.
     return [
-        (bridge_id, event.event_id, _to_json(event.attributes), _to_json(event.data))
+        (
+            bridge_id,
+            event.event_id,
+            event.user_key,
+            _to_json(event.attributes),
+            _to_json(event.data),
+        )
         for event in events
     ]
 
@@ -209,9 +222,7 @@ def _to_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def _insert_events(
-    conn: sqlite3.Connection, rows: Sequence[tuple[str, str, str, str]], now: float
-) -> list[int]:
+def _insert_events(conn: sqlite3.Connection, rows: Sequence[_EventRow], now: float) -> list[int]:
     if not rows:
         return []
     # One statement per row with RETURNING, because executemany cannot return the new
@@ -219,8 +230,8 @@ def _insert_events(
     # next to 0.8 s of JSON encoding); re-selecting them after an executemany would
     # depend on how AUTOINCREMENT picks seqs.
     statement = (
-        "INSERT INTO events (bridge_id, event_id, attributes, data, created_at)"
-        " VALUES (?, ?, ?, ?, ?) RETURNING seq"
+        "INSERT INTO events (bridge_id, event_id, user_key, attributes, data, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?) RETURNING seq"
     )
     return [conn.execute(statement, (*row, now)).fetchone()[0] for row in rows]
 

@@ -2,10 +2,15 @@
 
 `<state-dir>/state.sqlite` is shared by all bridges, keyed by bridge id. It holds
 
-    snapshot   (bridge, pool ARN, username) -> fingerprint, sub: what the last scans saw
+    snapshot   (bridge, pool ARN, username) -> fingerprint, sub: what the last scans saw;
+               `seen_gen` is the generation of the last scan that read the user, and
+               `modified_us` its UserLastModifiedDate (microseconds since the epoch)
+    scans      (bridge, pool ARN) -> the generation of the latest scan begun: a scan marks
+               every user it reads with it, and only a complete one sweeps the unmarked
     baselines  (bridge, pool ARN) whose snapshot came from a complete scan
     events     the outbox: events committed with their scan, waiting for the sink, in `seq`
-               order; `state` is pending or parked; delivered and dead-lettered events
+               order, each with its user's key (the username: one user's events are
+               delivered in order); `state` is pending or parked; delivered and dead-lettered events
                leave the table and are counted in `counters`
     counters   per-bridge totals (delivered, dead-lettered) kept across restarts
     activity   when each bridge last wrote state or was touched (for --state-retention)
@@ -37,7 +42,7 @@ from runner.errors import StateError
 from runner.model import STATE_FILE_NAME
 
 STATE_FILE = STATE_FILE_NAME  # one name, shared with the loader and file: sinks
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
 
 # The two states an event in the outbox can be in (delivered ones leave the table).
@@ -45,7 +50,7 @@ PENDING = "pending"
 PARKED = "parked"
 
 # Every table keyed by bridge id: what forgetting or moving a bridge touches.
-BRIDGE_TABLES = ("snapshot", "baselines", "events", "counters", "activity")
+BRIDGE_TABLES = ("snapshot", "scans", "baselines", "events", "counters", "activity")
 
 _SCHEMA = f"""
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -55,7 +60,15 @@ CREATE TABLE snapshot (
     username    TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     sub         TEXT,
+    seen_gen    INTEGER NOT NULL DEFAULT 0,
+    modified_us INTEGER,
     PRIMARY KEY (bridge_id, pool_arn, username)
+) WITHOUT ROWID;
+CREATE TABLE scans (
+    bridge_id  TEXT NOT NULL,
+    pool_arn   TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    PRIMARY KEY (bridge_id, pool_arn)
 ) WITHOUT ROWID;
 CREATE TABLE baselines (
     bridge_id    TEXT NOT NULL,
@@ -67,6 +80,7 @@ CREATE TABLE events (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
     bridge_id  TEXT NOT NULL,
     event_id   TEXT NOT NULL,
+    user_key   TEXT NOT NULL DEFAULT '',
     attributes TEXT NOT NULL,
     data       TEXT NOT NULL,
     state      TEXT NOT NULL DEFAULT '{PENDING}' CHECK (state IN ('{PENDING}', '{PARKED}')),
@@ -84,6 +98,22 @@ CREATE TABLE activity (
     bridge_id TEXT PRIMARY KEY,
     last_seen REAL NOT NULL
 ) WITHOUT ROWID;
+"""
+
+# From version 1 (bridge-runner 0.1): what version 2 added, applied in place. Events of a
+# version-1 outbox get their user's key from their data (`Username` in both event types).
+_MIGRATE_FROM_1 = """
+ALTER TABLE snapshot ADD COLUMN seen_gen INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE snapshot ADD COLUMN modified_us INTEGER;
+CREATE TABLE scans (
+    bridge_id  TEXT NOT NULL,
+    pool_arn   TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    PRIMARY KEY (bridge_id, pool_arn)
+) WITHOUT ROWID;
+ALTER TABLE events ADD COLUMN user_key TEXT NOT NULL DEFAULT '';
+UPDATE events SET user_key = coalesce(json_extract(data, '$.Username'), '');
+UPDATE schema_version SET version = 2;
 """
 
 
@@ -142,13 +172,14 @@ class Store:
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
             ).fetchone()
             if not exists:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                _run_script(conn, _SCHEMA)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
                 return
             row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
             version = row[0] if row else None
+            if version == 1:
+                _run_script(conn, _MIGRATE_FROM_1)
+                return
             if version != SCHEMA_VERSION:
                 raise StateError(
                     f"the state file {self.path} has schema version {version}, this "
@@ -186,6 +217,13 @@ class Store:
                 yield self._conn
             except sqlite3.Error as exc:
                 raise StateError(f"cannot read the state file {self.path}: {exc}") from exc
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    # Statement by statement: `executescript` would commit the caller's transaction first.
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def _roll_back(conn: sqlite3.Connection) -> None:

@@ -81,7 +81,7 @@ def test_open_creates_the_state_file_in_wal_mode(tmp_path: Path) -> None:
     conn = sqlite3.connect(state_dir / STATE_FILE)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
     finally:
         conn.close()
 
