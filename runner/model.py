@@ -275,10 +275,16 @@ class OutboxEvent:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotEntry:
-    """What the snapshot remembers of a user between scans."""
+    """What the snapshot remembers of a user between scans.
+
+    `seen_gen` is the generation of the last scan that read the user (0: none that marked
+    it) and `modified_us` its UserLastModifiedDate then (microseconds since the epoch; None
+    when unknown): a streamed scan that meets a user twice keeps the copy modified last."""
 
     fingerprint: str
     sub: str | None
+    seen_gen: int = 0
+    modified_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ class UserRecord:
     sub: str | None
     fingerprint: str
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    modified_us: int = field(default=0, compare=False)  # UserLastModifiedDate, epoch µs
 
     @property
     def data(self) -> dict[str, Any]:
@@ -137,13 +138,14 @@ def to_record(raw: Mapping[str, Any]) -> UserRecord:
             [(attr["Name"], attr.get("Value", "")) for attr in raw.get("Attributes") or ()]
         )
         mfa = raw.get("MFAOptions")
+        modified_us = instant_micros(raw["UserLastModifiedDate"])
         text = ascii(
             (
                 FINGERPRINT_VERSION,
                 raw["Username"],
                 attributes,
                 instant_micros(raw["UserCreateDate"]),
-                instant_micros(raw["UserLastModifiedDate"]),
+                modified_us,
                 raw["Enabled"],
                 raw["UserStatus"],
                 [(opt["AttributeName"], opt["DeliveryMedium"]) for opt in mfa] if mfa else [],
@@ -157,7 +159,7 @@ def to_record(raw: Mapping[str, Any]) -> UserRecord:
             sub = value
             break
     digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-    return UserRecord(raw["Username"], sub, digest, raw)
+    return UserRecord(raw["Username"], sub, digest, raw, modified_us)
 
 
 def diff_scan(
@@ -212,8 +214,61 @@ def _replaced(previous: SnapshotEntry, user: UserRecord) -> bool:
 
 
 def _modified_before(user: UserRecord, other: UserRecord) -> bool:
-    before = instant_micros(user.raw["UserLastModifiedDate"])
-    return before < instant_micros(other.raw["UserLastModifiedDate"])
+    return user.modified_us < other.modified_us
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkDiff:
+    """What one chunk of a streamed scan changes: `changes` to commit with their events,
+    and the `unchanged` users, which the commit only marks as seen by this scan."""
+
+    changes: list[Change]
+    unchanged: list[UserRecord]
+
+
+def diff_chunk(
+    known: Mapping[str, SnapshotEntry], users: Iterable[UserRecord], *, generation: int
+) -> ChunkDiff:
+    """The created and updated users of one chunk of a streamed scan (`generation`).
+
+    `known` holds the snapshot entries of this chunk's usernames (those the snapshot has).
+    As in `diff_scan`: a user twice in the chunk counts once, the copy modified last; a
+    replacement (another `sub` under the username) is a `deleted` + `created` pair. A user
+    this scan already read in an earlier chunk (`seen_gen == generation`) is compared with
+    that copy, and an older copy than it is ignored: ListUsers is eventually consistent, and
+    a restarted segment reads its pages again. Deletions are never found here: only the
+    sweep after a complete scan finds them (`runner.polling.stream`).
+    """
+    seen: dict[str, UserRecord] = {}
+    for user in users:
+        earlier = seen.get(user.username)
+        if earlier is None or not _modified_before(user, earlier):
+            seen[user.username] = user
+    changes: list[Change] = []
+    unchanged: list[UserRecord] = []
+    for username, user in seen.items():
+        previous = known.get(username)
+        if previous is None:
+            changes.append(Change("created", username, user, None))
+        elif _older_copy(previous, user, generation):
+            continue
+        elif _replaced(previous, user):
+            changes.append(Change("deleted", username, None, previous))
+            changes.append(Change("created", username, user, None))
+        elif previous.fingerprint != user.fingerprint:
+            changes.append(Change("updated", username, user, previous))
+        else:
+            unchanged.append(user)
+    return ChunkDiff(changes, unchanged)
+
+
+def _older_copy(previous: SnapshotEntry, user: UserRecord, generation: int) -> bool:
+    """Whether `user` is an older copy of one this scan already committed."""
+    return (
+        previous.seen_gen == generation
+        and previous.modified_us is not None
+        and user.modified_us < previous.modified_us
+    )
 
 
 def diff_users(

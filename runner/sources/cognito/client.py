@@ -61,7 +61,13 @@ from runner.sources.cognito.credentials import (
     use_credentials,
 )
 from runner.sources.cognito.errors import THROTTLED_CODES, secret_error, translate_error
-from runner.sources.cognito.scan import SEGMENT_ALPHABET, ScanResult, SegmentOutcome, scan_pool
+from runner.sources.cognito.scan import (
+    SEGMENT_ALPHABET,
+    PageConsumer,
+    ScanResult,
+    SegmentOutcome,
+    scan_pool,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
@@ -329,17 +335,26 @@ class CognitoPool:
     def __repr__(self) -> str:
         return f"CognitoPool({self.source.pool.arn})"
 
-    async def describe(self) -> None:
-        """Check that the pool exists and is readable with this bridge's credentials.
+    async def describe(self) -> int | None:
+        """Check that the pool exists and is readable with this bridge's credentials, and
+        return its `EstimatedNumberOfUsers` (None when the answer has none), which sizes the
+        first scan before any has counted the users.
 
         Raises SourceRejected (PoolNotFound, AccessDenied, InvalidCredentials) or
         SourceUnavailable (Throttled, EndpointUnreachable, ServiceError).
         """
-        await self._call("DescribeUserPool", {"UserPoolId": self.pool_id}, SegmentOutcome())
+        answer = await self._call(
+            "DescribeUserPool", {"UserPoolId": self.pool_id}, SegmentOutcome()
+        )
+        estimate = (answer.get("UserPool") or {}).get("EstimatedNumberOfUsers")
+        return estimate if isinstance(estimate, int) and not isinstance(estimate, bool) else None
 
-    async def scan(self, *, segments: int = 1) -> ScanResult:
-        """Read every user of the pool; never raises for Cognito failures (see `error`)."""
-        return await scan_pool(self._call, self.pool_id, self._settings, segments=segments)
+    async def scan(self, *, segments: int = 1, on_page: PageConsumer | None = None) -> ScanResult:
+        """Read every user of the pool (`runner.sources.cognito.scan.scan_pool`, streamed to
+        `on_page` when given); never raises for Cognito failures (see `error`)."""
+        return await scan_pool(
+            self._call, self.pool_id, self._settings, segments=segments, on_page=on_page
+        )
 
     async def _call(
         self, operation: str, params: Mapping[str, Any], outcome: SegmentOutcome

@@ -1,0 +1,72 @@
+"""`diff_chunk`: one chunk of a streamed scan against its users' snapshot entries (pure)."""
+
+from __future__ import annotations
+
+from runner.model import SnapshotEntry
+from runner.polling.diff import diff_chunk, to_record
+from tests.polling.test_diff import SUB, boto3_user
+
+GEN = 7
+
+
+def entry_of(raw: dict[str, object], *, seen_gen: int = 0) -> SnapshotEntry:
+    record = to_record(raw)
+    return SnapshotEntry(record.fingerprint, record.sub, seen_gen, record.modified_us)
+
+
+def kinds(diff: object) -> list[tuple[str, str]]:
+    return [(c.kind, c.username) for c in diff.changes]  # type: ignore[attr-defined]
+
+
+def test_new_changed_replaced_and_unchanged_users() -> None:
+    same = boto3_user(Username="same")
+    changed_before = boto3_user(Username="changed")
+    changed_now = boto3_user(Username="changed", Enabled=False)
+    replaced_before = boto3_user(Username="again")
+    replaced_now = boto3_user(
+        Username="again", Attributes=[{"Name": "sub", "Value": "another-" + SUB}]
+    )
+    known = {
+        "same": entry_of(same),
+        "changed": entry_of(changed_before),
+        "again": entry_of(replaced_before),
+    }
+    users = [to_record(u) for u in (boto3_user(Username="new"), same, changed_now, replaced_now)]
+    diff = diff_chunk(known, users, generation=GEN)
+    assert kinds(diff) == [
+        ("created", "new"),
+        ("updated", "changed"),
+        ("deleted", "again"),
+        ("created", "again"),
+    ]
+    assert [u.username for u in diff.unchanged] == ["same"]
+
+
+def test_an_older_copy_of_a_user_this_scan_already_committed_is_ignored() -> None:
+    newer = boto3_user(UserLastModifiedDate=1_800_000_000.0, Enabled=False)
+    older = boto3_user(UserLastModifiedDate=1_700_000_000.0)
+    known = {"johndoe": entry_of(newer, seen_gen=GEN)}
+    diff = diff_chunk(known, [to_record(older)], generation=GEN)
+    assert kinds(diff) == []
+    assert diff.unchanged == []
+    # Committed by an earlier scan, the same older record is a change like any other.
+    earlier_scan = {"johndoe": entry_of(newer, seen_gen=GEN - 1)}
+    assert kinds(diff_chunk(earlier_scan, [to_record(older)], generation=GEN)) == [
+        ("updated", "johndoe")
+    ]
+
+
+def test_a_newer_copy_of_a_user_this_scan_already_committed_is_an_update() -> None:
+    older = boto3_user(UserLastModifiedDate=1_700_000_000.0)
+    newer = boto3_user(UserLastModifiedDate=1_800_000_000.0, Enabled=False)
+    known = {"johndoe": entry_of(older, seen_gen=GEN)}
+    assert kinds(diff_chunk(known, [to_record(newer)], generation=GEN)) == [("updated", "johndoe")]
+
+
+def test_a_user_twice_in_one_chunk_counts_once_the_copy_modified_last() -> None:
+    older = boto3_user(UserLastModifiedDate=1_700_000_000.0)
+    newer = boto3_user(UserLastModifiedDate=1_800_000_000.0, Enabled=False)
+    diff = diff_chunk({}, [to_record(newer), to_record(older)], generation=GEN)
+    assert kinds(diff) == [("created", "johndoe")]
+    assert diff.changes[0].record is not None
+    assert diff.changes[0].record.raw["Enabled"] is False
