@@ -12,13 +12,17 @@ it before it streamed (`diff_scan`, `diff_users`: moved here from `runner.pollin
   the remembered one, both known) is a `deleted` + `created` pair, complete scan or not;
 - deletions of users the scan did not read come only from a complete scan.
 
-Self-contained on purpose: nothing here calls the runner's diff helpers, so that a mistake
-in them cannot hide in the oracle as well.
+`streamed` is the same diff applied chunk by chunk, which is what the stream is allowed to
+produce where a user's copies fall into several chunks (see its docstring): the tests hold
+`ScanStream` to `streamed`, and `streamed` to `diff_scan` (tests/polling/test_stream_property.py).
+
+Self-contained on purpose: of the runner, only `to_record` (the fingerprint both sides
+compare) is used, never its diff, so that a mistake in it cannot hide in the oracle as well.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from runner.model import SnapshotEntry
@@ -101,3 +105,41 @@ def apply(
         else:
             result[change.username] = after
     return result
+
+
+def streamed(
+    snapshot: Mapping[str, SnapshotEntry],
+    chunks: Sequence[Sequence[UserRecord]],
+    *,
+    complete: bool,
+) -> list[Change]:
+    """`diff_scan` applied chunk by chunk, as a streamed scan commits: each chunk is diffed
+    (incomplete) against the snapshot as the chunks before it left it, except that a user's
+    copy (the chunk's latest, at the user's first place in the chunk) older than the one an
+    earlier chunk of this scan took is ignored; after a complete scan, the users no chunk
+    read are deleted, sorted by username.
+
+    It equals `diff_scan(snapshot, [all users], complete=...)` for every user whose copies
+    all fall into one chunk. A user read in several chunks ends with the same entry, but
+    each chunk's newer copy is reported against the previous one: `created` then `updated`
+    where the whole scan gives one `created`, and so on.
+    """
+    current = dict(snapshot)
+    read: dict[str, int] = {}  # username -> modified date of the copy this scan last took
+    changes: list[Change] = []
+    for chunk in chunks:
+        taken = [
+            user
+            for user in latest_copies(chunk).values()
+            if user.modified_us >= read.get(user.username, user.modified_us)
+        ]
+        chunk_changes = diff_scan(current, taken, complete=False)
+        changes += chunk_changes
+        current = apply(current, chunk_changes)
+        read.update((user.username, user.modified_us) for user in taken)
+    if complete:
+        changes.extend(
+            Change("deleted", username, None, snapshot[username])
+            for username in sorted(snapshot.keys() - read.keys())
+        )
+    return changes
