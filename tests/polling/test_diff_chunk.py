@@ -1,9 +1,12 @@
-"""`diff_chunk`: one chunk of a streamed scan against its users' snapshot entries (pure)."""
+"""`diff_chunk`: one chunk of a streamed scan against its users' snapshot entries (pure),
+held to the oracle (tests/polling/oracle.py): the whole-scan diff for a chunk whose users
+this scan has not read before, the diff chunk by chunk (`streamed`) for one it has."""
 
 from __future__ import annotations
 
 from runner.model import SnapshotEntry
 from runner.polling.diff import diff_chunk, to_record
+from tests.polling.oracle import diff_scan, streamed
 from tests.polling.test_diff import SUB, boto3_user
 
 GEN = 7
@@ -40,6 +43,7 @@ def test_new_changed_replaced_and_unchanged_users() -> None:
         ("created", "again"),
     ]
     assert [u.username for u in diff.unchanged] == ["same"]
+    assert diff.changes == diff_scan(known, users, complete=False)
 
 
 def test_an_older_copy_of_a_user_this_scan_already_committed_is_ignored() -> None:
@@ -49,6 +53,9 @@ def test_an_older_copy_of_a_user_this_scan_already_committed_is_ignored() -> Non
     diff = diff_chunk(known, [to_record(older)], generation=GEN)
     assert kinds(diff) == []
     assert diff.unchanged == []
+    # The oracle, chunk by chunk: the second chunk's older copy adds nothing.
+    chunks = [[to_record(newer)], [to_record(older)]]
+    assert [c.kind for c in streamed({}, chunks, complete=True)] == ["created"]
     # Committed by an earlier scan, the same older record is a change like any other.
     earlier_scan = {"johndoe": entry_of(newer, seen_gen=GEN - 1)}
     assert kinds(diff_chunk(earlier_scan, [to_record(older)], generation=GEN)) == [
@@ -61,6 +68,8 @@ def test_a_newer_copy_of_a_user_this_scan_already_committed_is_an_update() -> No
     newer = boto3_user(UserLastModifiedDate=1_800_000_000.0, Enabled=False)
     known = {"johndoe": entry_of(older, seen_gen=GEN)}
     assert kinds(diff_chunk(known, [to_record(newer)], generation=GEN)) == [("updated", "johndoe")]
+    chunks = [[to_record(older)], [to_record(newer)]]
+    assert [c.kind for c in streamed({}, chunks, complete=True)] == ["created", "updated"]
 
 
 def test_a_user_twice_in_one_chunk_counts_once_the_copy_modified_last() -> None:
@@ -68,5 +77,6 @@ def test_a_user_twice_in_one_chunk_counts_once_the_copy_modified_last() -> None:
     newer = boto3_user(UserLastModifiedDate=1_800_000_000.0, Enabled=False)
     diff = diff_chunk({}, [to_record(newer), to_record(older)], generation=GEN)
     assert kinds(diff) == [("created", "johndoe")]
+    assert diff.changes == diff_scan({}, [to_record(newer), to_record(older)], complete=False)
     assert diff.changes[0].record is not None
     assert diff.changes[0].record.raw["Enabled"] is False
