@@ -183,10 +183,8 @@ class ChunkDiff:
     unchanged: list[UserRecord]
 
 
-def diff_chunk(
-    known: Mapping[str, SnapshotEntry], users: Iterable[UserRecord], *, generation: int
-) -> ChunkDiff:
-    """The created and updated users of one chunk of a streamed scan (`generation`).
+def diff_chunk(known: Mapping[str, SnapshotEntry], users: Iterable[UserRecord]) -> ChunkDiff:
+    """The created and updated users of one chunk of a streamed scan.
 
     `known` holds the snapshot entries of this chunk's usernames (those the snapshot has).
     A user twice in the chunk counts once, the copy modified last (the later one on a tie),
@@ -194,10 +192,12 @@ def diff_chunk(
     known) is a `deleted` + `created` pair; a differing record without a `sub` on either
     side is an `updated`. Changes come in the chunk's order.
 
-    A user this scan already read in an earlier chunk (`seen_gen == generation`) is compared
-    with that copy, and an older copy than it is ignored: ListUsers is eventually consistent,
-    and a restarted segment reads its pages again. Deletions are never found here: only the
-    sweep after a complete scan finds them (`runner.polling.stream`).
+    A copy older (UserLastModifiedDate) than the one the snapshot holds, committed by an
+    earlier chunk of this scan or by an earlier scan, is stale: ListUsers is eventually
+    consistent, and a restarted segment reads its pages again. It changes nothing, and is
+    `unchanged` (read, so not deleted): sending it would move the sink back to older data,
+    and the current copy forward again. Deletions are never found here: only the sweep
+    after a complete scan finds them (`runner.polling.stream`).
     """
     seen: dict[str, UserRecord] = {}
     for user in users:
@@ -210,8 +210,8 @@ def diff_chunk(
         previous = known.get(username)
         if previous is None:
             changes.append(Change("created", username, user, None))
-        elif _older_copy(previous, user, generation):
-            continue
+        elif _stale(previous, user):
+            unchanged.append(user)
         elif _replaced(previous, user):
             changes.append(Change("deleted", username, None, previous))
             changes.append(Change("created", username, user, None))
@@ -222,10 +222,7 @@ def diff_chunk(
     return ChunkDiff(changes, unchanged)
 
 
-def _older_copy(previous: SnapshotEntry, user: UserRecord, generation: int) -> bool:
-    """Whether `user` is an older copy of one this scan already committed."""
-    return (
-        previous.seen_gen == generation
-        and previous.modified_us is not None
-        and user.modified_us < previous.modified_us
-    )
+def _stale(previous: SnapshotEntry, user: UserRecord) -> bool:
+    """Whether `user` is an older copy than the one committed (a state file of 0.1 did not
+    keep the date: then nothing is taken for stale)."""
+    return previous.modified_us is not None and user.modified_us < previous.modified_us

@@ -154,7 +154,7 @@ class ScanStream:
         known = self._outbox.known_users(
             self.bridge.id, self._arn, [record.username for record in records]
         )
-        diff = diff_chunk(known, records, generation=self._generation)
+        diff = diff_chunk(known, records)
         events = self._events(diff.changes)
         self._outbox.commit_scan(
             self.bridge.id,

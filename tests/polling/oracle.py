@@ -8,6 +8,8 @@ it before it streamed (`diff_scan`, `diff_users`: moved here from `runner.pollin
 
 - a user read twice in one scan counts once: the copy modified last (the later one on a
   tie), at the position where the user first appeared;
+- a copy older (UserLastModifiedDate) than the one last committed for that user is stale
+  (ListUsers is eventually consistent): it changes nothing, and the user was read;
 - a user deleted and created again under the same username (the scanned `sub` differs from
   the remembered one, both known) is a `deleted` + `created` pair, complete scan or not;
 - deletions of users the scan did not read come only from a complete scan.
@@ -57,6 +59,8 @@ def diff_scan(
         previous = snapshot.get(username)
         if previous is None:
             changes.append(Change("created", username, user, None))
+        elif previous.modified_us is not None and user.modified_us < previous.modified_us:
+            continue  # stale
         elif previous.sub is not None and user.sub is not None and previous.sub != user.sub:
             changes.append(Change("deleted", username, None, previous))
             changes.append(Change("created", username, user, None))
@@ -116,8 +120,9 @@ def streamed(
     """`diff_scan` applied chunk by chunk, as a streamed scan commits: each chunk is diffed
     (incomplete) against the snapshot as the chunks before it left it, except that a user's
     copy (the chunk's latest, at the user's first place in the chunk) older than the one an
-    earlier chunk of this scan took is ignored; after a complete scan, the users no chunk
-    read are deleted, sorted by username.
+    earlier chunk of this scan took is ignored (as `diff_scan` ignores one older than the
+    snapshot's); after a complete scan, the users no chunk read are deleted, sorted by
+    username.
 
     It equals `diff_scan(snapshot, [all users], complete=...)` for every user whose copies
     all fall into one chunk. A user read in several chunks ends with the same entry, but
@@ -128,11 +133,10 @@ def streamed(
     read: dict[str, int] = {}  # username -> modified date of the copy this scan last took
     changes: list[Change] = []
     for chunk in chunks:
-        taken = [
-            user
-            for user in latest_copies(chunk).values()
-            if user.modified_us >= read.get(user.username, user.modified_us)
-        ]
+        copies = latest_copies(chunk).values()
+        taken = [user for user in copies if user.modified_us >= read.get(user.username, 0)]
+        for user in copies:  # a stale copy is read too: it is no deletion
+            read.setdefault(user.username, 0)
         chunk_changes = diff_scan(current, taken, complete=False)
         changes += chunk_changes
         current = apply(current, chunk_changes)

@@ -319,14 +319,11 @@ def entry(record: UserRecord) -> SnapshotEntry:
     return SnapshotEntry(record.fingerprint, record.sub)
 
 
-GENERATION = 3  # of the chunk's scan; the snapshot's entries are from earlier scans (0)
-
-
 def chunk_agrees(snapshot: Mapping[str, SnapshotEntry], scan: list[UserRecord]) -> None:
     """`diff_chunk`, given the scan as one chunk and the entries of its usernames, finds the
     oracle's changes of an incomplete scan, in order; every other user it read is unchanged."""
     known = {u.username: snapshot[u.username] for u in scan if u.username in snapshot}
-    diff = diff_chunk(known, scan, generation=GENERATION)
+    diff = diff_chunk(known, scan)
     expected = diff_scan(snapshot, scan, complete=False)
     assert diff.changes == expected
     changed = {c.username for c in expected}

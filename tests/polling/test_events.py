@@ -247,7 +247,7 @@ def replacement() -> tuple[Change, list[Change]]:
     before = first.entry()
     assert before is not None
     changes = diff_scan({"reborn": before}, [new], complete=False)
-    assert diff_chunk({"reborn": before}, [new], generation=2).changes == changes
+    assert diff_chunk({"reborn": before}, [new]).changes == changes
     return first, changes
 
 
