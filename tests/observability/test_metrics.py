@@ -144,7 +144,7 @@ def test_parse_listen_address() -> None:
 def test_collector_reads_the_reconciler_state() -> None:
     reconciler = three_bridges()
     clock = [100.0]
-    budgets = RequestBudgets(10.0, clock=lambda: clock[0])
+    budgets = RequestBudgets(10.0, margin=0.0, clock=lambda: clock[0])
     bucket = budgets.for_account(ACCOUNT, "us-west-2")
     for _ in range(3):
         bucket.reserve()  # at 10/s from one instant: waits of 0, 0.1 and 0.2 s
