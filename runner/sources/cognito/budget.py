@@ -163,10 +163,11 @@ class TokenBucket:
 
     def _assign(self, ticket: _Ticket, handed_on_by: float | None = None) -> None:
         """Give `ticket` the next free slot (lock held). When a head hands its lane on, as
-        its slot `handed_on_by` arrives, the next slot is taken as of that moment, even if
-        the head was woken late: a busy loop's lateness must not cost the pool a slot, as
-        it did not when every caller reserved at once. At most one slot late, though: a
-        lane never banks the slots of an idle spell."""
+        its slot `handed_on_by` arrives, the next slot is taken as of that moment (at most
+        one slot back), even if the head was woken late: a busy loop's lateness must not
+        cost the pool the slots that fell due while its callers waited, as it did not when
+        every caller reserved at once. Slots of an idle spell, with nobody waiting, are
+        never banked. Actual sends stay paced apart (`pace_blocking`)."""
         now = self._clock()
         if handed_on_by is not None:
             now = min(now, handed_on_by + self._interval)
@@ -175,7 +176,7 @@ class TokenBucket:
 
     def _leave(self, ticket: _Ticket) -> None:
         """`ticket` is done: granted, or given up. A head hands its lane to the next ticket,
-        which reserves the next free slot now (its own reservation is never given back)."""
+        which reserves the next free slot (the head's own reservation is never given back)."""
         while True:
             with self._lock:
                 lane = self._lanes[ticket.key]
