@@ -190,6 +190,18 @@ def test_pacing_spaces_actual_sends_even_when_callers_come_late() -> None:
     assert sends == pytest.approx([0.25, 0.35, 0.45])  # delayed, not bunched
 
 
+def test_slots_are_not_granted_ahead_of_what_the_sends_can_follow() -> None:
+    bucket, clock = make_bucket(rate=10)
+    assert [bucket.reserve() for _ in range(3)] == pytest.approx([0.0, 0.1, 0.2])
+    clock.advance(0.25)  # started late: the sends go at 0.25, 0.35, 0.45
+    for _ in range(3):
+        bucket.pace_blocking()
+    assert clock() == pytest.approx(0.45)
+    # The slot schedule alone would grant now (0.45); the next send cannot go before 0.55.
+    # Waiting for it in the bucket keeps a worker thread free, and the caller in its lane.
+    assert bucket.reserve() == pytest.approx(0.1)
+
+
 def test_pacing_does_not_delay_callers_that_are_on_time() -> None:
     bucket, clock = make_bucket(rate=10)
 

@@ -129,6 +129,12 @@ class TokenBucket:
     def _take_slot(self, now: float) -> float:
         """Reserve the next slot (lock held); return when it is granted."""
         slot = now if self._next_slot is None else max(now, self._next_slot)
+        if self._next_send is not None:
+            # Never ahead of what the actual sends can follow: a request granted before the
+            # send schedule has room for it would only wait in `pace_blocking`, holding a
+            # worker thread, and the thread pool's queue is first come first served: a
+            # backlog there is shared by no lane.
+            slot = max(slot, self._next_send - self._tolerance)
         grant_at = max(now, slot - self._tolerance)
         self._next_slot = slot + self._interval
         return grant_at
