@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,6 +76,7 @@ class Poller:
         )
         self._on_events = on_events
         self._described = False
+        self._started = 0.0  # monotonic start of the poll in progress
         self._estimated_users = 0  # DescribeUserPool's EstimatedNumberOfUsers
         # False once a segmented scan left a known user no segment covers (see `_sweep`).
         self._segments_cover_the_pool = True
@@ -84,6 +86,8 @@ class Poller:
         is no `BridgeRunnerError`, a bug): failures are recorded in the counters and health,
         and an incomplete scan commits no deletions."""
         self.counters.last_poll_time = datetime.now(UTC)
+        self._started = time.monotonic()
+        self.counters.scan_started(self._started)
         try:
             if not self._described:
                 self._estimated_users = await self.pool.describe() or 0
@@ -139,8 +143,12 @@ class Poller:
         counters.last_scan_duration = scan.duration
         counters.last_successful_poll_time = datetime.now(UTC)
         counters.last_error = None
+        interval = self.bridge.source.poll_interval
+        counters.scan_completed(self._started, time.monotonic(), interval)
         tracked = plural(counters.users_tracked, "user")
-        self.health = Condition("SourceReady", "True", "Polling", f"{tracked} tracked")
+        behind = counters.falling_behind()  # still Ready: the events are right, only late
+        message = f"{tracked} tracked" + (f"; {behind}" if behind else "")
+        self.health = Condition("SourceReady", "True", "Polling", message)
 
     def _stop_segmenting(self, uncovered: int, segments: int) -> None:
         """A segment lists the users whose `sub` starts with its prefix; a known user whose

@@ -18,7 +18,8 @@ boto3 is blocking: every call runs in one bounded ThreadPoolExecutor, never on t
 loop. Each call first takes a token from its (account, region) bucket on the event loop;
 boto3's own retries (standard mode, set explicitly) take theirs in the worker thread
 through a `before-send` hook, since they count against the same AWS quota, and that hook
-also paces every attempt on its actual send time (`TokenBucket.pace_blocking`).
+also paces every attempt on its actual send time (`TokenBucket.pace_blocking`). Both draw
+on the pool's own share of the bucket (its lane, keyed by the pool id).
 
 Dates stay the epoch seconds (int or float) that Cognito's JSON carries: botocore's default
 parser would make each a datetime with its own `dateutil.tz.tzlocal()`, about 8 µs and
@@ -110,6 +111,7 @@ class _CallContext:
     """What one boto3 call's hooks report back; set in the worker thread during the call."""
 
     bucket: TokenBucket
+    budget_key: str  # whose share of the bucket the call draws on: its pool's
     throttles: int = 0
     retries: int = 0
 
@@ -139,7 +141,7 @@ def _pace_send(request: Any, **_: Any) -> None:
     attempt = (getattr(request, "context", None) or {}).get("retries", {}).get("attempt", 1)
     if attempt > 1:
         context.retries += 1
-        context.bucket.acquire_blocking()
+        context.bucket.acquire_blocking(context.budget_key)
     context.bucket.pace_blocking()
 
 
@@ -364,8 +366,9 @@ class CognitoPool:
         method: Callable[..., Any] = (
             client.list_users if operation == "ListUsers" else client.describe_user_pool
         )
-        await self.bucket.acquire()
-        context = _CallContext(self.bucket)
+        # The pool's own lane of the bucket: pools of one (account, region) take turns.
+        await self.bucket.acquire(self.pool_id)
+        context = _CallContext(self.bucket, self.pool_id)
         deadline = self._settings.call_deadline
         try:
             # The worker thread cannot be interrupted, but its read timeout ends it; the
