@@ -15,14 +15,17 @@ so that a large pool does not take an hour). For each size:
   that finds nothing changed; its `VmHWM` once its status file counts that scan. A new process,
   so that the backfill's peak does not hide the steady state's.
 
-Baseline, same run: the runner's peak with an empty pool (start-up, one empty scan).
+Baseline, same run: the runner's peak with an empty pool (start-up, one empty scan). The
+times printed run from the process's start until the sink had every user (backfill) or the
+status file counted the scan (steady: status files are written every few seconds, so that
+time is an upper bound).
 
 The pools live in `bench/_emulator.py`'s process: moto's server, each pool created through the
 API and filled through moto's backend (a million users in ~30 s; AdminCreateUser over HTTP
 would take hours), with `--fast-list`: moto's `list_users` walks the whole pool on every page
 (O(pool) per page: a 1M-user scan would take hours); the emulator swaps in an O(page) lookup
 returning the same pages and tokens (see that module). Seeding 1M users takes the emulator
-~25 s and ~2 GB.
+~30 s and ~1.8 GB.
 
 A guard samples the runner's RSS and kills it above `--rss-limit` (default 4,000 MB; before
 streaming scans a 1M-user backfill needs ~5 GB): the figure is then reported as above the
