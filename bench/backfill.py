@@ -4,6 +4,7 @@
                                                   # median of 3 runs each (~15 min)
     .venv/bin/python bench/backfill.py --quick    # 300 users, 1 run (smoke)
     .venv/bin/python bench/backfill.py --users 20000 --format batch --runs 5
+    .venv/bin/python bench/backfill.py --latency 0 --quota 0 --aws-rps 1000   # no pacing
 
 Per case (pool size x format): `bridge-runner run` on a directory of one bridge
 (`initialSync: emit`, `pollInterval: 1h`, the given `format`, `--aws-rps 30`, a fresh state
@@ -95,7 +96,9 @@ def finish(sink: Sink, emulator: Emulator, started: float, users: int, who: str)
     )
 
 
-def run_runner(emulator: Emulator, sink: Sink, pool: dict[str, object], format: str) -> Run:
+def run_runner(
+    emulator: Emulator, sink: Sink, pool: dict[str, object], format: str, rps: float
+) -> Run:
     users = int(str(pool["users"]))
     work = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
     try:
@@ -105,7 +108,7 @@ def run_runner(emulator: Emulator, sink: Sink, pool: dict[str, object], format: 
         (bridges / "backfill.yaml").write_text(text)
         sink.reset()
         emulator.stats(reset=True)
-        runner = Runner(bridges, work / "state", RPS, work / "runner.log")
+        runner = Runner(bridges, work / "state", rps, work / "runner.log")
         try:
             if not sink.wait_for_users(users, runner.proc, TIMEOUT):
                 raise SystemExit(f"runner: not every user arrived\n{runner.log_tail()}")
@@ -140,12 +143,12 @@ def median_run(runs: list[Run]) -> Run:
 
 
 def measure(
-    emulator: Emulator, sink: Sink, pool: dict[str, object], format: str, runs: int
+    emulator: Emulator, sink: Sink, pool: dict[str, object], format: str, runs: int, rps: float
 ) -> Case:
     ours, theirs = [], []
     for _ in range(runs):  # alternate, so that drift in the machine's load hits both alike
         theirs.append(run_script(emulator, sink, pool, format))
-        ours.append(run_runner(emulator, sink, pool, format))
+        ours.append(run_runner(emulator, sink, pool, format, rps))
     return Case(int(str(pool["users"])), format, median_run(ours), median_run(theirs))
 
 
@@ -191,24 +194,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, action="append", help="pool sizes (repeatable)")
     parser.add_argument("--format", action="append", choices=["binary", "batch"])
     parser.add_argument("--runs", type=int, help="runs per side and case (default 3)")
+    parser.add_argument("--latency", type=float, default=LATENCY, help="s added per request")
+    parser.add_argument("--quota", type=float, default=QUOTA, help="requests/s, 0: none")
+    parser.add_argument("--aws-rps", type=float, default=RPS, help="the runner's budget")
     args = parser.parse_args(argv)
     sizes = args.users or ([300] if args.quick else [3_000, 20_000])
     formats = args.format or ["binary", "batch"]
     runs = args.runs or (1 if args.quick else 3)
 
     pools = {f"p{n}": n for n in sizes}
-    emulator = Emulator(pools, "--fast-list", f"--latency={LATENCY}", f"--quota={QUOTA}")
+    pacing = [f"--latency={args.latency}"] + ([f"--quota={args.quota}"] if args.quota else [])
+    emulator = Emulator(pools, "--fast-list", *pacing)
     sink = Sink()
     print(
-        f"backfill bench: proxy +{LATENCY * 1000:.0f} ms/request, throttling above "
-        f"{QUOTA:.0f} requests/s; runner --aws-rps {RPS:.0f}; medians of {runs} run(s), "
-        "runner and script alternating; times from process start"
+        f"backfill bench: proxy +{args.latency * 1000:.0f} ms/request, throttling above "
+        f"{args.quota or float('inf'):.0f} requests/s; runner --aws-rps {args.aws_rps:g}; "
+        f"medians of {runs} run(s), runner and script alternating; times from process start"
     )
     cases, ok = [], True
     try:
         for n in sizes:
             for format in formats:
-                case = measure(emulator, sink, emulator.pools[f"p{n}"], format, runs)
+                pool = emulator.pools[f"p{n}"]
+                case = measure(emulator, sink, pool, format, runs, args.aws_rps)
                 ok = report(case, max(sizes), runs) and ok
                 cases.append(case)
                 sys.stdout.flush()
