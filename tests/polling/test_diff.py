@@ -441,9 +441,17 @@ scanned_users = st.builds(
     st.integers(min_value=0, max_value=3),
     st.sampled_from(["a@example.com", "b@example.com"]),
 )
+# Entries without a modified date, so that no scanned copy is stale: staleness has its own
+# tests (test_diff_chunk.py, test_stream_property.py).
 snapshots = st.dictionaries(
     NAMES,
-    st.builds(SnapshotEntry, st.sampled_from(["f1", "f2"]), st.none() | st.just("s")),
+    st.builds(
+        SnapshotEntry,
+        st.sampled_from(["f1", "f2"]),
+        st.none() | st.just("s"),
+        seen_gen=st.just(0),
+        modified_us=st.none(),
+    ),
 )
 
 
