@@ -49,8 +49,12 @@ def make_bridge(
     max_batch_size: int = 100,
     headers: dict[str, HeaderValue] | None = None,
     timeout: float = 5.0,
+    max_in_flight: int = 1,
     **delivery: Any,
 ) -> Bridge:
+    """A bridge on `target`. One request in flight unless asked (`max_in_flight`): the tests
+    written for one-at-a-time delivery assert a total order at the sink, and script the
+    sink's replies in arrival order; the overlapping tests ask for more."""
     return Bridge(
         id=BRIDGE_ID,
         file=Path(f"{BRIDGE_ID}.yaml"),
@@ -62,6 +66,7 @@ def make_bridge(
             max_batch_size=max_batch_size,
             headers=headers or {},
             timeout=timeout,
+            max_in_flight=max_in_flight,
         ),
         delivery=Delivery(**delivery),
     )
