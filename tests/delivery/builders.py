@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,23 @@ def user_events(bridge: Bridge, count: int, start: int = 0) -> list[NewEvent]:
         }
         changes.append(Change("created", raw["Username"], to_record(raw), None))
     return build_events(bridge, changes, observed_at=datetime.now(UTC), scan_id="scan-1")
+
+
+def scan_events(bridge: Bridge, users: int, scan: int) -> list[NewEvent]:
+    """Scan number `scan`'s events: each of `users` users created (scan 0) or changed."""
+    changes = []
+    for n in range(users):
+        raw = {
+            "Username": f"user-{n:04d}",
+            "Attributes": [{"Name": "sub", "Value": f"{n:08d}-0000-4000-8000-000000000000"}],
+            "UserCreateDate": datetime(2024, 5, 1, tzinfo=UTC),
+            "UserLastModifiedDate": datetime(2024, 5, 1, tzinfo=UTC) + timedelta(hours=scan),
+            "Enabled": True,
+            "UserStatus": "CONFIRMED",
+        }
+        kind = "created" if scan == 0 else "updated"
+        changes.append(Change(kind, raw["Username"], to_record(raw), None))
+    return build_events(bridge, changes, observed_at=datetime.now(UTC), scan_id=f"scan-{scan}")
 
 
 class Sleeps:

@@ -168,8 +168,8 @@ def user_order_problems(requests: list[Request], expected: Sequence[tuple[str, s
     for number, r in enumerate(requests):
         for index, event_id in enumerate(r.ids):
             first.setdefault(event_id, (number, index))
-            if r.accepted and r.answered is not None:
-                accepted_at.setdefault(event_id, r.answered)
+            if r.accepted and r.answered is not None:  # the earliest, whatever arrived first
+                accepted_at[event_id] = min(accepted_at.get(event_id, r.answered), r.answered)
     by_user: dict[str, list[str]] = {}
     for event_id, user in expected:
         by_user.setdefault(user, []).append(event_id)

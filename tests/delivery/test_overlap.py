@@ -15,31 +15,11 @@ import itertools
 import random
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 from runner.delivery.deliverer import Deliverer
-from runner.model import Bridge, NewEvent, Target
-from runner.polling.diff import Change, to_record
-from runner.polling.events import build_events
-from tests.delivery.builders import BRIDGE_ID, Harness, within_backoff
+from runner.model import Target
+from tests.delivery.builders import BRIDGE_ID, Harness, scan_events, within_backoff
 from tests.delivery.overlap_sink import OverlapSink, user_order_problems
-
-
-def scan_events(bridge: Bridge, users: int, scan: int) -> list[NewEvent]:
-    """Scan number `scan`'s events: each of `users` users created (scan 0) or changed."""
-    changes = []
-    for n in range(users):
-        raw = {
-            "Username": f"user-{n:04d}",
-            "Attributes": [{"Name": "sub", "Value": f"{n:08d}-0000-4000-8000-000000000000"}],
-            "UserCreateDate": datetime(2024, 5, 1, tzinfo=UTC),
-            "UserLastModifiedDate": datetime(2024, 5, 1, tzinfo=UTC) + timedelta(hours=scan),
-            "Enabled": True,
-            "UserStatus": "CONFIRMED",
-        }
-        kind = "created" if scan == 0 else "updated"
-        changes.append(Change(kind, raw["Username"], to_record(raw), None))
-    return build_events(bridge, changes, observed_at=datetime.now(UTC), scan_id=f"scan-{scan}")
 
 
 def append_rounds(harness: Harness, users: int, rounds: int) -> list[tuple[str, str]]:
