@@ -1,20 +1,27 @@
-"""At-least-once, in-order delivery of one bridge's outbox to its sink.
+"""At-least-once delivery of one bridge's outbox to its sink, each user's events in order.
 
-`Deliverer.deliver_pending()` drains the bridge's pending events oldest first, one send
-at a time (a later event never overtakes an earlier one, retries included), and applies
-Knative's rules (DESIGN §4.2), told by the class of what the sink raises
+`Deliverer.deliver_pending()` drains the bridge's pending events oldest first with up to
+`spec.sink.maxInFlight` sends (units: one event, or a batch) in flight at once
+(`runner.delivery.window`): a unit starts only when no earlier unfinished unit holds one
+of its users (`OutboxEvent.user_key`), so one user's events reach the sink strictly in
+order -- a user's next event is sent only once the sink accepted the one before (or it was
+given up), retries included, and a user is never in two unfinished batches -- while
+different users' events overlap. A `file:` sink writes one send at a time. Each send
+follows Knative's rules (DESIGN §4.2), told by the class of what the sink raises
 (`runner.delivery.policy`):
 
 - 2xx: delivered. Delivered marks are group-committed in a worker thread while the next
-  sends are in flight (see `_DeliveredMarks`); a crash before the commit resends those
-  events (at most `MARK_MAX`) with the same ids, which at-least-once allows.
+  sends are in flight (`runner.delivery.marks`), by seq, in whatever order sends end.
 - `SinkUnavailable` (network error, timeout, 404, 408, 409, 429, 5xx): retried with the
   bridge's backoff (`exponential`: delay * 2**n, `linear`: delay * (n + 1), capped at
   `max_backoff`), jittered (`equal_jitter`: a random wait in a window half a step wide,
   so that bridges and replicas that failed together do not come back together), never
   sooner than `Retry-After` (itself capped at `max_backoff`). Without `retry` this goes on
   until the sink takes the event; with `retry: N` the event is given up after N retries.
-  Failed attempts are counted in the outbox, so a restart does not reset them.
+  Failed attempts are counted in the outbox, so a restart does not reset them. While the
+  sink fails (nothing accepted since a retryable failure) no new unit starts, and the
+  units that failed retry one at a time (the probe, `_probe`), the backoff step growing
+  with the sink's streak of failures: a down sink is not hit by `maxInFlight` retries.
 - `SinkRejected` (other statuses): refused, not retried. A refused *batch* is split and
   its events are sent one by one, so that only the event(s) the sink really refuses are
   given up.
@@ -27,7 +34,19 @@ Knative's rules (DESIGN §4.2), told by the class of what the sink raises
 - `SinkMisconfigured` (the sink cannot be used at all: a secret header that cannot be
   resolved, a `file:` sink resolving outside the state directory) is not the events'
   fault: nothing was attempted, so no retry budget is spent and nothing is dead-lettered;
-  delivery backs off and tries again, and SinkReady says why.
+  delivery backs off (one unit probing, as above) and tries again, and SinkReady says why.
+
+Stop and cancel: after `stop` no new unit starts and backoff waits end; sends in flight
+finish (bounded by the sink's timeout); what the sink did not accept stays pending.
+Cancelling cancels the sends in flight; nothing is marked delivered that was not accepted.
+
+What a crash may send again, with the same ids (at-least-once; sinks dedupe on source and
+id): the units in flight (at most `maxInFlight` requests: `maxInFlight` events, or
+`maxInFlight` * `maxBatchSize` in batch mode), and the accepted events whose marks were
+not committed yet -- fewer than `MARK_MAX` (500) plus those accepted during the one commit
+under way, none accepted more than `MARK_INTERVAL` (1 s) plus that commit before the crash
+-- and a dead letter written but not yet marked, which is written again. Per-user order
+holds across the restart: a resent event comes before that user's next.
 
 Counters (`SinkCounters`): `delivered`, `dead_lettered` and `parked` count events;
 `retried` counts event re-sends (a batch of 100 retried once adds 100); `pending` and
@@ -35,12 +54,17 @@ Counters (`SinkCounters`): `delivered`, `dead_lettered` and `parked` count event
 and on `refresh_gauges()` (only the deliverer writes them); `last_error` is a
 status line or exception class and message, never a header value or a response body.
 
-Concurrency: one `httpx.AsyncClient` is shared by every bridge; each bridge has one
-Deliverer whose sends never overlap, so order holds by construction and the client's
-concurrency is the number of bridges with work. Measured here (2 cores, loopback sink),
-one client posted ~1,000 requests/s at concurrency 1, ~950 at 4 and ~480 at 16: more
-concurrency on one client buys nothing (DESIGN §8), so no bridge pipelines its sends and
-throughput per bridge comes from batching (`format: batch`).
+Why these numbers (`bench/httpclients.py`, 2 cores shared with other work, loopback sink in
+its own process, medians of 3): one httpx connection pool slows as its requests in flight
+grow -- sink answering at once: ~1,160 POST/s at 1 in flight, ~650 at 16, ~260 at 64 --
+while one pool per request in flight holds 1,200-1,500/s; so the runner's one client
+spreads requests over 16 pools (`runner.delivery.lanes`: ~1,190/s at 16, ~1,510 at 64).
+With the sink answering after 20 ms, throughput grows with the requests in flight up to
+~16 (lanes: 45/s at 1, ~280 at 8, ~580 at 16, no better at 32 on 2 cores; one pool falls
+to ~150/s at 32). Hence `maxInFlight` 16 by default: past it this machine's CPU, not the
+sink, is the limit, and 16 lanes give a bridge about a pool per request. aiohttp was
+measured too (4-10x httpx with the sink answering at once, ~1.2x at 20 ms) but is not a
+dependency of the runner.
 """
 
 from __future__ import annotations
@@ -152,12 +176,12 @@ class Deliverer:
         return self._ready
 
     async def deliver_pending(self, stop: asyncio.Event | None = None) -> None:
-        """Send every pending event, in order, retrying as the policy says.
+        """Send every pending event, each user's in order, retrying as the policy says.
 
-        Returns when nothing is pending, or soon after `stop` is set: a request in flight
-        finishes (bounded by the sink's timeout), a backoff wait is cut short, and whatever
-        was not accepted stays pending. Cancelling the task is safe too: nothing is marked
-        delivered that the sink did not accept.
+        Returns when nothing is pending, or soon after `stop` is set: no new request starts,
+        the requests in flight finish (bounded by the sink's timeout), backoff waits are cut
+        short, and whatever was not accepted stays pending. Cancelling the task is safe too:
+        nothing is marked delivered that the sink did not accept.
         """
         async with self._lock:  # two drains of one bridge would break its order
             started = self._clock()

@@ -65,3 +65,31 @@ def test_reconcile_bench_quick() -> None:
     assert "reconcile bench: 100 bridges, 5 edits" in completed.stdout
     assert re.search(r"^start-up to all statuses \(s\) +\d+\.\d+ +\d+\.\d+", completed.stdout, re.M)
     assert "exactly one restart per edit: yes" in completed.stdout
+
+
+def test_latency_bench_quick() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "latency.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    # The figures are not asserted, the order at the sink is: it does not depend on speed.
+    assert re.search(r"^ +[\d,]+ +[\d,]+ +\d+\.\d\dx  intact ", completed.stdout, re.M)
+
+
+def test_httpclients_bench_quick() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "httpclients.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    for client in ("shared", "lanes"):
+        assert re.search(rf"^{client} +8 +[\d,]+ +\d+\.\d\dx", completed.stdout, re.M)
