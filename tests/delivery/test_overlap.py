@@ -20,6 +20,7 @@ from runner.delivery.deliverer import Deliverer
 from runner.model import Target
 from tests.delivery.builders import BRIDGE_ID, Harness, scan_events, within_backoff
 from tests.delivery.overlap_sink import OverlapSink, user_order_problems
+from tests.peers.runner_process import wait_until
 
 
 def append_rounds(harness: Harness, users: int, rounds: int) -> list[tuple[str, str]]:
@@ -196,3 +197,27 @@ def test_stop_mid_flight_keeps_what_was_not_accepted_pending(
     assert set(pending) == {i for i, _ in expected} - accepted
     assert harness.outbox.stats(BRIDGE_ID).delivered == 2
     assert harness.counters.pending == 4
+
+
+def test_accepted_marks_are_committed_while_a_slow_request_is_still_in_flight(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # What a crash may resend is bounded in time too: the first event's mark is committed
+    # (MARK_INTERVAL after it was accepted) although nothing else is accepted after it.
+    answers = iter([(202, 0.0), (202, 30.0)])
+    with OverlapSink(lambda ids, attempt: next(answers)) as sink:
+        harness = make_harness(Target(sink.url), timeout=60.0)
+        append_rounds(harness, users=2, rounds=1)
+
+        async def cancel_once_the_first_mark_is_committed(deliverer: Deliverer) -> None:
+            task = asyncio.create_task(deliverer.deliver_pending())
+            await asyncio.to_thread(sink.wait_for_requests, 2)  # the second is held
+            # The deliverer's timer commits it, not a later acceptance or a flush.
+            await asyncio.to_thread(
+                wait_until, lambda: harness.outbox.count_pending(BRIDGE_ID) == 1, 20.0
+            )
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        harness.run(cancel_once_the_first_mark_is_committed)
+    assert harness.outbox.stats(BRIDGE_ID).delivered == 1
