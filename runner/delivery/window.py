@@ -4,6 +4,7 @@
     await window.run(stop)       one drain: read the outbox ahead, send, until nothing is left
     window.sink_up               set while the sink takes what it is sent (see below)
     window.sink_failed() / window.sink_took()
+    cut_into_units(page, capacity, encode) -> [Unit | Unencodable]   a page, as sends
 
 A *unit* is what one request carries: one event, or a batch. `UserGate` admits units in seq
 order and lets one start only when no earlier unit holding one of its users (`user_key`,
@@ -22,7 +23,9 @@ while the current page is sent, each page only events after the highest seq this
 already read: units in flight and accepted-but-uncommitted events are still pending in
 the outbox, so `limit` is the page plus those, and nothing is read twice. When a read finds
 nothing new and the window is idle, the marks are flushed and the outbox is read once more
-from its start (catching events unparked meanwhile); empty, the drain is over.
+from its start (catching events unparked meanwhile); empty, the drain is over. The next
+page is read only while at most half a page waits to start, so a drain holds about one and
+a half pages plus the units in flight (`maxInFlight` * `maxBatchSize` events in batch mode).
 """
 
 from __future__ import annotations
@@ -162,7 +165,6 @@ class _Drain:
     cursor: int = 0  # the highest seq read since the last read from the start
     held: int = 0  # events read and not finished (queued or in flight)
     exhausted: bool = False  # the last read found nothing after `cursor`
-    done: bool = False
 
     @property
     def idle(self) -> bool:
