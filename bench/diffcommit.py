@@ -3,12 +3,15 @@
     .venv/bin/python bench/diffcommit.py            # 100,000 users, median of 5 runs
     .venv/bin/python bench/diffcommit.py --quick    # 10,000 users, median of 3 runs
 
-What is timed is what the poller does with a finished scan: `Outbox.load_snapshot`,
-`diff_users` (`to_record` for every user, then `diff_scan`), `build_events` and
-`commit_scan`. The users are synthetic `UserType` dicts as the runner's Cognito client
-returns them: dates are the epoch seconds of the JSON response (floats with milliseconds,
-as Cognito sends them), which that client keeps instead of botocore's `tzlocal()`
-datetimes. Three cases:
+What is timed is what the poller does with a scan's pages as they arrive (issue 11: a
+streamed scan): `ScanStream` takes the pages of 60 users one by one, diffs each chunk
+against its users' snapshot entries (`known_users`, `to_record`, `diff_chunk`), builds its
+events and commits them with the chunk's rows (`commit_scan`, each user marked with the
+scan's generation), then sweeps the users the scan did not read (the deleted ones). Only the
+network is left out: the pages are in memory. The users are synthetic `UserType` dicts as
+the runner's Cognito client returns them: dates are the epoch seconds of the JSON response
+(floats with milliseconds, as Cognito sends them), which that client keeps instead of
+botocore's `tzlocal()` datetimes. Three cases:
 
     first baseline   empty state, every user new, nothing sent (initialSync: baseline)
     unchanged        the same scan again: no change                 target < 1.0 s
@@ -24,6 +27,7 @@ shared machine, wall time also counts the time other processes held the CPU.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import sqlite3
 import statistics
@@ -33,13 +37,13 @@ import time
 import uuid
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from runner.model import Bridge, CognitoSource, PoolArn, Sink, Target
-from runner.polling.diff import diff_users, to_record
-from runner.polling.events import build_events
+from runner.polling.diff import to_record
+from runner.polling.stream import ScanStream
+from runner.sources.cognito.scan import LIST_USERS_LIMIT
 from runner.state.outbox import Outbox
 
 ARN = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B"
@@ -74,29 +78,28 @@ def make_user(index: int, modified_offset: float = 0.0) -> dict[str, Any]:
 
 
 def poller_step(outbox: Outbox, scan: list[dict[str, Any]], phases: dict[str, float]) -> int:
-    """What the poller does with one complete scan; returns the number of changes."""
-    mark = time.perf_counter()
+    """What the poller does with one complete scan's pages; returns the number of changes."""
 
-    def lap(name: str) -> None:
-        nonlocal mark
-        now = time.perf_counter()
-        phases[name] = phases.get(name, 0.0) + now - mark
-        mark = now
+    async def stream() -> int:
+        mark = time.perf_counter()
 
-    baseline = not outbox.has_baseline(BRIDGE.id, ARN)
-    snapshot = outbox.load_snapshot(BRIDGE.id, ARN)
-    lap("load_snapshot")
-    changes = diff_users(snapshot, scan, complete=True)
-    lap("diff_users")
-    events = (
-        []
-        if baseline
-        else build_events(BRIDGE, changes, observed_at=datetime.now(UTC), scan_id=uuid.uuid4().hex)
-    )
-    lap("build_events")
-    outbox.commit_scan(BRIDGE.id, ARN, changes, events, complete=True)
-    lap("commit_scan")
-    return len(changes)
+        def lap(name: str) -> None:
+            nonlocal mark
+            now = time.perf_counter()
+            phases[name] = phases.get(name, 0.0) + now - mark
+            mark = now
+
+        send = outbox.has_baseline(BRIDGE.id, ARN)
+        scan_stream = ScanStream(BRIDGE, outbox, send=send, on_events=lambda n: None)
+        await scan_stream.begin()
+        for start in range(0, len(scan), LIST_USERS_LIMIT):
+            await scan_stream.add_page(scan[start : start + LIST_USERS_LIMIT])
+        lap("chunks")
+        totals = await scan_stream.finish(complete=True, segments=1)
+        lap("last chunk + sweep")
+        return totals.changes
+
+    return asyncio.run(stream())
 
 
 # -- bare baselines: the same rows through plain sqlite3 and dicts -----------------------
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     users = args.users or (10_000 if args.quick else 100_000)
     runs = args.runs or (3 if args.quick else 5)
 
-    print(f"diff + commit of one complete scan: {users:,} users, median of {runs} runs")
+    print(f"streamed diff + commit of one complete scan: {users:,} users, median of {runs} runs")
     print(
         f"{'case':<16}{'ours (s)':>10}{'ours cpu':>10}{'bare (s)':>10}{'ratio':>8}"
         f"  {'target (s)':<12}breakdown (s)"

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from runner import defaults
 
@@ -275,12 +275,19 @@ class OutboxEvent:
 # Here, below both, so that `runner.state` stores them without importing `runner.polling`.
 
 
-@dataclass(frozen=True, slots=True)
-class SnapshotEntry:
-    """What the snapshot remembers of a user between scans."""
+class SnapshotEntry(NamedTuple):
+    """What the snapshot remembers of a user between scans.
+
+    `seen_gen` is the generation of the last scan that read the user (0: none that marked
+    it) and `modified_us` its UserLastModifiedDate then (microseconds since the epoch; None
+    when unknown): a streamed scan that meets a user twice keeps the copy modified last.
+    A NamedTuple, not a dataclass: a scan reads one per user it meets, and a frozen
+    dataclass costs three times as much to build."""
 
     fingerprint: str
     sub: str | None
+    seen_gen: int = 0
+    modified_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

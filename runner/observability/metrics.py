@@ -11,7 +11,8 @@ No label or value is ever a secret: labels are bridge ids, condition names and s
 AWS account ids and regions; free-text errors are not exported at all.
 
 Per bridge (label `bridge`): scans_total, pages_read_total, throttles_total, users_tracked,
-last_successful_poll_timestamp_seconds, last_scan_duration_seconds, events_emitted_total,
+last_successful_poll_timestamp_seconds, last_scan_duration_seconds, scan_period_seconds,
+poll_interval_seconds, scan_keeping_up (0/1), events_emitted_total,
 events_delivered_total, events_retried_total, events_dead_lettered_total, events_pending,
 events_parked, bridge_condition{condition,status}. Runner: build_info, reconciles_total,
 pollers_running, bridges{condition,status}, aws_requests_total and
@@ -152,6 +153,10 @@ def _last_success(source: SourceCounters, _: SinkCounters) -> float | None:
     return when.timestamp() if when is not None else None
 
 
+def _keeping_up(source: SourceCounters, _: SinkCounters) -> float | None:
+    return None if source.keeping_up is None else float(source.keeping_up)
+
+
 PER_BRIDGE: tuple[_PerBridge, ...] = (
     _PerBridge("scans", True, "Complete scans of the user pool.", lambda so, _: so.scans),
     _PerBridge("pages_read", True, "ListUsers pages read.", lambda so, _: so.pages_read),
@@ -170,6 +175,26 @@ PER_BRIDGE: tuple[_PerBridge, ...] = (
         False,
         "How long the last complete scan took.",
         lambda so, _: so.last_scan_duration,
+    ),
+    _PerBridge(
+        "scan_period_seconds",
+        False,
+        "Time between the starts of the last two consecutive complete scans; absent until "
+        "there are two.",
+        lambda so, _: so.scan_period,
+    ),
+    _PerBridge(
+        "poll_interval_seconds",
+        False,
+        "The bridge's pollInterval; absent until a scan has completed.",
+        lambda so, _: so.poll_interval,
+    ),
+    _PerBridge(
+        "scan_keeping_up",
+        False,
+        "1 while complete scans keep up with pollInterval, 0 when the request budget does "
+        "not let them; absent until a scan has completed.",
+        _keeping_up,
     ),
     _PerBridge("events_emitted", True, "Events committed to the outbox.", lambda _, si: si.emitted),
     _PerBridge("events_delivered", True, "Events the sink accepted.", lambda _, si: si.delivered),

@@ -1,9 +1,13 @@
 """Change detection: Cognito users -> normalized records -> created / updated / deleted.
 
-Pure, no I/O. The poller hands the raw `UserType` dicts of one scan to `diff_users`, which
-fingerprints each (`to_record`) and compares them with the bridge's stored snapshot
-(username -> `SnapshotEntry`, `diff_scan`), returning the `Change`s that `runner.polling.events`
-turns into CloudEvents and `runner.state.outbox` commits (DESIGN §4.1).
+Pure, no I/O. A streamed scan (`runner.polling.stream`) fingerprints the raw `UserType`
+dicts of each chunk of pages (`to_record`) and compares them with the snapshot entries of
+those users (username -> `SnapshotEntry`, `diff_chunk`), giving the `created` / `updated`
+`Change`s (and the replacement pairs) that `runner.polling.events` turns into CloudEvents and
+`runner.state.outbox` commits with the chunk (DESIGN §4.1). Deletions of users a scan did not
+read are not found here: the stream's sweep after a complete scan finds them. What a whole
+scan must come to is specified, over all its users at once, by the tests' oracle
+(`tests/polling/oracle.py`).
 
 Dates arrive as the epoch seconds of Cognito's JSON (`runner.sources.cognito.client` keeps
 botocore from turning them into `tzlocal()` datetimes, which cost more than the whole
@@ -28,7 +32,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner._kits.gcpause import gc_paused
 from runner._kits.rfc3339 import instant_micros, rfc3339
 from runner.errors import SourceRejected
 from runner.model import ChangeType, SnapshotEntry
@@ -52,6 +55,7 @@ class UserRecord:
     sub: str | None
     fingerprint: str
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    modified_us: int = field(default=0, compare=False)  # UserLastModifiedDate, epoch µs
 
     @property
     def data(self) -> dict[str, Any]:
@@ -137,13 +141,14 @@ def to_record(raw: Mapping[str, Any]) -> UserRecord:
             [(attr["Name"], attr.get("Value", "")) for attr in raw.get("Attributes") or ()]
         )
         mfa = raw.get("MFAOptions")
+        modified_us = instant_micros(raw["UserLastModifiedDate"])
         text = ascii(
             (
                 FINGERPRINT_VERSION,
                 raw["Username"],
                 attributes,
                 instant_micros(raw["UserCreateDate"]),
-                instant_micros(raw["UserLastModifiedDate"]),
+                modified_us,
                 raw["Enabled"],
                 raw["UserStatus"],
                 [(opt["AttributeName"], opt["DeliveryMedium"]) for opt in mfa] if mfa else [],
@@ -157,53 +162,7 @@ def to_record(raw: Mapping[str, Any]) -> UserRecord:
             sub = value
             break
     digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-    return UserRecord(raw["Username"], sub, digest, raw)
-
-
-def diff_scan(
-    snapshot: Mapping[str, SnapshotEntry],
-    users: Iterable[UserRecord],
-    *,
-    complete: bool,
-) -> list[Change]:
-    """The changes that turn `snapshot` into the scanned `users`.
-
-    `created` and `updated` come in scan order, then `deleted` sorted by username.
-    Deletions of missing users are reported only when `complete` is True: a user missing
-    from an interrupted scan may simply not have been read. ListUsers is eventually
-    consistent, so a user can appear twice in one scan; the copy modified last wins (the
-    later one on a tie), at the position where the user first appeared.
-
-    A user deleted and created again under the same username between two scans is a
-    *replacement*: the scanned `sub` differs from the remembered one (both known). It gives
-    a `deleted` change for the old user immediately followed by a `created` change for the
-    new one, at the user's place in scan order, whether or not the scan is complete: the
-    new record itself proves the old user is gone (a `sub` is never reused). Applied in
-    order, the pair leaves the new user in the snapshot. Without a `sub` on either side a
-    differing record stays an `updated`: nothing shows it is another user.
-    """
-    seen: dict[str, UserRecord] = {}
-    for user in users:
-        earlier = seen.get(user.username)
-        if earlier is None or not _modified_before(user, earlier):
-            seen[user.username] = user
-
-    changes: list[Change] = []
-    for username, user in seen.items():
-        previous = snapshot.get(username)
-        if previous is None:
-            changes.append(Change("created", username, user, None))
-        elif _replaced(previous, user):
-            changes.append(Change("deleted", username, None, previous))
-            changes.append(Change("created", username, user, None))
-        elif previous.fingerprint != user.fingerprint:
-            changes.append(Change("updated", username, user, previous))
-    if complete:
-        changes.extend(
-            Change("deleted", username, None, snapshot[username])
-            for username in sorted(snapshot.keys() - seen.keys())
-        )
-    return changes
+    return UserRecord(raw["Username"], sub, digest, raw, modified_us)
 
 
 def _replaced(previous: SnapshotEntry, user: UserRecord) -> bool:
@@ -212,23 +171,58 @@ def _replaced(previous: SnapshotEntry, user: UserRecord) -> bool:
 
 
 def _modified_before(user: UserRecord, other: UserRecord) -> bool:
-    before = instant_micros(user.raw["UserLastModifiedDate"])
-    return before < instant_micros(other.raw["UserLastModifiedDate"])
+    return user.modified_us < other.modified_us
 
 
-def diff_users(
-    snapshot: Mapping[str, SnapshotEntry],
-    users: Iterable[Mapping[str, Any]],
-    *,
-    complete: bool,
-) -> list[Change]:
-    """`diff_scan` of the raw `UserType` dicts of one scan (each through `to_record`).
+@dataclass(frozen=True, slots=True)
+class ChunkDiff:
+    """What one chunk of a streamed scan changes: `changes` to commit with their events,
+    and the `unchanged` users, which the commit only marks as seen by this scan."""
 
-    The cyclic garbage collector is paused meanwhile (`runner._kits.gcpause`): the 100,000
-    records of a large scan would otherwise trigger collections that walk the whole scan
-    still in memory (some 600,000 containers) to find no garbage, since nothing here makes
-    a reference cycle; that was a quarter of the time. Raises `SourceRejected` as
-    `to_record` does.
+    changes: list[Change]
+    unchanged: list[UserRecord]
+
+
+def diff_chunk(known: Mapping[str, SnapshotEntry], users: Iterable[UserRecord]) -> ChunkDiff:
+    """The created and updated users of one chunk of a streamed scan.
+
+    `known` holds the snapshot entries of this chunk's usernames (those the snapshot has).
+    A user twice in the chunk counts once, the copy modified last (the later one on a tie),
+    at the place it first appeared; a replacement (another `sub` under the username, both
+    known) is a `deleted` + `created` pair; a differing record without a `sub` on either
+    side is an `updated`. Changes come in the chunk's order.
+
+    A copy older (UserLastModifiedDate) than the one the snapshot holds, committed by an
+    earlier chunk of this scan or by an earlier scan, is stale: ListUsers is eventually
+    consistent, and a restarted segment reads its pages again. It changes nothing, and is
+    `unchanged` (read, so not deleted): sending it would move the sink back to older data,
+    and the current copy forward again. Deletions are never found here: only the sweep
+    after a complete scan finds them (`runner.polling.stream`).
     """
-    with gc_paused():
-        return diff_scan(snapshot, [to_record(user) for user in users], complete=complete)
+    seen: dict[str, UserRecord] = {}
+    for user in users:
+        earlier = seen.get(user.username)
+        if earlier is None or not _modified_before(user, earlier):
+            seen[user.username] = user
+    changes: list[Change] = []
+    unchanged: list[UserRecord] = []
+    for username, user in seen.items():
+        previous = known.get(username)
+        if previous is None:
+            changes.append(Change("created", username, user, None))
+        elif _stale(previous, user):
+            unchanged.append(user)
+        elif _replaced(previous, user):
+            changes.append(Change("deleted", username, None, previous))
+            changes.append(Change("created", username, user, None))
+        elif previous.fingerprint != user.fingerprint:
+            changes.append(Change("updated", username, user, previous))
+        else:
+            unchanged.append(user)
+    return ChunkDiff(changes, unchanged)
+
+
+def _stale(previous: SnapshotEntry, user: UserRecord) -> bool:
+    """Whether `user` is an older copy than the one committed (a state file of 0.1 did not
+    keep the date: then nothing is taken for stale)."""
+    return previous.modified_us is not None and user.modified_us < previous.modified_us

@@ -1,8 +1,9 @@
 """CloudEvents for user changes: attributes and data as DESIGN §3 defines them.
 
-Pure, no I/O. `build_events` turns the `Change`s of one scan into `NewEvent`s, which the
-outbox stores as JSON (`time` as an RFC 3339 string) and delivery sends, rebuilding a
-cloudevents SDK event for each send (`runner.delivery.encodings.to_cloudevent`).
+Pure, no I/O. `build_events` turns the `Change`s of one chunk of a streamed scan, or of its
+sweep (`runner.polling.stream`), into `NewEvent`s, which the outbox stores as JSON (`time` as
+an RFC 3339 string) and delivery sends, rebuilding a cloudevents SDK event for each send
+(`runner.delivery.encodings.to_cloudevent`).
 
 Event ids are deterministic, so sinks can dedupe on (source, id): a hash of the pool ARN,
 the username, the change type and a marker (DESIGN §3). The outbox stores each id with its
@@ -20,8 +21,8 @@ and a deduping sink would drop the third. A scan sees each change once: the snap
 commits with its events makes the next scan find nothing for that user.
 
 A user deleted and created again under its username gives a `deleted` change and a
-`created` one in the same scan (`runner.polling.diff.diff_scan`); the change type is hashed in, so
-the two events never share an id.
+`created` one in the same chunk of a scan (`runner.polling.diff.diff_chunk`); the change type
+is hashed in, so the two events never share an id.
 """
 
 from __future__ import annotations

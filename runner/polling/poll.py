@@ -1,38 +1,42 @@
-"""One poll of one bridge: scan the pool, diff against the snapshot, build the events, and
-commit events and snapshot together; the source's counters and health say how it went.
+"""One poll of one bridge: a streamed scan of the pool, committed chunk by chunk; the
+source's counters and health say how it went.
 
-    scan -> diff against the snapshot -> build events -> commit (one transaction)
+    describe (first poll) -> scan, page by page -> chunks: diff, events, commit
+                                                   (`runner.polling.stream`)
+                          -> complete: sweep the unseen into deletions, mark the baseline
 
-Nothing is sent here and nothing counts before the commit: events and the new snapshot are
-committed together before any is sent (`runner.state.outbox.Outbox.commit_scan`), so a poll
-interrupted at any point is simply done again by the next one. `runner.polling.worker` runs
-the polls in a loop beside the bridge's delivery.
+Each chunk's events and the snapshot rows of its users commit together before any of them
+is sent, and delivery is woken after each commit (`on_events`), so events leave while the
+scan reads on. A poll interrupted at any point leaves only true commits behind and no
+deletion; the next poll reads the pool again. `runner.polling.worker` runs the polls in a
+loop beside the bridge's delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import Mapping
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from runner._kits.wording import plural
 from runner.errors import BridgeRunnerError, PermanentError, TemporaryError
-from runner.model import Bridge, NewEvent, SnapshotEntry
-from runner.polling.diff import Change, diff_users
-from runner.polling.events import build_events
+from runner.model import Bridge
+from runner.polling.stream import ScanStream, StreamTotals
 from runner.sources.cognito.client import CognitoPool
-from runner.sources.cognito.scan import ScanResult, segments_cover
+from runner.sources.cognito.scan import ScanResult
 from runner.state.outbox import Outbox
 from runner.status.counters import SourceCounters
 from runner.status.readiness import Condition
 
 log = logging.getLogger(__name__)
 
-# Above this many users a scan is split into 16 parallel segments by `sub` prefix, so that
-# a large pool can use its share of the request budget instead of one request at a time.
+# From this many users (counted by the last complete scan, or DescribeUserPool's
+# EstimatedNumberOfUsers before the first) a scan is split into 16 parallel segments by `sub`
+# prefix, so that a large pool can use its share of the request budget instead of one
+# request at a time.
 SEGMENT_THRESHOLD_USERS = 1200
 SEGMENTS = 16
 
@@ -45,11 +49,24 @@ class PollOutcome:
     baseline: bool  # this poll recorded the initial baseline without sending
 
 
+def _no_one_to_tell(events: int) -> None:
+    """The default `on_events`: nobody delivers (tools and tests that poll only)."""
+
+
 class Poller:
     """Polls one bridge's pool, one poll per `poll_once`, and keeps what polls share: the
-    source counters and health, whether the pool was described, whether segments cover it."""
+    source counters and health, the pool's estimated size, whether segments cover it.
 
-    def __init__(self, bridge: Bridge, *, outbox: Outbox, pool: CognitoPool) -> None:
+    `on_events(n)` is called after each commit of n > 0 events, while the scan goes on."""
+
+    def __init__(
+        self,
+        bridge: Bridge,
+        *,
+        outbox: Outbox,
+        pool: CognitoPool,
+        on_events: Callable[[int], None] = _no_one_to_tell,
+    ) -> None:
         self.bridge = bridge
         self.outbox = outbox
         self.pool = pool
@@ -57,134 +74,96 @@ class Poller:
         self.health = Condition(
             "SourceReady", "Unknown", "NotPolledYet", "the pool has not been polled yet"
         )
+        self._on_events = on_events
         self._described = False
-        # False once a segmented scan met a user no segment covers (see `_uncovered`).
+        self._started = 0.0  # monotonic start of the poll in progress
+        self._estimated_users = 0  # DescribeUserPool's EstimatedNumberOfUsers
+        # False once a segmented scan left a known user no segment covers (see `_sweep`).
         self._segments_cover_the_pool = True
 
     async def poll_once(self) -> PollOutcome:
-        """One full scan, diffed and committed. Raises nothing but cancellation (and what
+        """One full scan, streamed and committed. Raises nothing but cancellation (and what
         is no `BridgeRunnerError`, a bug): failures are recorded in the counters and health,
         and an incomplete scan commits no deletions."""
         self.counters.last_poll_time = datetime.now(UTC)
+        self._started = time.monotonic()
+        self.counters.scan_started(self._started)
         try:
             if not self._described:
-                await self.pool.describe()
+                self._estimated_users = await self.pool.describe() or 0
                 self._described = True
             return await self._scan_and_commit()
         except BridgeRunnerError as exc:
             self._record_error(exc)
             return PollOutcome(complete=False, changes=0, events=0, baseline=False)
 
+    def segments(self) -> int:
+        """How many segments the next scan reads the pool in."""
+        size = max(self.counters.users_tracked, self._estimated_users)
+        large = size >= SEGMENT_THRESHOLD_USERS
+        return SEGMENTS if large and self._segments_cover_the_pool else 1
+
     async def _scan_and_commit(self) -> PollOutcome:
         bridge = self.bridge
-        arn = bridge.source.pool.arn
-        large = self.counters.users_tracked >= SEGMENT_THRESHOLD_USERS
-        segments = SEGMENTS if large and self._segments_cover_the_pool else 1
-        scan = await self._scan(segments)
-
-        has_baseline = await asyncio.to_thread(self.outbox.has_baseline, bridge.id, arn)
-        if not scan.complete and not has_baseline:
-            # A baseline must be a whole pool: without one, a partial scan cannot tell which
-            # users are new, so it commits nothing and the next poll starts over.
-            raise scan.error or TemporaryError("the scan ended early", reason="ScanIncomplete")
-
-        snapshot = await asyncio.to_thread(self.outbox.load_snapshot, bridge.id, arn)
-        if scan.complete and segments > 1 and self._uncovered(scan, snapshot, segments):
-            # Read the pool again in one piece, which lists everyone, before diffing.
-            scan = await self._scan(1)
-        # A thread, not the event loop: a large pool's diff takes a good part of a second,
-        # and other bridges' deliveries must not wait for it.
-        changes = await asyncio.to_thread(diff_users, snapshot, scan.users, complete=scan.complete)
-        baseline = not has_baseline and bridge.source.initial_sync == "baseline"
-        events = (
-            []
-            if baseline
-            else build_events(
-                bridge, changes, observed_at=datetime.now(UTC), scan_id=uuid.uuid4().hex
-            )
+        has_baseline = await asyncio.to_thread(
+            self.outbox.has_baseline, bridge.id, bridge.source.pool.arn
         )
-        await self._commit(changes, events, complete=scan.complete)
-        self._record_scan(scan)
-        if changes or events:
+        baseline = not has_baseline and bridge.source.initial_sync == "baseline"
+        stream = ScanStream(bridge, self.outbox, send=not baseline, on_events=self._on_events)
+        await stream.begin()
+        segments = self.segments()
+        scan = await self.pool.scan(segments=segments, on_page=stream.add_page)
+        self.counters.pages_read += scan.pages
+        self.counters.throttles += scan.throttles
+        totals = await stream.finish(complete=scan.complete, segments=segments)
+        if totals.uncovered:
+            self._stop_segmenting(totals.uncovered, segments)
+        await self._record_scan(scan, totals)
+        if totals.changes or totals.events:
             log.info(
                 "bridge %s: %s, %s committed%s",
                 bridge.id,
-                plural(len(changes), "change"),
-                plural(len(events), "event"),
+                plural(totals.changes, "change"),
+                plural(totals.events, "event"),
                 " (initial baseline, nothing sent)" if baseline else "",
             )
-        return PollOutcome(scan.complete, len(changes), len(events), baseline)
+        return PollOutcome(scan.complete, totals.changes, totals.events, baseline)
 
-    async def _scan(self, segments: int) -> ScanResult:
-        scan = await self.pool.scan(segments=segments)
-        self.counters.pages_read += scan.pages
-        self.counters.throttles += scan.throttles
-        return scan
-
-    async def _commit(
-        self, changes: list[Change], events: list[NewEvent], *, complete: bool
-    ) -> None:
-        bridge = self.bridge
-        commit = asyncio.ensure_future(
-            asyncio.to_thread(
-                self.outbox.commit_scan,
-                bridge.id,
-                bridge.source.pool.arn,
-                changes,
-                events,
-                complete=complete,
-            )
-        )
-        try:
-            await asyncio.shield(commit)
-        except asyncio.CancelledError:
-            # Stopping mid-commit: let the transaction finish before this poller is gone, so
-            # that a successor never diffs against the snapshot this commit is replacing.
-            await commit
-            raise
-
-    def _record_scan(self, scan: ScanResult) -> None:
+    async def _record_scan(self, scan: ScanResult, totals: StreamTotals) -> None:
         if not scan.complete:
             self._record_error(
                 scan.error or TemporaryError("the scan ended early", reason="ScanIncomplete")
             )
             return
         counters = self.counters
-        counters.users_tracked = len(scan.users)
+        counters.users_tracked = await asyncio.to_thread(
+            self.outbox.count_users, self.bridge.id, self.bridge.source.pool.arn
+        )
         counters.scans += 1
         counters.last_scan_duration = scan.duration
         counters.last_successful_poll_time = datetime.now(UTC)
         counters.last_error = None
-        tracked = plural(len(scan.users), "user")
-        self.health = Condition("SourceReady", "True", "Polling", f"{tracked} tracked")
+        interval = self.bridge.source.poll_interval
+        counters.scan_completed(self._started, time.monotonic(), interval)
+        tracked = plural(counters.users_tracked, "user")
+        behind = counters.falling_behind()  # still Ready: the events are right, only late
+        message = f"{tracked} tracked" + (f"; {behind}" if behind else "")
+        self.health = Condition("SourceReady", "True", "Polling", message)
 
-    def _uncovered(
-        self, scan: ScanResult, snapshot: Mapping[str, SnapshotEntry], segments: int
-    ) -> bool:
-        """Whether a segmented scan missed a known user that no segment could list.
-
-        A segment lists the users whose `sub` starts with its prefix; a user whose `sub`
-        starts otherwise is in no segment and would be reported deleted. The snapshot knows
-        each user's `sub`: when one it cannot vouch for is missing, this poller stops
-        segmenting the pool (the caller rescans it in one piece).
-        """
-        seen = {user["Username"] for user in scan.users}
-        outside = sum(
-            1
-            for username, entry in snapshot.items()
-            if username not in seen and not segments_cover(entry.sub, segments)
+    def _stop_segmenting(self, uncovered: int, segments: int) -> None:
+        """A segment lists the users whose `sub` starts with its prefix; a known user whose
+        `sub` starts otherwise is in no segment, and a segmented scan cannot tell whether it
+        is gone. The sweep left such users alone; from now on this poller reads the pool in
+        one piece, which lists everyone."""
+        self._segments_cover_the_pool = False
+        log.warning(
+            "bridge %s: %s of pool %s outside the %s (a sub without a lowercase hex "
+            "prefix); scanning the pool in one piece from the next poll",
+            self.bridge.id,
+            plural(uncovered, "known user"),
+            self.pool.pool_id,
+            plural(segments, "scan segment"),
         )
-        if outside:
-            self._segments_cover_the_pool = False
-            log.warning(
-                "bridge %s: %s of pool %s outside the %s (a sub without a lowercase hex "
-                "prefix); scanning the pool in one piece instead",
-                self.bridge.id,
-                plural(outside, "known user"),
-                self.pool.pool_id,
-                plural(segments, "scan segment"),
-            )
-        return outside > 0
 
     def _record_error(self, exc: BridgeRunnerError) -> None:
         reason = getattr(exc, "reason", "") or type(exc).__name__

@@ -50,7 +50,12 @@ class BridgeWorker:
         secrets: SecretResolver,
     ) -> None:
         self.bridge = bridge
-        self.poller = Poller(bridge, outbox=outbox, pool=clients.pool(bridge.source))
+        self.poller = Poller(
+            bridge,
+            outbox=outbox,
+            pool=clients.pool(bridge.source),
+            on_events=self._on_events_committed,
+        )
         self.sink_counters = SinkCounters()
         self.deliverer = Deliverer(
             bridge,
@@ -74,12 +79,12 @@ class BridgeWorker:
     # -- one step each, so that `run --once`, tests and the loops share them ---------------
 
     async def poll_once(self) -> PollOutcome:
-        """One poll (`Poller.poll_once`); the events it committed wake the delivery loop."""
-        outcome = await self.poller.poll_once()
-        if outcome.events:
-            self.sink_counters.emitted += outcome.events
-            self._events_committed.set()
-        return outcome
+        """One poll (`Poller.poll_once`); each chunk it commits wakes the delivery loop."""
+        return await self.poller.poll_once()
+
+    def _on_events_committed(self, events: int) -> None:
+        self.sink_counters.emitted += events
+        self._events_committed.set()
 
     async def deliver_once(self, stop: asyncio.Event | None = None) -> None:
         """Deliver everything pending now (retrying per policy); the deliverer refreshes the

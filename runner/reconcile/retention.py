@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 def carry_state(outbox: Outbox, old_id: str, new_id: str) -> None:
     """A moved or renamed bridge keeps its checkpoint and undelivered events."""
     try:
-        pending = len(outbox.undelivered(old_id))
+        # Counted, not loaded: a moved bridge may have a whole backfill pending.
+        pending = outbox.count_pending(old_id) + outbox.count_parked(old_id)
         moved = outbox.move_bridge(old_id, new_id)
     except StateError as exc:
         log.warning("move %s -> %s: state not carried over: %s", old_id, new_id, exc)

@@ -24,7 +24,13 @@ from typing import Any
 from runner.model import NewEvent, OutboxEvent
 from runner.state.ports import OutboxPort
 from runner.state.retention import Retention, record_activity
-from runner.state.snapshots import SnapshotChange, SnapshotDelta, Snapshots, write_delta
+from runner.state.snapshots import (
+    ScannedUser,
+    SnapshotChange,
+    SnapshotDelta,
+    Snapshots,
+    write_delta,
+)
 from runner.state.store import PARKED, PENDING
 from runner.state.storedjson import StoredJson
 
@@ -64,14 +70,21 @@ class Outbox(Snapshots, Retention):
         events: Sequence[NewEvent],
         *,
         complete: bool,
+        generation: int = 0,
+        unchanged: Sequence[ScannedUser] = (),
     ) -> list[int]:
-        """Apply one scan in ONE transaction and return the new events' seqs, in order.
+        """Apply one scan, or one chunk of a streamed scan, in ONE transaction and return
+        the new events' seqs, in order.
 
-        Writes the snapshot delta (created/updated users upserted, deleted ones removed),
-        marks the baseline when the scan was `complete`, appends `events` to the outbox and
-        records the bridge as active. On any error nothing of it is kept.
+        Writes the snapshot delta (created/updated users upserted, deleted ones removed,
+        both marked with the scan's `generation`, as are the `unchanged` users it read),
+        marks the baseline when the scan was `complete` (a streamed scan: its last
+        transaction, after the sweep), appends `events` to the outbox and records the
+        bridge as active. On any error nothing of it is kept.
         """
-        delta = SnapshotDelta.of(bridge_id, pool_arn, changes)
+        delta = SnapshotDelta.of(
+            bridge_id, pool_arn, changes, generation=generation, unchanged=unchanged
+        )
         rows = _event_rows(bridge_id, events)
         now = time.time()
         with self._transaction() as conn:

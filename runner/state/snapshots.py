@@ -1,10 +1,13 @@
 """Each bridge's snapshot of its pool: what the committed scans last saw of every user, and
 whether a complete scan (a baseline) was ever committed.
 
-The snapshot is read before a diff (`Snapshots.load_snapshot`) and written only together
-with the events of the same scan (`runner.state.outbox.Outbox.commit_scan`, which applies a
-`SnapshotDelta` in its transaction): a crash never leaves a snapshot that is ahead of the
-outbox.
+A streamed scan begins a generation (`Snapshots.begin_scan`), reads the entries of each
+chunk's usernames (`known_users`), and writes each chunk's rows only together with the
+chunk's events (`runner.state.outbox.Outbox.commit_scan`, which applies a `SnapshotDelta` in
+its transaction): a crash never leaves a snapshot that is ahead of the outbox. Every user a
+scan reads is marked with its generation, changed or not; after a complete scan the users
+left unmarked (`unseen_users`) are the deleted ones. An interrupted scan marks only what it
+read and sweeps nothing, and the next scan's new generation starts the marking afresh.
 
 What the snapshot is told about a change is described here as Protocols (`SnapshotChange`,
 `ScannedUser`), which `runner.polling.diff.Change` and its `UserRecord` satisfy as they are:
@@ -23,15 +26,31 @@ from runner._kits.gcpause import gc_paused
 from runner.model import SnapshotEntry
 from runner.state.store import Store
 
+# Usernames per `IN (...)` query: far below SQLite's host-parameter limit (32,766).
+_IN_CHUNK = 500
+_MARK_SEEN = (
+    "UPDATE snapshot SET seen_gen = ? WHERE bridge_id = ? AND pool_arn = ? AND username IN ({})"
+)
+_KNOWN_USERS = (
+    "SELECT username, fingerprint, sub, seen_gen, modified_us FROM snapshot"
+    " WHERE bridge_id = ? AND pool_arn = ? AND username IN ({})"
+)
+
 
 class ScannedUser(Protocol):
     """What the snapshot keeps of a scanned user."""
+
+    @property
+    def username(self) -> str: ...
 
     @property
     def fingerprint(self) -> str: ...
 
     @property
     def sub(self) -> str | None: ...
+
+    @property
+    def modified_us(self) -> int: ...
 
 
 class SnapshotChange(Protocol):
@@ -52,20 +71,39 @@ class SnapshotDelta:
 
     bridge_id: str
     pool_arn: str
-    upserts: list[tuple[str, str, str, str, str | None]]
+    upserts: list[tuple[str, str, str, str, str | None, int, int]]
     deletions: list[tuple[str, str, str]]
+    generation: int
+    marks: list[str]  # usernames of the unchanged users the scan read
 
     @classmethod
-    def of(cls, bridge_id: str, pool_arn: str, changes: Sequence[SnapshotChange]) -> SnapshotDelta:
+    def of(
+        cls,
+        bridge_id: str,
+        pool_arn: str,
+        changes: Sequence[SnapshotChange],
+        *,
+        generation: int = 0,
+        unchanged: Sequence[ScannedUser] = (),
+    ) -> SnapshotDelta:
         upserts = [
-            (bridge_id, pool_arn, change.username, change.record.fingerprint, change.record.sub)
+            (
+                bridge_id,
+                pool_arn,
+                change.username,
+                change.record.fingerprint,
+                change.record.sub,
+                generation,
+                change.record.modified_us,
+            )
             for change in changes
             if change.record is not None
         ]
         deletions = [
             (bridge_id, pool_arn, change.username) for change in changes if change.record is None
         ]
-        return cls(bridge_id, pool_arn, upserts, deletions)
+        marks = [user.username for user in unchanged]
+        return cls(bridge_id, pool_arn, upserts, deletions, generation, marks)
 
 
 def write_delta(
@@ -80,12 +118,22 @@ def write_delta(
         delta.deletions,
     )
     conn.executemany(
-        "INSERT INTO snapshot (bridge_id, pool_arn, username, fingerprint, sub)"
-        " VALUES (?, ?, ?, ?, ?)"
+        "INSERT INTO snapshot"
+        " (bridge_id, pool_arn, username, fingerprint, sub, seen_gen, modified_us)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (bridge_id, pool_arn, username)"
-        " DO UPDATE SET fingerprint = excluded.fingerprint, sub = excluded.sub",
+        " DO UPDATE SET fingerprint = excluded.fingerprint, sub = excluded.sub,"
+        " seen_gen = excluded.seen_gen, modified_us = excluded.modified_us",
         delta.upserts,
     )
+    # An unchanged user keeps its fingerprint, so its modified date too: only the mark moves.
+    # One statement per 500 users: measured ~3x faster than one per user.
+    for start in range(0, len(delta.marks), _IN_CHUNK):
+        chunk = delta.marks[start : start + _IN_CHUNK]
+        conn.execute(
+            _MARK_SEEN.format(",".join("?" * len(chunk))),
+            (delta.generation, delta.bridge_id, delta.pool_arn, *chunk),
+        )
     if complete:
         conn.execute(
             "INSERT INTO baselines (bridge_id, pool_arn, completed_at) VALUES (?, ?, ?)"
@@ -95,7 +143,58 @@ def write_delta(
 
 
 class Snapshots(Store):
-    """Reading the snapshots and baselines of a state file."""
+    """Reading the snapshots and baselines of a state file, and numbering the scans."""
+
+    def begin_scan(self, bridge_id: str, pool_arn: str) -> int:
+        """A new scan of the pool for the bridge: its generation, higher than any before."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                "INSERT INTO scans (bridge_id, pool_arn, generation) VALUES (?, ?, 1)"
+                " ON CONFLICT (bridge_id, pool_arn) DO UPDATE SET generation = generation + 1"
+                " RETURNING generation",
+                (bridge_id, pool_arn),
+            ).fetchone()
+        return int(row[0])
+
+    def known_users(
+        self, bridge_id: str, pool_arn: str, usernames: Sequence[str]
+    ) -> dict[str, SnapshotEntry]:
+        """The snapshot entries of those of `usernames` the snapshot has (one chunk's)."""
+        known: dict[str, SnapshotEntry] = {}
+        with self._reading() as conn:
+            for start in range(0, len(usernames), _IN_CHUNK):
+                chunk = list(usernames[start : start + _IN_CHUNK])
+                query = _KNOWN_USERS.format(",".join("?" * len(chunk)))
+                rows = conn.execute(query, (bridge_id, pool_arn, *chunk))
+                for username, *entry in rows:
+                    known[username] = SnapshotEntry._make(entry)
+        return known
+
+    def unseen_users(
+        self, bridge_id: str, pool_arn: str, generation: int, *, after: str, limit: int
+    ) -> list[tuple[str, SnapshotEntry]]:
+        """Up to `limit` users the scan `generation` did not read, by username after `after`
+        (keyset paging, so that a sweep holds one page at a time)."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT username, fingerprint, sub, seen_gen, modified_us FROM snapshot"
+                " WHERE bridge_id = ? AND pool_arn = ? AND username > ? AND seen_gen != ?"
+                " ORDER BY username LIMIT ?",
+                (bridge_id, pool_arn, after, generation, limit),
+            ).fetchall()
+        return [
+            (username, SnapshotEntry(fp, sub, gen, modified))
+            for username, fp, sub, gen, modified in rows
+        ]
+
+    def count_users(self, bridge_id: str, pool_arn: str) -> int:
+        """How many users the bridge's snapshot of the pool holds."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM snapshot WHERE bridge_id = ? AND pool_arn = ?",
+                (bridge_id, pool_arn),
+            ).fetchone()
+        return int(row[0])
 
     def has_baseline(self, bridge_id: str, pool_arn: str) -> bool:
         """Whether a complete scan of this pool was committed for this bridge."""

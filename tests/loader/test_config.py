@@ -38,7 +38,7 @@ def test_minimal_bridge_gets_every_default() -> None:
     assert source.auth.credentials is None and source.auth.assume_role_arn is None
     assert (source.endpoint, source.poll_interval, source.initial_sync, source.emit_deletions) == (
         None,
-        30.0,
+        5.0,
         "baseline",
         True,
     )

@@ -144,7 +144,7 @@ def test_parse_listen_address() -> None:
 def test_collector_reads_the_reconciler_state() -> None:
     reconciler = three_bridges()
     clock = [100.0]
-    budgets = RequestBudgets(10.0, clock=lambda: clock[0])
+    budgets = RequestBudgets(10.0, margin=0.0, clock=lambda: clock[0])
     bucket = budgets.for_account(ACCOUNT, "us-west-2")
     for _ in range(3):
         bucket.reserve()  # at 10/s from one instant: waits of 0, 0.1 and 0.2 s
@@ -186,6 +186,56 @@ def test_collector_reads_the_reconciler_state() -> None:
     )
     assert value(samples, "bridge_runner_build_info", version="0.1.0") == 1
     assert "secret-looking" not in text
+
+
+def test_the_scan_period_and_whether_it_keeps_up_are_gauges_per_bridge() -> None:
+    reconciler = three_bridges()
+    behind = SourceCounters()
+    for start, end in ((0.0, 12.0), (12.0, 24.5)):  # 5 s asked for, 12 s achieved
+        behind.scan_started(start)
+        behind.scan_completed(start, end, 5.0)
+    on_time = SourceCounters()
+    on_time.scan_started(0.0)
+    on_time.scan_completed(0.0, 0.2, 30.0)  # one scan so far: no period, but in time
+    for bridge_id, counters in (("behind", behind), ("on-time", on_time)):
+        reconciler.running[bridge_id] = FakeRunning(FakePoller(counters, SinkCounters()))
+        reconciler.decided[bridge_id] = decided(running=True)
+    registry = CollectorRegistry()
+    registry.register(RunnerCollector(lambda: take_snapshot(reconciler)))
+    samples = parse_metrics(generate_latest(registry).decode())
+
+    def gauges(bridge: str) -> tuple[float | None, ...]:
+        return tuple(
+            value(samples, f"bridge_runner_{name}", bridge=bridge)
+            for name in ("scan_period_seconds", "poll_interval_seconds", "scan_keeping_up")
+        )
+
+    assert gauges("behind") == (12.0, 5.0, 0.0)
+    assert gauges("on-time") == (None, 30.0, 1.0)
+    assert gauges("team/a") == (None, None, None)  # nothing known: no sample, not a 0
+
+
+def test_the_openmetrics_exposition_is_well_formed() -> None:
+    # The strict OpenMetrics parser refuses what promtool would: bad names, types, units,
+    # a counter without `_total`, a family given twice.
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_om
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as parse_om,
+    )
+
+    reconciler = three_bridges()
+    reconciler.running["team/a"].poller.source_counters.scan_started(0.0)
+    reconciler.running["team/a"].poller.source_counters.scan_completed(0.0, 1.0, 5.0)
+    registry = CollectorRegistry()
+    registry.register(RunnerCollector(lambda: take_snapshot(reconciler, RequestBudgets(10.0))))
+    families = list(parse_om(generate_om(registry).decode()))
+    names = [family.name for family in families]
+    assert len(names) == len(set(names))
+    assert {"bridge_runner_scan_period_seconds", "bridge_runner_scan_keeping_up"} <= set(names)
+    for family in families:
+        assert family.documentation, family.name
+        if family.name.endswith("_seconds"):
+            assert family.unit in ("", "seconds")
 
 
 def test_suspended_bridges_do_not_make_the_runner_unready() -> None:

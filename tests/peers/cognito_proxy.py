@@ -185,6 +185,11 @@ class CognitoProxy:
                 if r.operation == operation and (answered is None or r.answered == answered)
             )
 
+    def reset_faults(self) -> None:
+        """Forget every fault still to come: requests are forwarded as they are again."""
+        with self._lock:
+            self._faults.clear()
+
     def reset_stats(self) -> None:
         with self._lock:
             self.requests.clear()

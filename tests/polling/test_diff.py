@@ -1,10 +1,14 @@
-"""runner.polling.diff: normalizing Cognito users, fingerprints, and created/updated/deleted
-detection."""
+"""runner.polling.diff: normalizing Cognito users, fingerprints, and the diff's rules.
+
+The rules of created / updated / deleted detection are specified by the whole-scan oracle
+(`tests.polling.oracle.diff_scan`); each test of a rule checks that `diff_chunk`, which the
+runner runs on every chunk of a streamed scan, agrees with it on one chunk. How a streamed
+scan as a whole comes to the oracle is tests/polling/test_stream_property.py's.
+"""
 
 from __future__ import annotations
 
 import copy
-import gc
 import hashlib
 import math
 from collections.abc import Mapping
@@ -19,16 +23,10 @@ from hypothesis import strategies as st
 from runner._kits.rfc3339 import rfc3339
 from runner.errors import SourceRejected
 from runner.model import SnapshotEntry
-from runner.polling.diff import (
-    Change,
-    UserRecord,
-    diff_scan,
-    diff_users,
-    normalize_user,
-    to_record,
-)
+from runner.polling.diff import Change, UserRecord, diff_chunk, normalize_user, to_record
 from runner.schemas import validator
 from tests.conformance import Conformance
+from tests.polling.oracle import apply, diff_scan, diff_users, latest_copies
 
 SUB = "8f3b6a52-9b0d-4c47-a5c4-0e7d9c1f2a11"
 EMAIL = "johndoe@example.com"
@@ -302,7 +300,7 @@ def test_non_ascii_values_are_fingerprinted_by_code_point() -> None:
     assert composed.fingerprint != decomposed.fingerprint  # Cognito stores what it is given
 
 
-# -- diff_scan ------------------------------------------------------------------------------
+# -- the diff's rules: the oracle, and diff_chunk on one chunk ---------------------------------
 
 
 def user(name: str, modified: float = 0.0, **attributes: str) -> UserRecord:
@@ -321,6 +319,17 @@ def entry(record: UserRecord) -> SnapshotEntry:
     return SnapshotEntry(record.fingerprint, record.sub)
 
 
+def chunk_agrees(snapshot: Mapping[str, SnapshotEntry], scan: list[UserRecord]) -> None:
+    """`diff_chunk`, given the scan as one chunk and the entries of its usernames, finds the
+    oracle's changes of an incomplete scan, in order; every other user it read is unchanged."""
+    known = {u.username: snapshot[u.username] for u in scan if u.username in snapshot}
+    diff = diff_chunk(known, scan)
+    expected = diff_scan(snapshot, scan, complete=False)
+    assert diff.changes == expected
+    changed = {c.username for c in expected}
+    assert diff.unchanged == [u for u in latest_copies(scan).values() if u.username not in changed]
+
+
 def test_diff_scan_finds_created_updated_and_deleted() -> None:
     kept, changed, gone = user("kept"), user("changed"), user("gone")
     snapshot = {u.username: entry(u) for u in (kept, changed, gone)}
@@ -336,6 +345,7 @@ def test_diff_scan_finds_created_updated_and_deleted() -> None:
     ]
     assert changes[0].entry() == entry(changed_now)
     assert changes[2].entry() is None
+    chunk_agrees(snapshot, [kept, changed_now, new])
 
 
 def test_an_incomplete_scan_never_deletes() -> None:
@@ -344,12 +354,15 @@ def test_an_incomplete_scan_never_deletes() -> None:
     assert diff_scan(snapshot, [a], complete=False) == []
     assert diff_scan(snapshot, [], complete=False) == []
     assert [c.kind for c in diff_scan(snapshot, [], complete=True)] == ["deleted", "deleted"]
+    chunk_agrees(snapshot, [a])  # a chunk never deletes: only the stream's sweep does
+    chunk_agrees(snapshot, [])
 
 
 def test_an_unchanged_scan_has_no_changes_and_an_empty_pool_is_a_baseline() -> None:
     users = [user(f"u{i}") for i in range(5)]
     assert diff_scan({u.username: entry(u) for u in users}, users, complete=True) == []
     assert diff_scan({}, [], complete=True) == []
+    chunk_agrees({u.username: entry(u) for u in users}, users)
 
 
 def test_deletions_come_after_the_scan_in_username_order() -> None:
@@ -371,15 +384,20 @@ def test_a_user_seen_twice_in_one_scan_counts_once_latest_modification_wins() ->
         changes = diff_scan({}, scan, complete=True)
         assert [(c.kind, c.username) for c in changes] == [("created", "dup"), ("created", "other")]
         assert changes[0].record == newer
+        chunk_agrees({}, scan)
+        chunk_agrees({"dup": entry(older)}, scan)
 
     # Equal modification times: the copy read later wins.
     first, second = user("tie", 3, email="a@example.com"), user("tie", 3, email="b@example.com")
     assert diff_scan({}, [first, second], complete=True)[0].record == second
+    chunk_agrees({}, [first, second])
+    chunk_agrees({"tie": entry(second)}, [first, second])
 
 
 def test_sub_second_modification_times_are_compared_as_instants() -> None:
     whole, later = user("dup", 0, email="whole@example.com"), user("dup", 0.5, email="x@e.com")
     assert diff_scan({}, [later, whole], complete=True)[0].record == later
+    chunk_agrees({}, [later, whole])
 
 
 def test_a_user_deleted_and_created_again_is_a_deletion_then_a_creation() -> None:
@@ -402,6 +420,7 @@ def test_a_user_deleted_and_created_again_is_a_deletion_then_a_creation() -> Non
             [Change("deleted", "gone", None, snapshot["gone"])] if complete else []
         )
         assert apply(snapshot, changes)["reborn"] == entry(new)
+    chunk_agrees(snapshot, [first, new, changed_now])
 
 
 def test_a_changed_record_without_a_sub_on_either_side_is_an_update() -> None:
@@ -410,6 +429,7 @@ def test_a_changed_record_without_a_sub_on_either_side_is_an_update() -> None:
     for before, after in ((with_sub, without_sub), (without_sub, with_sub)):
         changes = diff_scan({"u": entry(before)}, [after], complete=True)
         assert [(c.kind, c.username) for c in changes] == [("updated", "u")]
+        chunk_agrees({"u": entry(before)}, [after])
 
 
 # -- properties -----------------------------------------------------------------------------
@@ -425,17 +445,6 @@ snapshots = st.dictionaries(
     NAMES,
     st.builds(SnapshotEntry, st.sampled_from(["f1", "f2"]), st.none() | st.just("s")),
 )
-
-
-def apply(snapshot: Mapping[str, SnapshotEntry], changes: list[Change]) -> dict[str, SnapshotEntry]:
-    result = dict(snapshot)
-    for change in changes:
-        after = change.entry()
-        if after is None:
-            del result[change.username]
-        else:
-            result[change.username] = after
-    return result
 
 
 @settings(max_examples=200, deadline=None)
@@ -504,7 +513,16 @@ def test_a_rescan_after_applying_finds_nothing(
     assert diff_scan(after, [c.record for c in latest if c.record], complete=True) == []
 
 
-# -- diff_users: the poller's entry point ------------------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(snapshot=snapshots, scan=st.lists(scanned_users, max_size=20))
+def test_diff_chunk_finds_the_oracles_changes_in_one_chunk(
+    snapshot: dict[str, SnapshotEntry], scan: list[UserRecord]
+) -> None:
+    chunk_agrees(snapshot, scan)
+
+
+# -- diff_users: the oracle of a raw scan (the poller's path: ScanStream, which
+# test_stream_property.py holds to it, with the garbage collector paused) ----------------------
 
 
 def test_diff_users_fingerprints_and_diffs_the_raw_scan() -> None:
@@ -526,27 +544,3 @@ def test_diff_users_fingerprints_and_diffs_the_raw_scan() -> None:
     ]
     assert changes[0].record == to_record(changed)
     assert diff_users(snapshot, scan, complete=False) == changes[:2]
-
-
-def test_diff_users_leaves_the_garbage_collector_as_it_found_it() -> None:
-    seen: list[bool] = []
-
-    class Spy(dict[str, SnapshotEntry]):
-        def get(self, key: str, default: Any = None) -> Any:
-            seen.append(gc.isenabled())  # called by diff_scan, inside the pause
-            return super().get(key, default)
-
-    assert gc.isenabled()
-    diff_users(Spy(), [boto3_user()], complete=True)
-    assert seen == [False] and gc.isenabled()
-
-    with pytest.raises(SourceRejected):
-        diff_users({}, [boto3_user(), {"Username": "no-dates"}], complete=True)
-    assert gc.isenabled()
-
-    gc.disable()
-    try:
-        diff_users({}, [boto3_user()], complete=True)
-        assert not gc.isenabled()  # an application running without GC keeps it off
-    finally:
-        gc.enable()

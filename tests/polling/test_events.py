@@ -32,12 +32,13 @@ from runner.model import (
     Target,
     frozen_map,
 )
-from runner.polling.diff import Change, diff_scan, normalize_user, to_record
+from runner.polling.diff import Change, diff_chunk, normalize_user, to_record
 from runner.polling.events import build_events, event_id
 from runner.schemas import load_schema, validator
 from runner.state.outbox import Outbox
 from tests.conformance import Conformance
 from tests.peers.sink_server import document_problems, envelope_validator
+from tests.polling.oracle import diff_scan
 
 POOL_ID = "us-west-2_fak3p001B"
 ARN = f"arn:aws:cognito-idp:us-west-2:043455440429:userpool/{POOL_ID}"
@@ -239,13 +240,15 @@ def test_a_change_and_its_undoing_get_different_ids_when_the_timestamp_stays() -
 
 def replacement() -> tuple[Change, list[Change]]:
     """The creation of user "reborn" and the changes of a later scan that finds it
-    re-created: the same username with another sub."""
+    re-created: the same username with another sub (the oracle's, and the chunk's)."""
     old = to_record(raw_user("reborn", 0))
     new = to_record({**raw_user("reborn", 90), "Attributes": [{"Name": "sub", "Value": "sub-2"}]})
     first = Change("created", "reborn", old, None)
     before = first.entry()
     assert before is not None
-    return first, diff_scan({"reborn": before}, [new], complete=False)
+    changes = diff_scan({"reborn": before}, [new], complete=False)
+    assert diff_chunk({"reborn": before}, [new]).changes == changes
+    return first, changes
 
 
 def test_a_re_created_user_gives_a_deletion_then_a_creation_with_distinct_ids() -> None:

@@ -147,10 +147,10 @@ def test_without_emit_deletions_the_snapshot_still_forgets_the_user(
 
 
 class CrashAfterScan:
-    """The real outbox, but a poll's first question to it raises: the process dies after
-    the pool was read and before anything was committed. A poll asks the outbox nothing
-    before its scan and whether there is a baseline right after it, so the outbox (which a
-    poll is given) is the seam that stops it there."""
+    """The real outbox, but the first chunk's question to it raises: the process dies after
+    the scan read its first page and before anything was committed. A chunk first asks the
+    outbox for its users' snapshot entries, so the outbox (which a poll is given) is the
+    seam that stops it there."""
 
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
@@ -158,13 +158,13 @@ class CrashAfterScan:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._outbox, name)
 
-    def has_baseline(self, bridge_id: str, pool_arn: str) -> bool:
+    def known_users(self, *args: Any) -> Any:
         raise Boom("after_scan")
 
 
 class CrashAfterCommit:
-    """The real outbox, but the process dies as soon as a scan's commit is done, before the
-    poll has counted or woken anything."""
+    """The real outbox, but the process dies as soon as a scan's first commit is done,
+    before the poll has counted or woken anything."""
 
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox

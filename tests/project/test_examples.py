@@ -53,7 +53,7 @@ def test_minimal_example_relies_on_the_defaults(tmp_path: Path) -> None:
     assert bridge is not None
     assert (bridge.id, bridge.name) == ("minimal", "minimal")
     assert bridge.source.auth.credentials is None
-    assert (bridge.source.poll_interval, bridge.source.initial_sync) == (30.0, "baseline")
+    assert (bridge.source.poll_interval, bridge.source.initial_sync) == (5.0, "baseline")
     assert (bridge.sink.format, bridge.delivery.retry) == ("binary", None)
 
 

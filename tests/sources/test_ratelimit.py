@@ -33,8 +33,14 @@ class FakeClock:
 
 def make_bucket(rate: float, burst: float = 1.0) -> tuple[TokenBucket, FakeClock]:
     clock = FakeClock()
+    # No margin: the arithmetic below is that of `rate` exactly (the margin has its own test).
     bucket = TokenBucket(
-        rate, burst=burst, clock=clock, sleep=clock.sleep, blocking_sleep=clock.blocking_sleep
+        rate,
+        burst=burst,
+        margin=0.0,
+        clock=clock,
+        sleep=clock.sleep,
+        blocking_sleep=clock.blocking_sleep,
     )
     return bucket, clock
 
@@ -135,6 +141,20 @@ def test_reservations_from_many_threads_never_share_a_slot() -> None:
     assert sorted(waits) == pytest.approx([i / 100 for i in range(200)])
 
 
+def test_slots_are_spaced_a_margin_wider_than_one_over_rate_by_default() -> None:
+    clock = FakeClock()
+    bucket = RequestBudgets(10, clock=clock, sleep=clock.sleep).for_account("1", "r")
+    waits = [bucket.reserve() for _ in range(31)]
+    # 2 % wider: 31 requests paced at 10/s span 3.06 s, so that a request's arrival may be
+    # 20 ms later than its send, per second, before a window at Cognito holds 11.
+    assert waits[1] == pytest.approx(0.102)
+    assert waits[30] == pytest.approx(3.06)
+    assert max_in_one_second(waits) == 10
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError):
+            TokenBucket(10, margin=bad)
+
+
 @pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (10, 0.5)])
 def test_invalid_rate_or_burst_is_refused(rate: float, burst: float) -> None:
     with pytest.raises(ValueError):
@@ -145,7 +165,7 @@ def test_invalid_rate_or_burst_is_refused(rate: float, burst: float) -> None:
 
 def test_budgets_share_one_bucket_per_account_and_region() -> None:
     clock = FakeClock()
-    budgets = RequestBudgets(10, clock=clock, sleep=clock.sleep)
+    budgets = RequestBudgets(10, margin=0.0, clock=clock, sleep=clock.sleep)
     a = budgets.for_account("111111111111", "us-west-2")
     assert budgets.for_account("111111111111", "us-west-2") is a
     assert budgets.for_account("111111111111", "eu-west-1") is not a
@@ -168,6 +188,18 @@ def test_pacing_spaces_actual_sends_even_when_callers_come_late() -> None:
         bucket.pace_blocking()
         sends.append(clock())
     assert sends == pytest.approx([0.25, 0.35, 0.45])  # delayed, not bunched
+
+
+def test_slots_are_not_granted_ahead_of_what_the_sends_can_follow() -> None:
+    bucket, clock = make_bucket(rate=10)
+    assert [bucket.reserve() for _ in range(3)] == pytest.approx([0.0, 0.1, 0.2])
+    clock.advance(0.25)  # started late: the sends go at 0.25, 0.35, 0.45
+    for _ in range(3):
+        bucket.pace_blocking()
+    assert clock() == pytest.approx(0.45)
+    # The slot schedule alone would grant now (0.45); the next send cannot go before 0.55.
+    # Waiting for it in the bucket keeps a worker thread free, and the caller in its lane.
+    assert bucket.reserve() == pytest.approx(0.1)
 
 
 def test_pacing_does_not_delay_callers_that_are_on_time() -> None:

@@ -22,12 +22,13 @@ from botocore.utils import parse_timestamp
 
 from runner.errors import StateError
 from runner.model import NewEvent, SnapshotEntry
-from runner.polling.diff import Change, diff_scan, to_record
+from runner.polling.diff import Change, to_record
 from runner.state.outbox import Outbox, OutboxStats
 from runner.state.ports import OutboxPort
 from runner.state.store import STATE_FILE
 from runner.state.storedjson import StoredJson
 from tests.conftest import ROOT
+from tests.polling.oracle import diff_scan
 
 ARN = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B"
 OTHER_ARN = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_other0001"
@@ -224,8 +225,9 @@ import os, signal, sys
 from pathlib import Path
 from botocore.utils import parse_timestamp
 from runner.model import NewEvent
-from runner.polling.diff import diff_scan, to_record
+from runner.polling.diff import to_record
 from runner.state.outbox import Outbox
+from tests.polling.oracle import diff_scan
 
 box = Outbox.open(Path(sys.argv[1]))
 def user(name):

@@ -18,7 +18,8 @@ boto3 is blocking: every call runs in one bounded ThreadPoolExecutor, never on t
 loop. Each call first takes a token from its (account, region) bucket on the event loop;
 boto3's own retries (standard mode, set explicitly) take theirs in the worker thread
 through a `before-send` hook, since they count against the same AWS quota, and that hook
-also paces every attempt on its actual send time (`TokenBucket.pace_blocking`).
+also paces every attempt on its actual send time (`TokenBucket.pace_blocking`). Both draw
+on the pool's own share of the bucket (its lane, keyed by the pool id).
 
 Dates stay the epoch seconds (int or float) that Cognito's JSON carries: botocore's default
 parser would make each a datetime with its own `dateutil.tz.tzlocal()`, about 8 µs and
@@ -61,7 +62,13 @@ from runner.sources.cognito.credentials import (
     use_credentials,
 )
 from runner.sources.cognito.errors import THROTTLED_CODES, secret_error, translate_error
-from runner.sources.cognito.scan import SEGMENT_ALPHABET, ScanResult, SegmentOutcome, scan_pool
+from runner.sources.cognito.scan import (
+    SEGMENT_ALPHABET,
+    PageConsumer,
+    ScanResult,
+    SegmentOutcome,
+    scan_pool,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
@@ -104,6 +111,7 @@ class _CallContext:
     """What one boto3 call's hooks report back; set in the worker thread during the call."""
 
     bucket: TokenBucket
+    budget_key: str  # whose share of the bucket the call draws on: its pool's
     throttles: int = 0
     retries: int = 0
 
@@ -133,7 +141,7 @@ def _pace_send(request: Any, **_: Any) -> None:
     attempt = (getattr(request, "context", None) or {}).get("retries", {}).get("attempt", 1)
     if attempt > 1:
         context.retries += 1
-        context.bucket.acquire_blocking()
+        context.bucket.acquire_blocking(context.budget_key)
     context.bucket.pace_blocking()
 
 
@@ -329,17 +337,26 @@ class CognitoPool:
     def __repr__(self) -> str:
         return f"CognitoPool({self.source.pool.arn})"
 
-    async def describe(self) -> None:
-        """Check that the pool exists and is readable with this bridge's credentials.
+    async def describe(self) -> int | None:
+        """Check that the pool exists and is readable with this bridge's credentials, and
+        return its `EstimatedNumberOfUsers` (None when the answer has none), which sizes the
+        first scan before any has counted the users.
 
         Raises SourceRejected (PoolNotFound, AccessDenied, InvalidCredentials) or
         SourceUnavailable (Throttled, EndpointUnreachable, ServiceError).
         """
-        await self._call("DescribeUserPool", {"UserPoolId": self.pool_id}, SegmentOutcome())
+        answer = await self._call(
+            "DescribeUserPool", {"UserPoolId": self.pool_id}, SegmentOutcome()
+        )
+        estimate = (answer.get("UserPool") or {}).get("EstimatedNumberOfUsers")
+        return estimate if isinstance(estimate, int) and not isinstance(estimate, bool) else None
 
-    async def scan(self, *, segments: int = 1) -> ScanResult:
-        """Read every user of the pool; never raises for Cognito failures (see `error`)."""
-        return await scan_pool(self._call, self.pool_id, self._settings, segments=segments)
+    async def scan(self, *, segments: int = 1, on_page: PageConsumer | None = None) -> ScanResult:
+        """Read every user of the pool (`runner.sources.cognito.scan.scan_pool`, streamed to
+        `on_page` when given); never raises for Cognito failures (see `error`)."""
+        return await scan_pool(
+            self._call, self.pool_id, self._settings, segments=segments, on_page=on_page
+        )
 
     async def _call(
         self, operation: str, params: Mapping[str, Any], outcome: SegmentOutcome
@@ -349,8 +366,9 @@ class CognitoPool:
         method: Callable[..., Any] = (
             client.list_users if operation == "ListUsers" else client.describe_user_pool
         )
-        await self.bucket.acquire()
-        context = _CallContext(self.bucket)
+        # The pool's own lane of the bucket: pools of one (account, region) take turns.
+        await self.bucket.acquire(self.pool_id)
+        context = _CallContext(self.bucket, self.pool_id)
         deadline = self._settings.call_deadline
         try:
             # The worker thread cannot be interrupted, but its read timeout ends it; the

@@ -1,5 +1,11 @@
 """Full ListUsers scans of one user pool, in one piece or in `sub`-prefix segments.
 
+A scan either streams (`on_page`: each page's users are handed on as they arrive and not
+kept, so memory is one page per segment whatever the pool's size) or collects every user
+into `ScanResult.users` (tools and tests that want the pool in hand). A streaming consumer
+may be handed a user more than once in one scan: a restarted segment reads its pages again,
+and ListUsers is eventually consistent.
+
 A scan reads every page (`Limit` 60) until a response carries no `PaginationToken`; short
 and empty pages are normal. A rejected token restarts the scan (bounded), throttling and
 5xx that outlast boto3's retries are retried on the same page after a jittered back-off
@@ -19,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,11 +44,16 @@ MAX_SEGMENTS = 256
 _TOKEN_REJECTED_REASONS = frozenset({"PaginationTokenRejected", "InvalidRequest"})
 
 
+# Takes one page's users (raw UserType dicts) as the scan reads them.
+PageConsumer = Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+
 @dataclass(slots=True)
 class ScanResult:
     """What one full scan read. `complete=False` means users may be missing: no deletions."""
 
-    users: list[dict[str, Any]]  # raw UserType dicts (dates: epoch seconds), each Username once
+    # Raw UserType dicts (dates: epoch seconds), each Username once; empty when streamed.
+    users: list[dict[str, Any]]
     complete: bool
     pages: int
     throttles: int
@@ -98,10 +109,20 @@ class CognitoCall(Protocol):
 
 
 async def scan_pool(
-    call: CognitoCall, pool_id: str, settings: CognitoSettings, *, segments: int = 1
+    call: CognitoCall,
+    pool_id: str,
+    settings: CognitoSettings,
+    *,
+    segments: int = 1,
+    on_page: PageConsumer | None = None,
 ) -> ScanResult:
-    """Read every user of the pool; never raises for Cognito failures (see `error`)."""
-    return await _PoolScan(call, pool_id, settings).scan(segments)
+    """Read every user of the pool; never raises for Cognito failures (see `error`).
+
+    With `on_page`, each page's users go to it as they are read (awaited before the segment
+    asks for its next page, which bounds memory) and `ScanResult.users` stays empty; a
+    `BridgeRunnerError` it raises ends that segment like a failed call: the scan is
+    incomplete."""
+    return await _PoolScan(call, pool_id, settings, on_page).scan(segments)
 
 
 class _TokenRejected(Exception):
@@ -113,18 +134,32 @@ class _TokenRejected(Exception):
 
 
 class _PoolScan:
-    def __init__(self, call: CognitoCall, pool_id: str, settings: CognitoSettings) -> None:
+    def __init__(
+        self,
+        call: CognitoCall,
+        pool_id: str,
+        settings: CognitoSettings,
+        on_page: PageConsumer | None,
+    ) -> None:
         self._call = call
         self.pool_id = pool_id
         self._settings = settings
+        self._on_page = on_page
 
     async def scan(self, segments: int) -> ScanResult:
         prefixes = segment_prefixes(segments)
         started = time.monotonic()
         outcomes = [SegmentOutcome() for _ in prefixes]
-        async with asyncio.TaskGroup() as group:
-            for prefix, outcome in zip(prefixes, outcomes, strict=True):
-                group.create_task(self._scan_segment(prefix, outcome))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for prefix, outcome in zip(prefixes, outcomes, strict=True):
+                    group.create_task(self._scan_segment(prefix, outcome))
+        except BaseExceptionGroup as failed:
+            # Only what is no `BridgeRunnerError` gets here (a bug, or a consumer's crash):
+            # raise it as itself, not wrapped, so that it reads as it would from one segment.
+            if len(failed.exceptions) == 1:
+                raise failed.exceptions[0] from None
+            raise
         users: dict[str, dict[str, Any]] = {}
         for outcome in outcomes:
             for user in outcome.users:
@@ -186,8 +221,12 @@ class _PoolScan:
             page = await self._list_users_page(params, outcome)
             outcome.pages += 1
             batch: list[dict[str, Any]] = page.get("Users", [])
-            for user in batch:
-                users[user["Username"]] = user
+            if self._on_page is not None:
+                if batch:
+                    await self._on_page(batch)
+            else:
+                for user in batch:
+                    users[user["Username"]] = user
             token = page.get("PaginationToken") or None
             if token is None:
                 return
