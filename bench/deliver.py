@@ -3,7 +3,9 @@
     .venv/bin/python bench/deliver.py            # median of 5 runs per case
     .venv/bin/python bench/deliver.py --quick    # small counts, 1 run: a smoke run
 
-What is timed is `Deliverer.deliver_pending()` of one bridge from an outbox pre-filled with
+What is timed is `Deliverer.deliver_pending()` of one bridge (`maxInFlight` the bridge
+default unless `--max-in-flight`; the runner's HTTP client, `runner.delivery.lanes`) from an
+outbox pre-filled with
 realistic user events (built by `runner.polling.events.build_events`) until every event is committed
 as delivered: outbox reads, CloudEvents encoding, the POSTs, and the delivered marks.
 
@@ -40,8 +42,10 @@ from pathlib import Path
 import httpx
 from cloudevents.core.bindings.http import HTTPMessage
 
+from runner import defaults
 from runner.delivery.deliverer import Deliverer
 from runner.delivery.encodings import encode_request
+from runner.delivery.lanes import http_client
 from runner.model import Bridge, CognitoSource, NewEvent, PoolArn, Sink, SinkFormat, Target
 from runner.polling.diff import Change, to_record
 from runner.polling.events import build_events
@@ -100,13 +104,15 @@ POOL = PoolArn(
 )
 
 
-def make_bridge(url: str, format: SinkFormat) -> Bridge:
+def make_bridge(url: str, format: SinkFormat, max_in_flight: int) -> Bridge:
     return Bridge(
         id="bench/deliver",
         file=Path("bench/deliver.yaml"),
         name="deliver",
         source=CognitoSource(pool=POOL, initial_sync="emit"),
-        sink=Sink(Target(url), format=format, max_batch_size=BATCH_SIZE),
+        sink=Sink(
+            Target(url), format=format, max_batch_size=BATCH_SIZE, max_in_flight=max_in_flight
+        ),
     )
 
 
@@ -145,8 +151,8 @@ class Case:
     messages: list[HTTPMessage]
 
 
-def build_case(url: str, format: SinkFormat, count: int, workdir: Path) -> Case:
-    bridge = make_bridge(url, format)
+def build_case(url: str, format: SinkFormat, count: int, workdir: Path, max_in_flight: int) -> Case:
+    bridge = make_bridge(url, format, max_in_flight)
     events = user_events(bridge, count)
     template_dir = workdir / format
     with Outbox.open(template_dir) as outbox:
@@ -165,7 +171,7 @@ async def deliver_once(case: Case) -> Measured:
         state_dir = Path(tmp)
         shutil.copyfile(case.template, state_dir / STATE_FILE)
         with Outbox.open(state_dir) as outbox:
-            async with httpx.AsyncClient() as http:
+            async with http_client() as http:  # the runner's client
                 deliverer = Deliverer(
                     case.bridge,
                     outbox,
@@ -229,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         help="only these formats (repeatable; default: all)",
     )
     parser.add_argument("--runs", type=int, help="runs per case (default: 5, --quick: 1)")
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=defaults.MAX_IN_FLIGHT,
+        help=f"the bridge's spec.sink.maxInFlight (default: {defaults.MAX_IN_FLIGHT})",
+    )
     args = parser.parse_args(argv)
     runs = args.runs or (1 if args.quick else 5)
     counts = [
@@ -242,14 +254,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         assert sink.stdout is not None
         url = f"http://127.0.0.1:{int(sink.stdout.readline())}/events"
-        print(f"median of {runs} run(s); sink: asyncio responder in its own process")
+        print(
+            f"median of {runs} run(s); sink: asyncio responder in its own process; "
+            f"maxInFlight {args.max_in_flight}"
+        )
         print(
             f"{'format':<11}{'events':>8}{'ours ev/s':>12}{'raw ev/s':>12}{'ratio':>8}"
             f"{'ours cpu':>10}{'raw cpu':>9}  target (cpu: us/event)"
         )
         missed = False
         for format, count in counts:
-            case = build_case(url, format, count, workdir)
+            case = build_case(url, format, count, workdir, args.max_in_flight)
             (ours, ours_cpu), (raw, raw_cpu) = medians(
                 runs, lambda c=case: deliver_once(c), lambda c=case: raw_loop(c)
             )

@@ -31,6 +31,7 @@ import httpx
 from runner import defaults
 from runner._kits.aio import sleep_or_wake
 from runner._kits.wording import plural
+from runner.delivery.lanes import http_client
 from runner.errors import StateError
 from runner.model import Bridge
 from runner.observability.endpoints import ListenAddress, serve_metrics
@@ -135,7 +136,9 @@ async def _main(settings: RunnerSettings) -> bool:
     try:
         # Before the first reconcile: from now on, status files of an earlier run are stale.
         await asyncio.to_thread(record.beat, None)
-        async with httpx.AsyncClient() as http:
+        # One client over several connection pools: one pool slows as its requests in
+        # flight grow (runner.delivery.lanes).
+        async with http_client() as http:
             reconciler = _reconciler(settings, outbox, clients, http, secrets, run)
             try:
                 async with serve_metrics(

@@ -29,6 +29,9 @@ EMIT_DELETIONS: Final = True
 SINK_FORMAT: Final = "binary"
 MAX_BATCH_SIZE: Final = 100
 SINK_TIMEOUT: Final = 10.0
+# Requests in flight per bridge (each user's events still in order): chosen from
+# bench/httpclients.py and bench/latency.py, see runner.delivery.deliverer.
+MAX_IN_FLIGHT: Final = 16
 # spec.delivery
 RETRY: Final = None  # no limit: retried until the sink takes the event
 BACKOFF_POLICY: Final = "exponential"
@@ -47,6 +50,7 @@ BRIDGE_FIELDS: Final[Mapping[str, object]] = MappingProxyType(
         "spec.sink.format": SINK_FORMAT,
         "spec.sink.maxBatchSize": MAX_BATCH_SIZE,
         "spec.sink.timeout": SINK_TIMEOUT,
+        "spec.sink.maxInFlight": MAX_IN_FLIGHT,
         "spec.delivery.retry": RETRY,
         "spec.delivery.backoffPolicy": BACKOFF_POLICY,
         "spec.delivery.backoffDelay": BACKOFF_DELAY,

@@ -192,6 +192,8 @@ class Sink:
     max_batch_size: int = defaults.MAX_BATCH_SIZE
     headers: Mapping[str, HeaderValue] = field(default_factory=frozen_map)
     timeout: float = defaults.SINK_TIMEOUT  # seconds
+    # Requests in flight at once; events of one user are still delivered in order.
+    max_in_flight: int = defaults.MAX_IN_FLIGHT
 
 
 @dataclass(frozen=True, slots=True)

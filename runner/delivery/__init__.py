@@ -1,6 +1,9 @@
 """Delivery: from the outbox to the sink, at least once.
 
     deliverer   one per bridge: reads pending events, sends, records what the sink did
+    window      the requests in flight of a drain, each user's events in order
+    marks       the group commit of delivered marks
+    lanes       the runner's HTTP client, over several connection pools
     policy      which failures are retried, refused or the sink's own fault; the backoff
     encodings   the CloudEvents encodings (binary, structured, batch, JSON lines)
     sinks       the sender interface and `open_sender`, which picks one of:

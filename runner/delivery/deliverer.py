@@ -1,20 +1,27 @@
-"""At-least-once, in-order delivery of one bridge's outbox to its sink.
+"""At-least-once delivery of one bridge's outbox to its sink, each user's events in order.
 
-`Deliverer.deliver_pending()` drains the bridge's pending events oldest first, one send
-at a time (a later event never overtakes an earlier one, retries included), and applies
-Knative's rules (DESIGN §4.2), told by the class of what the sink raises
+`Deliverer.deliver_pending()` drains the bridge's pending events oldest first with up to
+`spec.sink.maxInFlight` sends (units: one event, or a batch) in flight at once
+(`runner.delivery.window`): a unit starts only when no earlier unfinished unit holds one
+of its users (`OutboxEvent.user_key`), so one user's events reach the sink strictly in
+order -- a user's next event is sent only once the sink accepted the one before (or it was
+given up), retries included, and a user is never in two unfinished batches -- while
+different users' events overlap. A `file:` sink writes one send at a time. Each send
+follows Knative's rules (DESIGN §4.2), told by the class of what the sink raises
 (`runner.delivery.policy`):
 
 - 2xx: delivered. Delivered marks are group-committed in a worker thread while the next
-  sends are in flight (see `_DeliveredMarks`); a crash before the commit resends those
-  events (at most `MARK_MAX`) with the same ids, which at-least-once allows.
+  sends are in flight (`runner.delivery.marks`), by seq, in whatever order sends end.
 - `SinkUnavailable` (network error, timeout, 404, 408, 409, 429, 5xx): retried with the
   bridge's backoff (`exponential`: delay * 2**n, `linear`: delay * (n + 1), capped at
   `max_backoff`), jittered (`equal_jitter`: a random wait in a window half a step wide,
   so that bridges and replicas that failed together do not come back together), never
   sooner than `Retry-After` (itself capped at `max_backoff`). Without `retry` this goes on
   until the sink takes the event; with `retry: N` the event is given up after N retries.
-  Failed attempts are counted in the outbox, so a restart does not reset them.
+  Failed attempts are counted in the outbox, so a restart does not reset them. While the
+  sink fails (nothing accepted since a retryable failure) no new unit starts, and the
+  units that failed retry one at a time (the probe, `_probe`), the backoff step growing
+  with the sink's streak of failures: a down sink is not hit by `maxInFlight` retries.
 - `SinkRejected` (other statuses): refused, not retried. A refused *batch* is split and
   its events are sent one by one, so that only the event(s) the sink really refuses are
   given up.
@@ -27,7 +34,19 @@ Knative's rules (DESIGN §4.2), told by the class of what the sink raises
 - `SinkMisconfigured` (the sink cannot be used at all: a secret header that cannot be
   resolved, a `file:` sink resolving outside the state directory) is not the events'
   fault: nothing was attempted, so no retry budget is spent and nothing is dead-lettered;
-  delivery backs off and tries again, and SinkReady says why.
+  delivery backs off (one unit probing, as above) and tries again, and SinkReady says why.
+
+Stop and cancel: after `stop` no new unit starts and backoff waits end; sends in flight
+finish (bounded by the sink's timeout); what the sink did not accept stays pending.
+Cancelling cancels the sends in flight; nothing is marked delivered that was not accepted.
+
+What a crash may send again, with the same ids (at-least-once; sinks dedupe on source and
+id): the units in flight (at most `maxInFlight` requests: `maxInFlight` events, or
+`maxInFlight` * `maxBatchSize` in batch mode), and the accepted events whose marks were
+not committed yet -- fewer than `MARK_MAX` (500) plus those accepted during the one commit
+under way, none accepted more than `MARK_INTERVAL` (1 s) plus that commit before the crash
+-- and a dead letter written but not yet marked, which is written again. Per-user order
+holds across the restart: a resent event comes before that user's next.
 
 Counters (`SinkCounters`): `delivered`, `dead_lettered` and `parked` count events;
 `retried` counts event re-sends (a batch of 100 retried once adds 100); `pending` and
@@ -35,12 +54,17 @@ Counters (`SinkCounters`): `delivered`, `dead_lettered` and `parked` count event
 and on `refresh_gauges()` (only the deliverer writes them); `last_error` is a
 status line or exception class and message, never a header value or a response body.
 
-Concurrency: one `httpx.AsyncClient` is shared by every bridge; each bridge has one
-Deliverer whose sends never overlap, so order holds by construction and the client's
-concurrency is the number of bridges with work. Measured here (2 cores, loopback sink),
-one client posted ~1,000 requests/s at concurrency 1, ~950 at 4 and ~480 at 16: more
-concurrency on one client buys nothing (DESIGN §8), so no bridge pipelines its sends and
-throughput per bridge comes from batching (`format: batch`).
+Why these numbers (`bench/httpclients.py`, 2 cores shared with other work, loopback sink in
+its own process, medians of 3): one httpx connection pool slows as its requests in flight
+grow -- sink answering at once: ~1,160 POST/s at 1 in flight, ~650 at 16, ~260 at 64 --
+while one pool per request in flight holds 1,200-1,500/s; so the runner's one client
+spreads requests over 16 pools (`runner.delivery.lanes`: ~1,190/s at 16, ~1,510 at 64).
+With the sink answering after 20 ms, throughput grows with the requests in flight up to
+~16 (lanes: 45/s at 1, ~280 at 8, ~580 at 16, no better at 32 on 2 cores; one pool falls
+to ~150/s at 32). Hence `maxInFlight` 16 by default: past it this machine's CPU, not the
+sink, is the limit, and 16 lanes give a bridge about a pool per request. aiohttp was
+measured too (4-10x httpx with the sink answering at once, ~1.2x at 20 ms) but is not a
+dependency of the runner.
 """
 
 from __future__ import annotations
@@ -50,16 +74,16 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 import httpx
-from cloudevents.core.bindings.http import HTTPMessage
 
 from runner._kits.aio import sleep_or_wake
 from runner._kits.wording import plural
+from runner.delivery.marks import DeliveredMarks
 from runner.delivery.policy import (
     ACCEPTED,
     DEAD_LETTER_RETRIES,
@@ -68,7 +92,8 @@ from runner.delivery.policy import (
     retry_delay,
 )
 from runner.delivery.sinks import EventSender, open_sender
-from runner.delivery.texts import exception_text, knative_error_extensions, safe_uri
+from runner.delivery.texts import knative_error_extensions, safe_uri
+from runner.delivery.window import Unencodable, Unit, Window, cut_into_units
 from runner.errors import SinkMisconfigured, SinkRejected, SinkUnavailable
 from runner.model import Bridge, OutboxEvent
 from runner.secrets.resolver import SecretResolver
@@ -80,10 +105,6 @@ log = logging.getLogger(__name__)
 
 # Events read from the outbox per query (rounded to whole batches).
 PAGE_EVENTS = 1000
-# Delivered marks are committed at least this often (seconds) or per this many events
-# (see _DeliveredMarks).
-MARK_INTERVAL = 1.0
-MARK_MAX = 500
 
 
 class Sleep(Protocol):
@@ -92,77 +113,6 @@ class Sleep(Protocol):
     stand in for real time."""
 
     async def __call__(self, seconds: float | None, /, *events: asyncio.Event) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Unit:
-    """Events sent in one request (one, or a batch), and that request, encoded once."""
-
-    events: tuple[OutboxEvent, ...]
-    message: HTTPMessage
-
-    @property
-    def seqs(self) -> list[int]:
-        return [ev.seq for ev in self.events]
-
-
-@dataclass(frozen=True, slots=True)
-class _Unencodable:
-    """An outbox event that is not a valid CloudEvent: no sink can take it; it is parked."""
-
-    event: OutboxEvent
-    error: str
-
-
-class _DeliveredMarks:
-    """Group commit of `mark_delivered`, off the send path.
-
-    Accepted seqs are committed in a worker thread while the next requests are on the
-    wire: once `MARK_MAX` have gathered or `MARK_INTERVAL` has passed since the oldest
-    uncommitted one was accepted, and whenever delivery pauses (`flush`: before a backoff,
-    a give-up, the next outbox query, returning). A SQLite commit costs milliseconds
-    whatever its size (measured: ~60 us/event in commits of 50, ~34 in commits of 100,
-    ~10 in commits of 500), so one per request would cap throughput. The price: a crash
-    resends at most `MARK_MAX` accepted events (or `MARK_INTERVAL` worth), with their
-    ids, which at-least-once delivery allows and sinks dedupe on (source, id).
-    """
-
-    def __init__(
-        self, outbox: OutboxPort, bridge_id: str, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._outbox = outbox
-        self._bridge_id = bridge_id
-        self._clock = clock
-        self._queued: list[int] = []
-        self._oldest = 0.0  # when the oldest queued seq was accepted
-        self._task: asyncio.Task[None] | None = None
-
-    def add(self, seqs: Sequence[int]) -> None:
-        if not self._queued:
-            self._oldest = self._clock()
-        self._queued.extend(seqs)
-        if self._task is not None and self._task.done():
-            task, self._task = self._task, None
-            task.result()  # surface a failed commit now rather than at the next flush
-        due = len(self._queued) >= MARK_MAX or self._clock() - self._oldest >= MARK_INTERVAL
-        if self._task is None and due:
-            self._start()
-
-    def _start(self) -> None:
-        self._task = asyncio.create_task(self._commit(), name=f"delivery-marks:{self._bridge_id}")
-
-    async def _commit(self) -> None:
-        while self._queued:
-            seqs, self._queued = self._queued, []
-            await asyncio.to_thread(self._outbox.mark_delivered, self._bridge_id, seqs)
-
-    async def flush(self) -> None:
-        """Wait until every accepted seq is committed; raises what a commit raised."""
-        if self._task is None and self._queued:
-            self._start()
-        task, self._task = self._task, None
-        if task is not None:
-            await task
 
 
 class Deliverer:
@@ -202,7 +152,19 @@ class Deliverer:
             )
         capacity = self._sink.capacity
         self._page_size = capacity * max(1, PAGE_EVENTS // capacity)
-        self._marks = _DeliveredMarks(outbox, bridge.id, clock)
+        self._marks = DeliveredMarks(outbox, bridge.id)
+        # A file sink is one local file, fsync'd per write: nothing to gain from overlap.
+        in_flight = 1 if bridge.sink.target.is_file else bridge.sink.max_in_flight
+        self._window = Window(
+            in_flight,
+            self._page_size,
+            read=self._load_page,
+            send=self._deliver,
+            park=self._park,
+            marks=self._marks,
+        )
+        self._probe = asyncio.Lock()  # held by the one unit re-trying a failing sink
+        self._streak = 0  # failed sends since the sink last took one (first ones as one)
         self._lock = asyncio.Lock()
         self._ready = Condition(
             "SinkReady", "Unknown", "NoDeliveryYet", "no event has been sent yet"
@@ -214,19 +176,19 @@ class Deliverer:
         return self._ready
 
     async def deliver_pending(self, stop: asyncio.Event | None = None) -> None:
-        """Send every pending event, in order, retrying as the policy says.
+        """Send every pending event, each user's in order, retrying as the policy says.
 
-        Returns when nothing is pending, or soon after `stop` is set: a request in flight
-        finishes (bounded by the sink's timeout), a backoff wait is cut short, and whatever
-        was not accepted stays pending. Cancelling the task is safe too: nothing is marked
-        delivered that the sink did not accept.
+        Returns when nothing is pending, or soon after `stop` is set: no new request starts,
+        the requests in flight finish (bounded by the sink's timeout), backoff waits are cut
+        short, and whatever was not accepted stays pending. Cancelling the task is safe too:
+        nothing is marked delivered that the sink did not accept.
         """
         async with self._lock:  # two drains of one bridge would break its order
             started = self._clock()
             delivered_before = self._counters.delivered
             try:
                 await self.refresh_gauges()
-                await self._drain(stop)
+                await self._window.run(stop)
             finally:
                 await self._marks.flush()
                 await self.refresh_gauges()
@@ -237,59 +199,18 @@ class Deliverer:
                 self._clock() - started,
             )
 
-    async def _drain(self, stop: asyncio.Event | None) -> None:
-        while not _is_set(stop):
-            page = await asyncio.to_thread(self._load_page)
-            if not page:
-                return
-            for item in page:
-                if _is_set(stop):
-                    return
-                if isinstance(item, _Unencodable):
-                    await self._park([item.event], item.error)
-                elif not await self._deliver(item, stop):
-                    return
-            # The next query must not see events whose delivery is still being committed.
-            await self._marks.flush()
+    def _load_page(self, after: int, limit: int) -> list[Unit | Unencodable]:
+        """The oldest pending events after seq `after` (a page of them, out of the `limit`
+        oldest pending), cut into sends of at most `capacity` and encoded.
 
-    def _load_page(self) -> list[_Unit | _Unencodable]:
-        """The oldest pending events, cut into sends of at most `capacity` and encoded.
-
-        In a worker thread: reading and encoding is CPU work the loop need not do. (Reading
-        the next page there while this one is sent was measured no faster: both need the
-        GIL, and the read is mostly Python work.)
+        In a worker thread: reading and encoding is CPU work the loop need not do; the
+        window reads the next page there while this one is sent.
         """
-        page = self._outbox.pending(self._bridge_id, self._page_size)
-        capacity = self._sink.capacity
-        items: list[_Unit | _Unencodable] = []
-        for start in range(0, len(page), capacity):
-            group = page[start : start + capacity]
-            try:
-                items.append(_Unit(tuple(group), self._sink.encode(group)))
-            except ValueError:
-                items.extend(self._split_unencodable(group))
-        return items
+        pending = self._outbox.pending(self._bridge_id, limit)
+        page = [ev for ev in pending if ev.seq > after][: self._page_size]
+        return cut_into_units(page, self._sink.capacity, self._sink.encode)
 
-    def _split_unencodable(self, group: Sequence[OutboxEvent]) -> list[_Unit | _Unencodable]:
-        """`group`, which holds an event that is not a valid CloudEvent, as that event
-        (and any other such) apart, and the valid events around it in sends, in order."""
-        items: list[_Unit | _Unencodable] = []
-        valid: list[OutboxEvent] = []
-        for ev in group:
-            try:
-                self._sink.encode([ev])
-            except ValueError as exc:
-                if valid:
-                    items.append(_Unit(tuple(valid), self._sink.encode(valid)))
-                    valid = []
-                items.append(_Unencodable(ev, f"not a valid CloudEvent: {exception_text(exc)}"))
-            else:
-                valid.append(ev)
-        if valid:
-            items.append(_Unit(tuple(valid), self._sink.encode(valid)))
-        return items
-
-    async def _deliver(self, unit: _Unit, stop: asyncio.Event | None) -> bool:
+    async def _deliver(self, unit: Unit, stop: asyncio.Event | None) -> bool:
         """Send `unit` until it is delivered, dead-lettered or parked; False if stopped first."""
         loaded_failures = failures = max(ev.attempts for ev in unit.events)
         retry_limit = self._delivery.retry
@@ -298,60 +219,124 @@ class Deliverer:
             exhausted = SinkUnavailable("retries exhausted in an earlier run")
             return await self._give_up(unit, exhausted, stop)
         unusable = 0  # waits because the sink could not be used at all (not attempts)
+        failed: SinkUnavailable | SinkMisconfigured | None = None  # the last try's failure
         while True:
-            waiting_on: SinkUnavailable | SinkMisconfigured
             try:
-                await self._sink.deliver(unit.message)
+                if failed is None:
+                    await self._sink.deliver(unit.message)
+                elif not await self._resend(unit, failed, (failures, unusable), stop):
+                    return False
             except SinkRejected as refused:
-                self._counters.last_error = str(refused)
-                if len(unit.events) > 1:
-                    # The failures just recorded for the batch count against each event's
-                    # budget: `ev.attempts` is what the page was loaded with, before them.
-                    recorded = failures - loaded_failures
-                    return await self._split(unit, refused, recorded, stop)
-                message = f"sink refused an event: {refused}"
-                self._ready = Condition.of("SinkReady", False, refused.reason, message)
-                return await self._give_up(unit, refused, stop)
+                # The failures just recorded for a batch count against each event's budget
+                # when it is split: `ev.attempts` is what the page was loaded with.
+                return await self._refused(unit, refused, failures - loaded_failures, stop)
             except SinkMisconfigured as unusable_sink:
                 # Nothing was sent: not the events' fault, so no retry budget is spent.
-                self._counters.last_error = str(unusable_sink)
-                delay = retry_delay(self._delivery, unusable, None, self._rng)
                 unusable += 1
-                waiting_on = unusable_sink
+                failed = self._failed(unusable_sink)
             except SinkUnavailable as unavailable:
-                self._counters.last_error = error = str(unavailable)
+                failed = self._failed(unavailable)
                 failures += 1
                 await asyncio.to_thread(
-                    self._outbox.record_attempt, self._bridge_id, unit.seqs, error
+                    self._outbox.record_attempt, self._bridge_id, unit.seqs, str(unavailable)
                 )
-                if retry_limit is not None and failures > retry_limit:
-                    self._ready = Condition.of(
-                        "SinkReady",
-                        False,
-                        unavailable.reason,
-                        f"{error}; gave up after {plural(retry_limit, 'retry', 'retries')}",
-                    )
+                if self._out_of_retries(unavailable, failures):
                     return await self._give_up(unit, unavailable, stop)
                 self._counters.retried += len(unit.events)
-                delay = retry_delay(self._delivery, failures - 1, unavailable.delay, self._rng)
-                waiting_on = unavailable
             else:
                 self._on_delivered(unit)
                 return True
-            message = f"{waiting_on}; retrying in {delay:g}s"
-            self._ready = Condition.of("SinkReady", False, waiting_on.reason, message)
-            log.warning(
-                "bridge %s: sink %s: %s; retrying in %gs",
-                self._bridge_id,
-                safe_uri(self._sink.uri),
-                waiting_on,
-                delay,
-            )
-            if not await self._wait(delay, stop):
-                return False
+
+    async def _refused(
+        self, unit: Unit, refused: SinkRejected, recorded: int, stop: asyncio.Event | None
+    ) -> bool:
+        """The sink refused `unit`: a batch is split, an event given up."""
+        self._counters.last_error = str(refused)
+        if len(unit.events) > 1:
+            return await self._split(unit, refused, recorded, stop)
+        message = f"sink refused an event: {refused}"
+        self._ready = Condition.of("SinkReady", False, refused.reason, message)
+        return await self._give_up(unit, refused, stop)
+
+    def _failed(
+        self, failure: SinkUnavailable | SinkMisconfigured
+    ) -> SinkUnavailable | SinkMisconfigured:
+        """A send failed retryably: the window starts nothing new until the sink takes
+        something. Sends that failed together count as one failure of the sink."""
+        self._counters.last_error = str(failure)
+        self._window.sink_failed()
+        self._streak = max(self._streak, 1)
+        return failure
+
+    def _out_of_retries(self, failure: SinkUnavailable, failures: int) -> bool:
+        """Whether `failures` failed tries exhaust `retry: N` (then SinkReady says so)."""
+        limit = self._delivery.retry
+        if limit is None or failures <= limit:
+            return False
+        message = f"{failure}; gave up after {plural(limit, 'retry', 'retries')}"
+        self._ready = Condition.of("SinkReady", False, failure.reason, message)
+        return True
+
+    async def _resend(
+        self,
+        unit: Unit,
+        failed: SinkUnavailable | SinkMisconfigured,
+        counts: tuple[int, int],
+        stop: asyncio.Event | None,
+    ) -> bool:
+        """Wait out the backoff after `failed` and send `unit` again; False if stopped
+        first. Raises what the send raises. `counts`: the unit's failed tries so far and its
+        waits on an unusable sink (the step of a `SinkUnavailable`, of a misconfiguration).
+
+        While the sink fails (no send accepted since), only one unit at a time waits and
+        sends -- the probe, holding `_probe` -- and the others queue behind it, so that a
+        down sink is not retried by every request that was in flight. Once it takes
+        something again, each waits its own backoff beside the others.
+        """
+        tries = counts[0] if isinstance(failed, SinkUnavailable) else counts[1]
+        if not self._window.sink_up.is_set():
+            async with self._probe:
+                if _is_set(stop):
+                    return False
+                if not self._window.sink_up.is_set():
+                    return await self._wait_and_send(unit, failed, tries, stop, probe=True)
+        return await self._wait_and_send(unit, failed, tries, stop, probe=False)
+
+    async def _wait_and_send(
+        self,
+        unit: Unit,
+        failed: SinkUnavailable | SinkMisconfigured,
+        tries: int,
+        stop: asyncio.Event | None,
+        *,
+        probe: bool,
+    ) -> bool:
+        """The backoff step is the unit's own tries or, for a probe, the sink's streak of
+        failures if longer: a sink down for long is probed slowly whichever unit probes."""
+        retry_after = failed.delay if isinstance(failed, SinkUnavailable) else None
+        step = max(tries, self._streak if probe else 0) - 1
+        delay = retry_delay(self._delivery, step, retry_after, self._rng)
+        message = f"{failed}; retrying in {delay:g}s"
+        self._ready = Condition.of("SinkReady", False, failed.reason, message)
+        log.warning(
+            "bridge %s: sink %s: %s; retrying in %gs",
+            self._bridge_id,
+            safe_uri(self._sink.uri),
+            failed,
+            delay,
+        )
+        if not await self._wait(delay, stop):
+            return False
+        try:
+            await self._sink.deliver(unit.message)
+        except (SinkUnavailable, SinkMisconfigured):
+            if probe:
+                self._streak += 1
+            raise
+        return True
 
     async def _split(
-        self, batch: _Unit, refused: SinkRejected, recorded: int, stop: asyncio.Event | None
+        self, batch: Unit, refused: SinkRejected, recorded: int, stop: asyncio.Event | None
     ) -> bool:
         """Send the events of a refused `batch` one by one, so that only the event(s) the
         sink really refuses are given up; `recorded` failures of the batch count against
@@ -366,13 +351,15 @@ class Deliverer:
             # Each encoded alone before: `_load_page` made this batch only of events that
             # encode.
             alone = replace(ev, attempts=ev.attempts + recorded)
-            single = _Unit((alone,), self._sink.encode([alone]))
+            single = Unit((alone,), self._sink.encode([alone]))
             if not await self._deliver(single, stop):
                 return False
         return True
 
-    def _on_delivered(self, unit: _Unit) -> None:
+    def _on_delivered(self, unit: Unit) -> None:
         self._marks.add(unit.seqs)
+        self._streak = 0
+        self._window.sink_took()
         count = len(unit.events)
         self._counters.delivered += count
         self._counters.pending = max(0, self._counters.pending - count)
@@ -382,7 +369,7 @@ class Deliverer:
 
     async def _give_up(
         self,
-        unit: _Unit,
+        unit: Unit,
         failure: SinkUnavailable | SinkRejected,
         stop: asyncio.Event | None,
     ) -> bool:

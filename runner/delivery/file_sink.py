@@ -10,13 +10,15 @@
 
 Lines are fsync'd before success, confined to the state directory and kept off the runner's
 own SQLite files (both re-checked with symlinks resolved on every write), a torn last line
-from a crash fenced off by a newline.
+from a crash fenced off by a newline. Appends of one sender never interleave (a lock): a
+dead-letter file may be written by several of a bridge's sends at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,6 +49,7 @@ class FileSender:
         self._state_dir = state_dir
         self._file_path = target.file_path
         self._capacity = max(1, capacity)
+        self._appending = threading.Lock()  # appends run in worker threads, one at a time
 
     @property
     def uri(self) -> str:
@@ -84,11 +87,15 @@ class FileSender:
 
     async def deliver(self, message: HTTPMessage) -> None:
         try:
-            await asyncio.to_thread(self._append, message.body)
+            await asyncio.to_thread(self._append_alone, message.body)
         except OSError as exc:
             # Disk full, permissions, a read-only mount: an operator can fix these, so the
             # events stay pending and the write is retried like a 5xx.
             raise SinkUnavailable(exception_text(exc), reason="SinkWriteFailed") from None
+
+    def _append_alone(self, lines: bytes) -> None:
+        with self._appending:
+            self._append(lines)
 
     def _append(self, lines: bytes) -> None:
         path = self.checked_path()

@@ -99,6 +99,7 @@ def _sink(doc: BridgeDocument) -> Sink | None:
         )
     headers = semantics.headers(doc, (*_SINK, "headers"))
     timeout = semantics.duration(doc, (*_SINK, "timeout"), defaults.SINK_TIMEOUT)
+    in_flight = doc.get((*_SINK, "maxInFlight"))
     if target is None:
         return None
     return Sink(
@@ -107,6 +108,7 @@ def _sink(doc: BridgeDocument) -> Sink | None:
         max_batch_size=max_batch if isinstance(max_batch, int) else defaults.MAX_BATCH_SIZE,
         headers=frozen_map(headers),
         timeout=timeout,
+        max_in_flight=in_flight if isinstance(in_flight, int) else defaults.MAX_IN_FLIGHT,
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +49,12 @@ def make_bridge(
     max_batch_size: int = 100,
     headers: dict[str, HeaderValue] | None = None,
     timeout: float = 5.0,
+    max_in_flight: int = 1,
     **delivery: Any,
 ) -> Bridge:
+    """A bridge on `target`. One request in flight unless asked (`max_in_flight`): the tests
+    written for one-at-a-time delivery assert a total order at the sink, and script the
+    sink's replies in arrival order; the overlapping tests ask for more."""
     return Bridge(
         id=BRIDGE_ID,
         file=Path(f"{BRIDGE_ID}.yaml"),
@@ -62,6 +66,7 @@ def make_bridge(
             max_batch_size=max_batch_size,
             headers=headers or {},
             timeout=timeout,
+            max_in_flight=max_in_flight,
         ),
         delivery=Delivery(**delivery),
     )
@@ -81,6 +86,23 @@ def user_events(bridge: Bridge, count: int, start: int = 0) -> list[NewEvent]:
         }
         changes.append(Change("created", raw["Username"], to_record(raw), None))
     return build_events(bridge, changes, observed_at=datetime.now(UTC), scan_id="scan-1")
+
+
+def scan_events(bridge: Bridge, users: int, scan: int) -> list[NewEvent]:
+    """Scan number `scan`'s events: each of `users` users created (scan 0) or changed."""
+    changes = []
+    for n in range(users):
+        raw = {
+            "Username": f"user-{n:04d}",
+            "Attributes": [{"Name": "sub", "Value": f"{n:08d}-0000-4000-8000-000000000000"}],
+            "UserCreateDate": datetime(2024, 5, 1, tzinfo=UTC),
+            "UserLastModifiedDate": datetime(2024, 5, 1, tzinfo=UTC) + timedelta(hours=scan),
+            "Enabled": True,
+            "UserStatus": "CONFIRMED",
+        }
+        kind = "created" if scan == 0 else "updated"
+        changes.append(Change(kind, raw["Username"], to_record(raw), None))
+    return build_events(bridge, changes, observed_at=datetime.now(UTC), scan_id=f"scan-{scan}")
 
 
 class Sleeps:

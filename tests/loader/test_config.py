@@ -260,7 +260,8 @@ def test_secret_value_taken_from_env_is_not_a_plain_text_warning() -> None:
                     10,
                     5,
                     "spec.sink.fromat",
-                    "unknown field 'fromat' (allowed: uri, format, maxBatchSize, headers, timeout)",
+                    "unknown field 'fromat' (allowed: uri, format, maxBatchSize, maxInFlight, "
+                    "headers, timeout)",
                     "error",
                 ),
             ],

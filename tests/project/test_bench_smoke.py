@@ -118,3 +118,31 @@ def test_emulator_fast_list_users_pages_like_moto(
     filters = [None, 'sub ^= "a"', 'username ^= "user00001"']
     pages = emulator.check_fast_list(cognito_admin.client, pool.id, filters)
     assert pages >= 8  # 50 users in pages of 7, and the filtered scans
+
+
+def test_latency_bench_quick() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "latency.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    # The figures are not asserted, the order at the sink is: it does not depend on speed.
+    assert re.search(r"^ +[\d,]+ +[\d,]+ +\d+\.\d\dx  intact ", completed.stdout, re.M)
+
+
+def test_httpclients_bench_quick() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "httpclients.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    for client in ("shared", "lanes"):
+        assert re.search(rf"^{client} +8 +[\d,]+ +\d+\.\d\dx", completed.stdout, re.M)

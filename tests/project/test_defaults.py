@@ -35,6 +35,7 @@ MODEL_FIELD: dict[str, Callable[[Bridge], object]] = {
     "spec.sink.format": lambda b: b.sink.format,
     "spec.sink.maxBatchSize": lambda b: b.sink.max_batch_size,
     "spec.sink.timeout": lambda b: b.sink.timeout,
+    "spec.sink.maxInFlight": lambda b: b.sink.max_in_flight,
     "spec.delivery.retry": lambda b: b.delivery.retry,
     "spec.delivery.backoffPolicy": lambda b: b.delivery.backoff_policy,
     "spec.delivery.backoffDelay": lambda b: b.delivery.backoff_delay,
