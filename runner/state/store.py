@@ -52,6 +52,15 @@ PARKED = "parked"
 # Every table keyed by bridge id: what forgetting or moving a bridge touches.
 BRIDGE_TABLES = ("snapshot", "scans", "baselines", "events", "counters", "activity")
 
+_SCANS = """
+CREATE TABLE scans (
+    bridge_id  TEXT NOT NULL,
+    pool_arn   TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    PRIMARY KEY (bridge_id, pool_arn)
+) WITHOUT ROWID;
+"""
+
 _SCHEMA = f"""
 CREATE TABLE schema_version (version INTEGER NOT NULL);
 CREATE TABLE snapshot (
@@ -64,13 +73,7 @@ CREATE TABLE snapshot (
     modified_us INTEGER,
     PRIMARY KEY (bridge_id, pool_arn, username)
 ) WITHOUT ROWID;
-CREATE TABLE scans (
-    bridge_id  TEXT NOT NULL,
-    pool_arn   TEXT NOT NULL,
-    generation INTEGER NOT NULL,
-    PRIMARY KEY (bridge_id, pool_arn)
-) WITHOUT ROWID;
-CREATE TABLE baselines (
+{_SCANS}CREATE TABLE baselines (
     bridge_id    TEXT NOT NULL,
     pool_arn     TEXT NOT NULL,
     completed_at REAL NOT NULL,
@@ -102,19 +105,18 @@ CREATE TABLE activity (
 
 # From version 1 (bridge-runner 0.1): what version 2 added, applied in place. Events of a
 # version-1 outbox get their user's key from their data (`Username` in both event types).
-_MIGRATE_FROM_1 = """
+_ADDED_IN_2 = f"""
 ALTER TABLE snapshot ADD COLUMN seen_gen INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE snapshot ADD COLUMN modified_us INTEGER;
-CREATE TABLE scans (
-    bridge_id  TEXT NOT NULL,
-    pool_arn   TEXT NOT NULL,
-    generation INTEGER NOT NULL,
-    PRIMARY KEY (bridge_id, pool_arn)
-) WITHOUT ROWID;
-ALTER TABLE events ADD COLUMN user_key TEXT NOT NULL DEFAULT '';
+{_SCANS}ALTER TABLE events ADD COLUMN user_key TEXT NOT NULL DEFAULT '';
+"""
+_MIGRATE_FROM_1 = (
+    _ADDED_IN_2
+    + """
 UPDATE events SET user_key = coalesce(json_extract(data, '$.Username'), '');
 UPDATE schema_version SET version = 2;
 """
+)
 
 
 class Store:
