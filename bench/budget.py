@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import http.client
 import itertools
 import json
 import multiprocessing
@@ -79,20 +78,9 @@ class AnsweringProxy(CognitoProxy):
         target = handler.headers.get("X-Amz-Target", "")
         key = target + json.dumps(json.loads(raw or b"{}"), sort_keys=True)
         answer = self._answers.get(key)
-        if answer is None:  # as CognitoProxy._forward, keeping what moto answered
-            upstream = getattr(handler, "upstream", None)
-            if upstream is None:
-                upstream = http.client.HTTPConnection(*self._upstream, timeout=30)
-                handler.upstream = upstream
-            hop_by_hop = cognito_proxy._HOP_BY_HOP
-            headers = {k: v for k, v in handler.headers.items() if k.lower() not in hop_by_hop}
-            headers["Content-Length"] = str(len(raw))
-            upstream.request(handler.command, handler.path, body=raw, headers=headers)
-            response = upstream.getresponse()
-            payload = response.read()
-            kept = [(k, v) for k, v in response.getheaders() if k.lower() not in hop_by_hop]
-            answer = (response.status, payload, kept)
-            if response.status == 200:
+        if answer is None:
+            answer = self._ask_upstream(handler, raw)
+            if answer[0] == 200:
                 self._answers[key] = answer
         cognito_proxy._send(handler, *answer)
 
