@@ -35,25 +35,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import http.client
 import itertools
 import json
-import logging
 import multiprocessing
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
-from moto.server import ThreadedMotoServer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.peers
+from _cognito import AUTH, CREDENTIALS, max_in_window, moto_admin  # adds the root to sys.path
 
 from runner._kits.aio import sleep_or_wake
-from runner.model import AwsAuth, AwsCredentials, SecretRef
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.budget import MARGIN, RequestBudgets, TokenBucket
 from runner.sources.cognito.client import CognitoClients, CognitoPool
@@ -61,17 +55,8 @@ from runner.sources.cognito.scan import SEGMENT_ALPHABET
 from runner.status.counters import SourceCounters
 from tests.peers import cognito_proxy
 from tests.peers.cognito_proxy import CognitoProxy
-from tests.peers.moto_server import CognitoAdmin, PoolInfo, admin_client
+from tests.peers.moto_server import PoolInfo, admin_client
 
-CREDENTIALS = {
-    "BRIDGE_VAR_BENCH_KEY_ID": "AKIABENCHKEY00000001",
-    "BRIDGE_VAR_BENCH_SECRET": "bench-secret-value",
-}
-AUTH = AwsAuth(
-    credentials=AwsCredentials(
-        SecretRef("env", "BRIDGE_VAR_BENCH_KEY_ID"), SecretRef("env", "BRIDGE_VAR_BENCH_SECRET")
-    )
-)
 AWS_RPS = 30.0
 QUOTA = 30.0
 LATENCY = 0.1
@@ -93,20 +78,9 @@ class AnsweringProxy(CognitoProxy):
         target = handler.headers.get("X-Amz-Target", "")
         key = target + json.dumps(json.loads(raw or b"{}"), sort_keys=True)
         answer = self._answers.get(key)
-        if answer is None:  # as CognitoProxy._forward, keeping what moto answered
-            upstream = getattr(handler, "upstream", None)
-            if upstream is None:
-                upstream = http.client.HTTPConnection(*self._upstream, timeout=30)
-                handler.upstream = upstream
-            hop_by_hop = cognito_proxy._HOP_BY_HOP
-            headers = {k: v for k, v in handler.headers.items() if k.lower() not in hop_by_hop}
-            headers["Content-Length"] = str(len(raw))
-            upstream.request(handler.command, handler.path, body=raw, headers=headers)
-            response = upstream.getresponse()
-            payload = response.read()
-            kept = [(k, v) for k, v in response.getheaders() if k.lower() not in hop_by_hop]
-            answer = (response.status, payload, kept)
-            if response.status == 200:
+        if answer is None:
+            answer = self._ask_upstream(handler, raw)
+            if answer[0] == 200:
                 self._answers[key] = answer
         cognito_proxy._send(handler, *answer)
 
@@ -130,31 +104,25 @@ def warm_up(endpoint: str, pools: list[PoolInfo]) -> None:
 def serve(conn: Connection, sizes: tuple[int, int]) -> None:
     """In a process of its own, as Cognito is: moto's server, the proxy in front of it, and
     the two pools; answers "reset", "requests" and "stop" on `conn`."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    admin = CognitoAdmin(f"http://{host}:{port}")
-    proxy = AnsweringProxy(f"http://{host}:{port}").start()
-    pools = [admin.create_pool(name) for name in ("bench-big", "bench-small")]
-    for pool, users in zip(pools, sizes, strict=True):
-        admin.seed_users(pool, users)
-    warm_up(proxy.endpoint, pools)
-    proxy.latency = LATENCY
-    proxy.max_rps = QUOTA
-    conn.send((proxy.endpoint, pools))
-    try:
-        while (command := conn.recv()) != "stop":
-            if command == "reset":
-                proxy.reset_stats()
-                conn.send(None)
-            else:
-                with proxy._lock:
-                    conn.send([(r.at, r.answered) for r in proxy.requests])
-    finally:
-        proxy.stop()
-        admin.close()
-        server.stop()
+    with moto_admin() as (endpoint, admin):
+        proxy = AnsweringProxy(endpoint).start()
+        try:
+            pools = [admin.create_pool(name) for name in ("bench-big", "bench-small")]
+            for pool, users in zip(pools, sizes, strict=True):
+                admin.seed_users(pool, users)
+            warm_up(proxy.endpoint, pools)
+            proxy.latency = LATENCY
+            proxy.max_rps = QUOTA
+            conn.send((proxy.endpoint, pools))
+            while (command := conn.recv()) != "stop":
+                if command == "reset":
+                    proxy.reset_stats()
+                    conn.send(None)
+                else:
+                    with proxy._lock:
+                        conn.send([(r.at, r.answered) for r in proxy.requests])
+        finally:
+            proxy.stop()
 
 
 class Cognito:
@@ -290,16 +258,6 @@ def run_case(cognito: Cognito, *, together: bool, fair: bool, window: float) -> 
         small=polled_small,
         small_slots_waited=by_pool[small.id].max_wait_seconds / interval if small else 0.0,
     )
-
-
-def max_in_window(times: list[float], window: float = 1.0) -> int:
-    """The most events in any half-open window [t, t + window)."""
-    ordered, best, start = sorted(times), 0, 0
-    for end, t in enumerate(ordered):
-        while ordered[start] <= t - window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 HEADER = (

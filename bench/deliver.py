@@ -30,7 +30,6 @@ import asyncio
 import gc
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,19 +39,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from _loopback import fresh_deliverer, make_bridge, post_each, start_sink, stop_sink, user_change
 from cloudevents.core.bindings.http import HTTPMessage
 
 from runner import defaults
-from runner.delivery.deliverer import Deliverer
 from runner.delivery.encodings import encode_request
-from runner.delivery.lanes import http_client
-from runner.model import Bridge, CognitoSource, NewEvent, PoolArn, Sink, SinkFormat, Target
-from runner.polling.diff import Change, to_record
+from runner.model import Bridge, NewEvent, SinkFormat
 from runner.polling.events import build_events
-from runner.secrets.resolver import SecretResolver
 from runner.state.outbox import Outbox
 from runner.state.store import STATE_FILE
-from runner.status.counters import SinkCounters
 
 BINARY_TARGET_RATIO = 0.8
 BATCH_TARGET_EPS = 20_000
@@ -68,71 +63,18 @@ QUICK_COUNTS: list[tuple[SinkFormat, int]] = [
     ("batch", 2_000),
 ]
 
-SINK_PROGRAM = r"""
-import asyncio
-
-async def handle(reader, writer):
-    try:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            if length:
-                await reader.readexactly(length)
-            writer.write(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
-        writer.close()
-
-async def serve():
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    await server.serve_forever()
-
-asyncio.run(serve())
-"""
-
-POOL = PoolArn(
-    arn="arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B",
-    partition="aws",
-    region="us-west-2",
-    account="043455440429",
-    pool_id="us-west-2_fak3p001B",
-)
-
-
-def make_bridge(url: str, format: SinkFormat, max_in_flight: int) -> Bridge:
-    return Bridge(
-        id="bench/deliver",
-        file=Path("bench/deliver.yaml"),
-        name="deliver",
-        source=CognitoSource(pool=POOL, initial_sync="emit"),
-        sink=Sink(
-            Target(url), format=format, max_batch_size=BATCH_SIZE, max_in_flight=max_in_flight
-        ),
-    )
-
 
 def user_events(bridge: Bridge, count: int) -> list[NewEvent]:
-    changes = []
-    for n in range(count):
-        username = f"user-{n:06d}"
-        raw = {
-            "Username": username,
-            "Attributes": [
-                {"Name": "sub", "Value": f"{n:08d}-1111-4222-8333-444444444444"},
-                {"Name": "email", "Value": f"user-{n}@example.com"},
-                {"Name": "email_verified", "Value": "true"},
-            ],
-            "UserCreateDate": datetime(2024, 5, 1, tzinfo=UTC),
-            "UserLastModifiedDate": datetime(2024, 5, 2, 0, 0, n % 60, tzinfo=UTC),
-            "Enabled": True,
-            "UserStatus": "CONFIRMED",
-        }
-        changes.append(Change("created", username, to_record(raw), None))
+    changes = [
+        user_change(
+            "created",
+            n,
+            email=f"user-{n}@example.com",
+            modified=datetime(2024, 5, 2, 0, 0, n % 60, tzinfo=UTC),
+            verified=True,
+        )
+        for n in range(count)
+    ]
     return build_events(bridge, changes, observed_at=datetime.now(UTC), scan_id="bench")
 
 
@@ -152,7 +94,7 @@ class Case:
 
 
 def build_case(url: str, format: SinkFormat, count: int, workdir: Path, max_in_flight: int) -> Case:
-    bridge = make_bridge(url, format, max_in_flight)
+    bridge = make_bridge("deliver", url, format, max_in_flight, max_batch_size=BATCH_SIZE)
     events = user_events(bridge, count)
     template_dir = workdir / format
     with Outbox.open(template_dir) as outbox:
@@ -167,26 +109,11 @@ def build_case(url: str, format: SinkFormat, count: int, workdir: Path, max_in_f
 
 async def deliver_once(case: Case) -> Measured:
     """One drain of a fresh copy of the filled outbox, until all is committed delivered."""
-    with tempfile.TemporaryDirectory() as tmp:
-        state_dir = Path(tmp)
-        shutil.copyfile(case.template, state_dir / STATE_FILE)
-        with Outbox.open(state_dir) as outbox:
-            async with http_client() as http:  # the runner's client
-                deliverer = Deliverer(
-                    case.bridge,
-                    outbox,
-                    http=http,
-                    state_dir=state_dir,
-                    secrets=SecretResolver(env={}),
-                    counters=SinkCounters(),
-                )
-                gc.collect()  # start every timed run with the same (empty) garbage
-                started, cpu = time.perf_counter(), time.process_time()
-                await deliverer.deliver_pending()
-                elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-            stats = outbox.stats(case.bridge.id)
-        if stats.delivered != case.count or stats.pending:
-            raise SystemExit(f"delivery incomplete: {stats}")
+    async with fresh_deliverer(case.bridge, case.template, case.count) as deliverer:
+        gc.collect()  # start every timed run with the same (empty) garbage
+        started, cpu = time.perf_counter(), time.process_time()
+        await deliverer.deliver_pending()
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     return case.count / elapsed, cpu / case.count * 1e6
 
 
@@ -196,10 +123,7 @@ async def raw_loop(case: Case) -> Measured:
     async with httpx.AsyncClient() as http:
         gc.collect()
         started, cpu = time.perf_counter(), time.process_time()
-        for message in case.messages:
-            response = await http.post(uri, headers=message.headers, content=message.body)
-            if response.status_code != 202:
-                raise SystemExit(f"raw loop: the sink answered {response.status_code}")
+        await post_each(http, uri, case.messages, "raw loop")
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     return case.count / elapsed, cpu / case.count * 1e6
 
@@ -249,11 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.format or format in args.format
     ]
 
-    sink = subprocess.Popen([sys.executable, "-c", SINK_PROGRAM], stdout=subprocess.PIPE, text=True)
+    sink, url = start_sink()
     workdir = Path(tempfile.mkdtemp(prefix="bench-deliver-"))
     try:
-        assert sink.stdout is not None
-        url = f"http://127.0.0.1:{int(sink.stdout.readline())}/events"
         print(
             f"median of {runs} run(s); sink: asyncio responder in its own process; "
             f"maxInFlight {args.max_in_flight}"
@@ -275,10 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{ours_cpu:>10,.0f}{raw_cpu:>9,.0f}  {target} {'ok' if ok else 'MISSED'}"
             )
     finally:
-        sink.kill()
-        sink.wait()
-        if sink.stdout is not None:
-            sink.stdout.close()
+        stop_sink(sink)
         shutil.rmtree(workdir, ignore_errors=True)
     # A smoke run only checks that everything runs; the full run fails on a missed target.
     return 1 if missed and not args.quick else 0

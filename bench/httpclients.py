@@ -32,14 +32,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
+from _loopback import start_sink, stop_sink
 
 from runner.delivery.lanes import LaneTransport
 
@@ -48,37 +47,6 @@ QUICK_CONCURRENCIES = [1, 8]
 DELAYS_MS = [0, 20]
 SECONDS = 2.0
 QUICK_SECONDS = 0.3
-
-SINK_PROGRAM = r"""
-import asyncio, sys
-
-DELAY = float(sys.argv[1])
-
-async def handle(reader, writer):
-    try:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            if length:
-                await reader.readexactly(length)
-            if DELAY:
-                await asyncio.sleep(DELAY)
-            writer.write(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
-        writer.close()
-
-async def serve():
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    await server.serve_forever()
-
-asyncio.run(serve())
-"""
 
 HEADERS = {
     "content-type": "application/json",
@@ -202,25 +170,8 @@ def median_figure(figures: list[Figure]) -> Figure:
     )
 
 
-def start_sink(delay_ms: int) -> tuple[subprocess.Popen[str], str]:
-    sink = subprocess.Popen(
-        [sys.executable, "-c", SINK_PROGRAM, str(delay_ms / 1000)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert sink.stdout is not None
-    return sink, f"http://127.0.0.1:{int(sink.stdout.readline())}/events"
-
-
-def stop_sink(sink: subprocess.Popen[Any]) -> None:
-    sink.kill()
-    sink.wait()
-    if sink.stdout is not None:
-        sink.stdout.close()
-
-
 def measure_sink(delay_ms: int, concurrencies: list[int], seconds: float, runs: int) -> None:
-    sink, url = start_sink(delay_ms)
+    sink, url = start_sink(delay_ms / 1000)
     try:
         chosen = clients(url, seconds)
         print(f"\nsink answering after {delay_ms} ms")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import shutil
 import statistics
 import sys
@@ -34,12 +33,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import boto3
+from _cognito import AUTH, CREDENTIALS, max_in_window, moto_admin  # adds the root to sys.path
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.peers
-
-from runner.model import AwsAuth, AwsCredentials, Bridge, SecretRef, Sink, Target
+from runner.model import Bridge, Sink, Target
 from runner.polling.poll import Poller
 from runner.secrets.resolver import SecretResolver
 from runner.sources.cognito.budget import RequestBudgets
@@ -49,15 +46,6 @@ from runner.state.outbox import Outbox
 from tests.peers.cognito_proxy import CognitoProxy
 from tests.peers.moto_server import CognitoAdmin, PoolInfo
 
-CREDENTIALS = {
-    "BRIDGE_VAR_BENCH_KEY_ID": "AKIABENCHKEY00000001",
-    "BRIDGE_VAR_BENCH_SECRET": "bench-secret-value",
-}
-AUTH = AwsAuth(
-    credentials=AwsCredentials(
-        SecretRef("env", "BRIDGE_VAR_BENCH_KEY_ID"), SecretRef("env", "BRIDGE_VAR_BENCH_SECRET")
-    )
-)
 BUDGET = 25.0
 PROXY_CEILING = 30.0
 PROXY_LATENCY = 0.1
@@ -143,16 +131,6 @@ def bench_overhead(admin: CognitoAdmin, endpoint: str, users: int, runs: int) ->
     return ok
 
 
-def max_in_window(times: list[float], window: float = 1.0) -> int:
-    """The most events in any half-open window [t, t + window)."""
-    ordered, best, start = sorted(times), 0, 0
-    for end, t in enumerate(ordered):
-        while ordered[start] <= t - window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 def timed_scan(pool: CognitoPool, segments: int) -> ScanResult:
     result = asyncio.run(pool.scan(segments=segments))
     assert result.complete, result.error
@@ -221,18 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     users, runs = (600, 1) if args.quick else (5000, 5)
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    admin = CognitoAdmin(endpoint)
-    try:
+    with moto_admin() as (endpoint, admin):
         ok = bench_overhead(admin, endpoint, users, runs)
         ok = bench_budget(admin, endpoint, users, runs) and ok
-    finally:
-        admin.close()
-        server.stop()
     return 0 if ok or args.quick else 1
 
 

@@ -253,6 +253,12 @@ class CognitoProxy:
         self._forward(handler, raw)
 
     def _forward(self, handler: _Handler, raw: bytes) -> None:
+        _send(handler, *self._ask_upstream(handler, raw))
+
+    def _ask_upstream(
+        self, handler: _Handler, raw: bytes
+    ) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """The request, with body `raw`, sent on to moto: its status, body and headers."""
         upstream: http.client.HTTPConnection | None = getattr(handler, "upstream", None)
         if upstream is None:
             upstream = http.client.HTTPConnection(*self._upstream, timeout=30)
@@ -263,7 +269,7 @@ class CognitoProxy:
         response = upstream.getresponse()
         payload = response.read()
         out = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP]
-        _send(handler, response.status, payload, out)
+        return response.status, payload, out
 
 
 def _json_headers() -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,13 @@ def bridge_yaml(
     *,
     initial_sync: str = "emit",
     poll_interval: str = "1s",
+    max_in_flight: int | None = None,
     extra_spec: str = "",
     labels: str = "",
 ) -> str:
     """A bridge file for a moto pool and a loopback sink."""
     metadata = f"metadata:\n  labels: {labels}\n" if labels else ""
+    in_flight = f"    maxInFlight: {max_in_flight}\n" if max_in_flight is not None else ""
     return (
         "apiVersion: bridge-runner/v1alpha1\n"
         "kind: Bridge\n"
@@ -45,11 +48,37 @@ def bridge_yaml(
         f"      initialSync: {initial_sync}\n"
         "  sink:\n"
         f"    uri: {sink_url}\n"
+        f"{in_flight}"
         "  delivery:\n"
         "    backoffDelay: 50ms\n"
         "    maxBackoff: 200ms\n"
         f"{extra_spec}"
     )
+
+
+@dataclass(frozen=True)
+class RunDirs:
+    """A bridges directory and a state directory for `bridge-runner run`."""
+
+    bridges: Path
+    state: Path
+
+    @classmethod
+    def under(cls, tmp_path: Path) -> RunDirs:
+        """`tmp_path/bridges` (made) and `tmp_path/state` (made by the outbox or the runner)."""
+        dirs = cls(tmp_path / "bridges", tmp_path / "state")
+        dirs.bridges.mkdir()
+        return dirs
+
+    def write(self, name: str, text: str) -> Path:
+        """The bridge file `name` in the bridges directory."""
+        path = self.bridges / name
+        path.write_text(text)
+        return path
+
+    def run_args(self, *more: str) -> tuple[str, ...]:
+        """`run BRIDGES --state-dir STATE` and `more`."""
+        return ("run", str(self.bridges), "--state-dir", str(self.state), *more)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:

@@ -15,6 +15,7 @@ import pytest
 
 from runner.schemas import validator
 from runner.state.outbox import Outbox
+from tests.peers.faults import OutboxProxy
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 from tests.peers.sink_server import SinkServer
 from tests.polling.conftest import DELETED, SYNC, Boom, Harness, changes_of, make_bridge
@@ -146,31 +147,19 @@ def test_without_emit_deletions_the_snapshot_still_forgets_the_user(
 # -- crash safety: an exception between any two steps loses nothing -------------------------
 
 
-class CrashAfterScan:
+class CrashAfterScan(OutboxProxy):
     """The real outbox, but the first chunk's question to it raises: the process dies after
     the scan read its first page and before anything was committed. A chunk first asks the
     outbox for its users' snapshot entries, so the outbox (which a poll is given) is the
     seam that stops it there."""
 
-    def __init__(self, outbox: Outbox) -> None:
-        self._outbox = outbox
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._outbox, name)
-
     def known_users(self, *args: Any) -> Any:
         raise Boom("after_scan")
 
 
-class CrashAfterCommit:
+class CrashAfterCommit(OutboxProxy):
     """The real outbox, but the process dies as soon as a scan's first commit is done,
     before the poll has counted or woken anything."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self._outbox = outbox
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._outbox, name)
 
     def commit_scan(self, *args: Any, **kwargs: Any) -> list[int]:
         self._outbox.commit_scan(*args, **kwargs)

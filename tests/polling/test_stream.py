@@ -19,20 +19,15 @@ import pytest
 from runner.polling import poll as poll_module
 from runner.polling import stream as stream_module
 from runner.state.outbox import Outbox
+from tests.peers.faults import OutboxProxy
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
 from tests.peers.sink_server import SinkServer
 from tests.polling.conftest import DELETED, Boom, Harness, changes_of, make_bridge
 
 
-class NoWholeSnapshot:
+class NoWholeSnapshot(OutboxProxy):
     """The real outbox, but loading a bridge's whole snapshot fails the test: a streamed
     poll reads only the entries of each chunk's users."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self._outbox = outbox
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._outbox, name)
 
     def load_snapshot(self, bridge_id: str, pool_arn: str) -> Any:
         raise AssertionError("a poll loaded the whole snapshot")
@@ -87,16 +82,13 @@ def test_first_events_reach_the_sink_before_the_scan_ends(
     assert len({e.get_id() for e in events}) == 600
 
 
-class CrashOnCommit:
+class CrashOnCommit(OutboxProxy):
     """The real outbox, but the process dies as the `n`th scan commit begins (nothing of it
     written): the earlier chunks are in, the rest of the scan is not."""
 
     def __init__(self, outbox: Outbox, n: int) -> None:
-        self._outbox = outbox
+        super().__init__(outbox)
         self._left = n
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._outbox, name)
 
     def commit_scan(self, *args: Any, **kwargs: Any) -> list[int]:
         self._left -= 1
@@ -189,13 +181,7 @@ def test_chunks_grow_from_one_page_to_the_chunk_size(
     bridge = make_bridge(pool, moto_server.endpoint, sink_server.url)
     sizes: list[int] = []
 
-    class Recording:
-        def __init__(self, outbox: Outbox) -> None:
-            self._outbox = outbox
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._outbox, name)
-
+    class Recording(OutboxProxy):
         def commit_scan(self, bridge_id: str, arn: str, changes: Any, *a: Any, **k: Any) -> Any:
             sizes.append(len(changes))
             return self._outbox.commit_scan(bridge_id, arn, changes, *a, **k)

@@ -36,6 +36,7 @@ from runner.polling.diff import Change, UserRecord, to_record
 from runner.polling.events import build_events
 from runner.polling.stream import ScanStream
 from runner.state.outbox import Outbox
+from tests.peers.faults import OutboxProxy
 from tests.polling.oracle import apply, diff_scan, diff_users, latest_copies, streamed
 
 POOL_ID = "us-west-2_str3amed1"
@@ -76,16 +77,13 @@ def raw_user(
 # -- running a stream -------------------------------------------------------------------------
 
 
-class Recording:
+class Recording(OutboxProxy):
     """The real outbox, recording the usernames of each chunk the stream diffs (it asks for
     their entries once per chunk, in the chunk's order)."""
 
     def __init__(self, outbox: Outbox) -> None:
-        self._outbox = outbox
+        super().__init__(outbox)
         self.chunks: list[list[str]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._outbox, name)
 
     def known_users(
         self, bridge_id: str, pool_arn: str, usernames: Sequence[str]

@@ -22,31 +22,11 @@ from runner.state.outbox import Outbox
 from tests.delivery.builders import make_bridge, scan_events
 from tests.delivery.overlap_sink import OverlapSink, user_order_problems
 from tests.peers.moto_server import MotoServer, PoolInfo
-from tests.peers.runner_process import RunnerProcess, wait_until
+from tests.peers.runner_process import RunDirs, RunnerProcess, bridge_yaml, wait_until
 
 Start = Callable[..., RunnerProcess]
 # Fewer users than requests in flight: the gate, not luck, keeps each user in order.
 USERS, ROUNDS, IN_FLIGHT = 4, 15, 6
-
-
-def bridge_file(pool: PoolInfo, endpoint: str, sink_url: str) -> str:
-    return (
-        "apiVersion: bridge-runner/v1alpha1\n"
-        "kind: Bridge\n"
-        "spec:\n"
-        "  source:\n"
-        "    awsCognitoUserPool:\n"
-        f"      arn: {pool.arn}\n"
-        f"      endpoint: {endpoint}\n"
-        "      pollInterval: 1s\n"
-        "      initialSync: baseline\n"
-        "  sink:\n"
-        f"    uri: {sink_url}\n"
-        f"    maxInFlight: {IN_FLIGHT}\n"
-        "  delivery:\n"
-        "    backoffDelay: 50ms\n"
-        "    maxBackoff: 200ms\n"
-    )
 
 
 def slow_answers(seed: int) -> Callable[[tuple[str, ...], int], tuple[int, float]]:
@@ -65,11 +45,10 @@ def test_sigkill_mid_delivery_with_overlapping_requests_loses_nothing(
     moto_server: MotoServer,
     cognito_pool: Callable[..., PoolInfo],
 ) -> None:
-    bridges, state = tmp_path / "bridges", tmp_path / "state"
-    bridges.mkdir()
+    dirs = RunDirs.under(tmp_path)
     builder = make_bridge(Target("http://127.0.0.1/"))  # only builds the events
     expected: list[tuple[str, str]] = []
-    with Outbox.open(state) as outbox:
+    with Outbox.open(dirs.state) as outbox:
         for scan in range(ROUNDS):
             events = scan_events(builder, USERS, scan)
             outbox.append_events("crash", events)  # the id of bridges/crash.yaml
@@ -77,10 +56,15 @@ def test_sigkill_mid_delivery_with_overlapping_requests_loses_nothing(
     every_id = {event_id for event_id, _ in expected}
 
     with OverlapSink(slow_answers(20261201)) as sink:
-        (bridges / "crash.yaml").write_text(
-            bridge_file(cognito_pool(), moto_server.endpoint, sink.url)
+        bridge = bridge_yaml(
+            cognito_pool(),
+            moto_server.endpoint,
+            sink.url,
+            initial_sync="baseline",
+            max_in_flight=IN_FLIGHT,
         )
-        args = ("run", str(bridges), "--state-dir", str(state))
+        dirs.write("crash.yaml", bridge)
+        args = dirs.run_args()
         proc = runner_process(*args)
         sink.wait_for_accepted(len(expected) // 3)
         assert sink.max_in_flight > 1  # killed while requests overlapped
@@ -101,7 +85,7 @@ def test_sigkill_mid_delivery_with_overlapping_requests_loses_nothing(
     assert set(seen) == every_id  # nothing lost, and nothing but the outbox's events (ids kept)
     assert len(requests) > before_restart  # the restart did deliver the rest
     assert user_order_problems(requests, expected) == []
-    with Outbox.open(state) as outbox:
+    with Outbox.open(dirs.state) as outbox:
         stats = outbox.stats("crash")
     # Each event left the outbox once, however often it was sent.
     assert (stats.pending, stats.parked, stats.delivered) == (0, 0, len(expected))

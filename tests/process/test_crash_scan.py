@@ -11,7 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
-from tests.peers.runner_process import RunnerProcess, bridge_yaml, read_status, wait_until
+from tests.peers.runner_process import (
+    RunDirs,
+    RunnerProcess,
+    bridge_yaml,
+    read_status,
+    wait_until,
+)
 from tests.peers.sink_server import SinkServer
 
 DELETED = "com.amazon.cognito-idp.user_deleted"
@@ -29,12 +35,10 @@ def test_sigkill_mid_scan_loses_nothing_resends_same_ids_and_deletes_no_one(
 ) -> None:
     pool = cognito_pool()
     names = cognito_admin.seed_users(pool, 2400)  # 40 pages: segmented from the first scan
-    bridges = tmp_path / "bridges"
-    bridges.mkdir()
-    (bridges / "big.yaml").write_text(bridge_yaml(pool, moto_server.endpoint, sink_server.url))
-    state = str(tmp_path / "state")
+    dirs = RunDirs.under(tmp_path)
+    big = dirs.write("big.yaml", bridge_yaml(pool, moto_server.endpoint, sink_server.url))
     # 8 requests/s: a whole scan takes 5 s or more, so that each kill lands inside one.
-    args = ("run", str(bridges), "--state-dir", state, "--aws-rps", "8")
+    args = dirs.run_args("--aws-rps", "8")
     rng = random.Random(20261201)
     killed_mid_scan = 0
     for round_ in range(4):
@@ -62,7 +66,7 @@ def test_sigkill_mid_scan_loses_nothing_resends_same_ids_and_deletes_no_one(
     )
     # A complete scan, whose sweep ran, is what the status file counts in `source.scans`.
     wait_until(
-        lambda: ((read_status(bridges / "big.yaml") or {}).get("source") or {}).get("scans"),
+        lambda: ((read_status(big) or {}).get("source") or {}).get("scans"),
         timeout=60,
         what="a complete scan",
     )

@@ -93,15 +93,24 @@ async def race(*workers: Awaitable[None]) -> None:
     await asyncio.gather(*workers)
 
 
-def test_a_pool_alone_gets_the_whole_rate_even_from_16_concurrent_callers() -> None:
+def busy_pools(rate: float, stop_at: int, *pools: tuple[str, int]) -> list[tuple[str, float]]:
+    """The grants (pool, virtual time) of a bucket of `rate` to busy pools, each a (key,
+    concurrent callers) asking back to back, until `stop_at` grants."""
+
     async def main() -> list[tuple[str, float]]:
-        bucket = bucket_on_this_loop(10)
+        bucket = bucket_on_this_loop(rate)
         grants: list[tuple[str, float]] = []
         until = asyncio.Event()
-        await race(callers(bucket, "big", 16, grants, until=until, stop_at=100))
+        await race(
+            *(callers(bucket, key, n, grants, until=until, stop_at=stop_at) for key, n in pools)
+        )
         return grants
 
-    times = [t for _, t in run_virtual(main)[:100]]
+    return run_virtual(main)
+
+
+def test_a_pool_alone_gets_the_whole_rate_even_from_16_concurrent_callers() -> None:
+    times = [t for _, t in busy_pools(10, 100, ("big", 16))[:100]]
     # One reservation at a time, and the next reserved the moment the last is granted:
     # every slot of the rate is used, none twice.
     assert times == pytest.approx([i / 10 for i in range(100)])
@@ -109,17 +118,7 @@ def test_a_pool_alone_gets_the_whole_rate_even_from_16_concurrent_callers() -> N
 
 
 def test_two_busy_pools_take_turns_whatever_their_concurrency() -> None:
-    async def main() -> list[tuple[str, float]]:
-        bucket = bucket_on_this_loop(10)
-        grants: list[tuple[str, float]] = []
-        until = asyncio.Event()
-        await race(
-            callers(bucket, "big", 16, grants, until=until, stop_at=200),
-            callers(bucket, "small", 1, grants, until=until, stop_at=200),
-        )
-        return grants
-
-    grants = run_virtual(main)[:200]
+    grants = busy_pools(10, 200, ("big", 16), ("small", 1))[:200]
     keys = [key for key, _ in grants]
     # Strictly in turn once both want requests: the big pool's first caller, granted at
     # once, hands its lane on before the small pool has asked.
@@ -130,18 +129,7 @@ def test_two_busy_pools_take_turns_whatever_their_concurrency() -> None:
 
 
 def test_three_pools_get_equal_shares() -> None:
-    async def main() -> list[tuple[str, float]]:
-        bucket = bucket_on_this_loop(30)
-        grants: list[tuple[str, float]] = []
-        until = asyncio.Event()
-        await race(
-            callers(bucket, "a", 16, grants, until=until, stop_at=300),
-            callers(bucket, "b", 4, grants, until=until, stop_at=300),
-            callers(bucket, "c", 1, grants, until=until, stop_at=300),
-        )
-        return grants
-
-    keys = [key for key, _ in run_virtual(main)[:300]]
+    keys = [key for key, _ in busy_pools(30, 300, ("a", 16), ("b", 4), ("c", 1))[:300]]
     counts = [keys.count(k) for k in "abc"]
     assert max(counts) - min(counts) <= 2, counts  # the first turns go to who asked first
     assert keys[10:] == ["a", "b", "c"] * 96 + ["a", "b"]
