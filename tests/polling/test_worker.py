@@ -92,6 +92,10 @@ def test_cancelled_mid_delivery_the_rest_stays_pending(
     pool = cognito_pool()
     cognito_admin.seed_users(pool, 8)
     bridge = make_bridge(pool, moto_server.endpoint, sink_server.url)
+    # One request at a time, so that the third (held by the sink) is the one cancelled and
+    # the five after it are not sent at all; overlapping requests cancelled mid-flight:
+    # tests/delivery/test_overlap.py.
+    bridge = replace(bridge, sink=replace(bridge.sink, max_in_flight=1))
     sink_server.script(Reply(202), Reply(202), Reply(202, delay=30.0))
 
     async def interrupted() -> None:
