@@ -200,14 +200,13 @@ class Deliverer:
             )
 
     def _load_page(self, after: int, limit: int) -> list[Unit | Unencodable]:
-        """The oldest pending events after seq `after` (a page of them, out of the `limit`
-        oldest pending), cut into sends of at most `capacity` and encoded.
+        """Up to `limit` of the oldest pending events after seq `after`, cut into sends of
+        at most `capacity` and encoded.
 
         In a worker thread: reading and encoding is CPU work the loop need not do; the
         window reads the next page there while this one is sent.
         """
-        pending = self._outbox.pending(self._bridge_id, limit)
-        page = [ev for ev in pending if ev.seq > after][: self._page_size]
+        page = self._outbox.pending(self._bridge_id, limit, after=after)
         return cut_into_units(page, self._sink.capacity, self._sink.encode)
 
     async def _deliver(self, unit: Unit, stop: asyncio.Event | None) -> bool:

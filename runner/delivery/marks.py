@@ -2,7 +2,6 @@
 
     marks = DeliveredMarks(outbox, bridge_id)
     marks.add(seqs)          the sink accepted these events (any order: marks are by seq)
-    marks.uncommitted        how many accepted events are not committed yet
     await marks.flush()      wait until every seq added so far is committed
 
 Accepted seqs are committed in a worker thread while the next requests are on the wire:
@@ -43,17 +42,12 @@ class DeliveredMarks:
         self._outbox = outbox
         self._bridge_id = bridge_id
         self._queued: list[int] = []
-        self._committing = 0  # seqs in the commit under way
         # Seqs ever added, and ever settled (committed, or lost with a failed commit: those
         # stay pending in the outbox and are sent again): `flush`'s yardstick.
         self._added = 0
         self._settled = 0
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-
-    @property
-    def uncommitted(self) -> int:
-        return len(self._queued) + self._committing
 
     def add(self, seqs: Sequence[int]) -> None:
         self._surface()  # a failed commit is raised now rather than at the next flush
@@ -80,11 +74,9 @@ class DeliveredMarks:
     async def _commit(self) -> None:
         while self._queued:
             seqs, self._queued = self._queued, []
-            self._committing = len(seqs)
             try:
                 await asyncio.to_thread(self._outbox.mark_delivered, self._bridge_id, seqs)
             finally:
-                self._committing = 0
                 self._settled += len(seqs)
 
     def _surface(self) -> None:

@@ -20,8 +20,8 @@ that failed retry one at a time (the deliverer's probe), not `max_in_flight` at 
 
 Reading: the outbox is read ahead in pages (`read(after_seq, limit)`, in a worker thread)
 while the current page is sent, each page only events after the highest seq this drain
-already read: units in flight and accepted-but-uncommitted events are still pending in
-the outbox, so `limit` is the page plus those, and nothing is read twice. When a read finds
+already read (units in flight and accepted-but-uncommitted events are still pending in the
+outbox; the query skips them), so nothing is read twice. When a read finds
 nothing new and the window is idle, the marks are flushed and the outbox is read once more
 from its start (catching events unparked meanwhile); empty, the drain is over. The next
 page is read only while at most half a page waits to start, so a drain holds about one and
@@ -163,7 +163,6 @@ class _Drain:
     ended: list[asyncio.Task[bool]] = field(default_factory=list)
     reading: asyncio.Task[list[Item]] | None = None
     cursor: int = 0  # the highest seq read since the last read from the start
-    held: int = 0  # events read and not finished (queued or in flight)
     exhausted: bool = False  # the last read found nothing after `cursor`
 
     @property
@@ -239,8 +238,9 @@ class Window:
             await self._admit(drain, items)
         low = drain.gate.waiting_events <= self._page_size // 2
         if drain.reading is None and not drain.exhausted and low:
-            limit = self._page_size + drain.held + self._marks.uncommitted
-            drain.reading = asyncio.create_task(asyncio.to_thread(self._read, drain.cursor, limit))
+            drain.reading = asyncio.create_task(
+                asyncio.to_thread(self._read, drain.cursor, self._page_size)
+            )
             drain.reading.add_done_callback(lambda _: self._wake.set())
         self._start_ready(drain)
         if drain.exhausted and drain.idle:
@@ -258,7 +258,6 @@ class Window:
                 await self._park([item.event], item.error)
             else:
                 drain.cursor = max(drain.cursor, item.events[-1].seq)
-                drain.held += len(item.events)
                 drain.gate.admit(item)
 
     def _start_ready(self, drain: _Drain) -> None:
@@ -284,7 +283,6 @@ class Window:
             return await self._send(unit, drain.stop)
         finally:
             drain.gate.finish(unit)
-            drain.held -= len(unit.events)
 
     async def _wake_on(self, stop: asyncio.Event) -> None:
         await stop.wait()

@@ -102,16 +102,17 @@ class Outbox(Snapshots, Retention):
             record_activity(conn, bridge_id, now)
         return seqs
 
-    def pending(self, bridge_id: str, limit: int) -> list[OutboxEvent]:
-        """Up to `limit` pending (not parked) events of the bridge, lowest seq first.
+    def pending(self, bridge_id: str, limit: int, *, after: int = 0) -> list[OutboxEvent]:
+        """Up to `limit` pending (not parked) events of the bridge with a seq above `after`,
+        lowest seq first (`after`: delivery reads ahead past what it already holds).
 
         Attributes and data come as `StoredJson`: parsed only when read, and their stored
         text can be sent as is (see `runner.delivery.encodings.to_structured_json`)."""
         with self._reading() as conn:
             rows = conn.execute(
                 f"SELECT {_EVENT_COLUMNS} FROM events"  # noqa: S608
-                " WHERE bridge_id = ? AND state = ? ORDER BY seq LIMIT ?",
-                (bridge_id, PENDING, limit),
+                " WHERE bridge_id = ? AND state = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (bridge_id, PENDING, after, limit),
             ).fetchall()
         return [_outbox_event(bridge_id, row) for row in rows]
 

@@ -17,8 +17,9 @@ class OutboxPort(Protocol):
     """What delivery needs from the outbox. Methods are synchronous (SQLite); async callers
     run them with `asyncio.to_thread`. Every method commits before it returns."""
 
-    def pending(self, bridge_id: str, limit: int) -> list[OutboxEvent]:
-        """Up to `limit` events not yet delivered, dead-lettered or parked, oldest first."""
+    def pending(self, bridge_id: str, limit: int, *, after: int = 0) -> list[OutboxEvent]:
+        """Up to `limit` events with a seq above `after` not yet delivered, dead-lettered or
+        parked, oldest first."""
         ...
 
     def mark_delivered(self, bridge_id: str, seqs: Sequence[int]) -> None:

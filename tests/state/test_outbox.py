@@ -289,6 +289,10 @@ def test_pending_is_oldest_first_per_bridge_with_a_limit(outbox: Outbox) -> None
     assert pending[0].bridge_id == BRIDGE and pending[0].attempts == 0
     assert [e.event_id for e in outbox.pending(BRIDGE, 2)] == ["id-1", "id-2"]
     assert [e.event_id for e in outbox.pending("other", 10)] == ["id-3"]
+    # Reading ahead past what delivery already holds: only later seqs, the limit theirs.
+    assert [e.event_id for e in outbox.pending(BRIDGE, 10, after=seqs[0])] == ["id-2", "id-4"]
+    assert [e.event_id for e in outbox.pending(BRIDGE, 1, after=seqs[0])] == ["id-2"]
+    assert outbox.pending(BRIDGE, 10, after=seqs[3]) == []
 
 
 def test_pending_events_hold_their_stored_json_text(outbox: Outbox) -> None:
