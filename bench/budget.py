@@ -171,7 +171,7 @@ async def poll_loop(
         finished = time.monotonic()
         polled.throttles += result.throttles
         if result.complete:
-            polled.counters.scan_completed(started, finished, interval)
+            polled.counters.scan_completed(finished, interval)
             polled.durations.append(finished - started)
             if polled.counters.scan_period is not None:
                 polled.periods.append(polled.counters.scan_period)

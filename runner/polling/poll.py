@@ -76,7 +76,6 @@ class Poller:
         )
         self._on_events = on_events
         self._described = False
-        self._started = 0.0  # monotonic start of the poll in progress
         self._estimated_users = 0  # DescribeUserPool's EstimatedNumberOfUsers
         # False once a segmented scan left a known user no segment covers (see `_sweep`).
         self._segments_cover_the_pool = True
@@ -86,8 +85,7 @@ class Poller:
         is no `BridgeRunnerError`, a bug): failures are recorded in the counters and health,
         and an incomplete scan commits no deletions."""
         self.counters.last_poll_time = datetime.now(UTC)
-        self._started = time.monotonic()
-        self.counters.scan_started(self._started)
+        self.counters.scan_started(time.monotonic())
         try:
             if not self._described:
                 self._estimated_users = await self.pool.describe() or 0
@@ -144,7 +142,7 @@ class Poller:
         counters.last_successful_poll_time = datetime.now(UTC)
         counters.last_error = None
         interval = self.bridge.source.poll_interval
-        counters.scan_completed(self._started, time.monotonic(), interval)
+        counters.scan_completed(time.monotonic(), interval)
         tracked = plural(counters.users_tracked, "user")
         behind = counters.falling_behind()  # still Ready: the events are right, only late
         message = f"{tracked} tracked" + (f"; {behind}" if behind else "")

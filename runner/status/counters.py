@@ -82,8 +82,12 @@ class SourceCounters:
             self._last_complete_start = None
         self._started = at
 
-    def scan_completed(self, started_at: float, finished_at: float, poll_interval: float) -> None:
-        """The poll that started at `started_at` read the whole pool (monotonic seconds)."""
+    def scan_completed(self, finished_at: float, poll_interval: float) -> None:
+        """The poll under way (since `scan_started`) read the whole pool, done at
+        `finished_at` (monotonic seconds)."""
+        started_at = self._started
+        if started_at is None:
+            raise RuntimeError("scan_completed without scan_started")
         if self._last_complete_start is not None:
             self.scan_period = started_at - self._last_complete_start
         self._last_complete_start = started_at

@@ -193,10 +193,10 @@ def test_the_scan_period_and_whether_it_keeps_up_are_gauges_per_bridge() -> None
     behind = SourceCounters()
     for start, end in ((0.0, 12.0), (12.0, 24.5)):  # 5 s asked for, 12 s achieved
         behind.scan_started(start)
-        behind.scan_completed(start, end, 5.0)
+        behind.scan_completed(end, 5.0)
     on_time = SourceCounters()
     on_time.scan_started(0.0)
-    on_time.scan_completed(0.0, 0.2, 30.0)  # one scan so far: no period, but in time
+    on_time.scan_completed(0.2, 30.0)  # one scan so far: no period, but in time
     for bridge_id, counters in (("behind", behind), ("on-time", on_time)):
         reconciler.running[bridge_id] = FakeRunning(FakePoller(counters, SinkCounters()))
         reconciler.decided[bridge_id] = decided(running=True)
@@ -225,7 +225,7 @@ def test_the_openmetrics_exposition_is_well_formed() -> None:
 
     reconciler = three_bridges()
     reconciler.running["team/a"].poller.source_counters.scan_started(0.0)
-    reconciler.running["team/a"].poller.source_counters.scan_completed(0.0, 1.0, 5.0)
+    reconciler.running["team/a"].poller.source_counters.scan_completed(1.0, 5.0)
     registry = CollectorRegistry()
     registry.register(RunnerCollector(lambda: take_snapshot(reconciler, RequestBudgets(10.0))))
     families = list(parse_om(generate_om(registry).decode()))

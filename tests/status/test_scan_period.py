@@ -18,7 +18,7 @@ def scans(counters: SourceCounters, interval: float, *polls: tuple[float, float 
     for start, end in polls:
         counters.scan_started(start)
         if end is not None:
-            counters.scan_completed(start, end, interval)
+            counters.scan_completed(end, interval)
 
 
 def test_nothing_is_known_before_a_scan_completes() -> None:
