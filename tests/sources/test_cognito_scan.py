@@ -277,6 +277,24 @@ def test_transient_5xx_is_survived(
     assert usernames(result) == names
 
 
+def test_a_page_whose_connections_all_drop_is_asked_again(
+    clients: CognitoClients,
+    cognito_pool: Callable[..., PoolInfo],
+    cognito_admin: CognitoAdmin,
+    cognito_proxy: CognitoProxy,
+) -> None:
+    # Every boto3 attempt at the first page loses its connection mid-answer. The endpoint
+    # was reached, so the page is asked again like a 5xx (with 16 segments, two 500s and a
+    # drop on one request failed the scan now and then).
+    pool = cognito_pool()
+    names = cognito_admin.seed_users(pool, 70)
+    cognito_proxy.drop_next(FAST.max_attempts)
+    result = scan(clients, source_for(pool, cognito_proxy.endpoint))
+    assert result.complete, result.error
+    assert usernames(result) == names
+    assert cognito_proxy.count("ListUsers") == FAST.max_attempts + 2
+
+
 def test_segmented_scan_is_incomplete_if_any_segment_fails(
     clients: CognitoClients,
     cognito_pool: Callable[..., PoolInfo],

@@ -13,6 +13,7 @@ from __future__ import annotations
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectionClosedError,
     ConnectionError,
     CredentialRetrievalError,
     HTTPClientError,
@@ -112,6 +113,11 @@ def translate_error(exc: BaseException, *, what: str) -> BridgeRunnerError | Non
         return SourceUnavailable(
             f"{what}: the endpoint did not answer in time", reason="EndpointUnreachable"
         )
+    if isinstance(exc, ConnectionClosedError):
+        # The endpoint was reached and dropped the connection mid-answer, as a restarting
+        # or overloaded server does: a failure of the service, asked again like a 5xx, not
+        # an endpoint that cannot be reached.
+        return SourceUnavailable(f"{what}: {scrub(str(exc))}", reason="ServiceError")
     if isinstance(exc, (ConnectionError, HTTPClientError)):
         # botocore's text names the URL and the socket error, never a header.
         return SourceUnavailable(f"{what}: {scrub(str(exc))}", reason="EndpointUnreachable")
