@@ -1,5 +1,8 @@
-"""Sending one given-up event to the dead-letter sink, with Knative's error extensions.
+"""What happens to events given up or refused: dead-lettered, or parked.
 
+    GivingUp(bridge_id, outbox, counters, marks, sink_uri, dead_letter, retry=)
+    await giving_up.give_up(events, failure, stop)   each dead-lettered (or parked), in order
+    await giving_up.park(events, error)              kept in the outbox, counted, not sent
     await send_dead_letter(dead_letter, ev, extensions, retry) -> SendOutcome | None
 
 The dead-letter sink is the last resort, but a broken one must not hold the bridge back: it
@@ -12,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from runner._kits.wording import plural
+from runner.delivery.marks import DeliveredMarks
 from runner.delivery.policy import (
     ACCEPTED,
     DEAD_LETTER_RETRIES,
@@ -23,9 +28,11 @@ from runner.delivery.policy import (
     outcome_of,
     retry_delay,
 )
-from runner.delivery.texts import safe_uri
+from runner.delivery.texts import knative_error_extensions, safe_uri
 from runner.errors import SinkMisconfigured, SinkRejected, SinkUnavailable
 from runner.model import Delivery, OutboxEvent
+from runner.state.ports import OutboxPort
+from runner.status.counters import SinkCounters
 
 if TYPE_CHECKING:
     from runner.delivery.sinks import EventSender
@@ -82,3 +89,73 @@ async def send_dead_letter(
             return ACCEPTED
         if not await retry.wait(delay, retry.stop):
             return None
+
+
+class GivingUp:
+    """Dead-letters or parks one bridge's given-up events, recording it in the outbox and the
+    counters (the deliverer's; it calls in from its sends)."""
+
+    def __init__(
+        self,
+        bridge_id: str,
+        outbox: OutboxPort,
+        counters: SinkCounters,
+        marks: DeliveredMarks,
+        sink_uri: str,
+        dead_letter: EventSender[Any] | None,
+        *,
+        retry: Callable[[asyncio.Event | None], DeadLetterRetry],
+    ) -> None:
+        self._bridge_id = bridge_id
+        self._outbox = outbox
+        self._counters = counters
+        self._marks = marks
+        self._sink_uri = sink_uri
+        self._dead_letter = dead_letter
+        self._retry = retry
+
+    async def give_up(
+        self,
+        events: Sequence[OutboxEvent],
+        failure: SinkUnavailable | SinkRejected,
+        stop: asyncio.Event | None,
+    ) -> bool:
+        """Dead-letter (or park) each of `events`, in order; False if stopped first."""
+        await self._marks.flush()  # keep the outbox's story in order: delivered before given up
+        error = str(failure)
+        for ev in events:
+            if self._dead_letter is None:
+                await self.park([ev], error)
+                continue
+            extensions = knative_error_extensions(self._sink_uri, outcome_of(failure))
+            result = await send_dead_letter(self._dead_letter, ev, extensions, self._retry(stop))
+            if result is None:
+                return False
+            if result.accepted:
+                await asyncio.to_thread(
+                    self._outbox.mark_dead_lettered, self._bridge_id, [ev.seq], error
+                )
+                self._counters.dead_lettered += 1
+                self._counters.pending = max(0, self._counters.pending - 1)
+                log.warning(
+                    "bridge %s: event %s dead-lettered: %s", self._bridge_id, ev.event_id, error
+                )
+            else:
+                self._counters.last_error = f"dead-letter sink: {result.error}"
+                await self.park([ev], f"{error}; dead-letter sink failed too: {result.error}")
+        return True
+
+    async def park(self, events: Sequence[OutboxEvent], error: str) -> None:
+        """Keep `events` in the outbox, parked: counted, never sent until unparked."""
+        await self._marks.flush()
+        seqs = [ev.seq for ev in events]
+        await asyncio.to_thread(self._outbox.park, self._bridge_id, seqs, error)
+        self._counters.parked += len(seqs)
+        self._counters.pending = max(0, self._counters.pending - len(seqs))
+        self._counters.last_error = error
+        log.warning(
+            "bridge %s: %s parked in the outbox: %s",
+            self._bridge_id,
+            plural(len(seqs), "event"),
+            error,
+        )

@@ -57,7 +57,17 @@ Counters (`SinkCounters`): `delivered`, `dead_lettered` and `parked` count event
 and on `refresh_gauges()` (only the deliverer writes them); `last_error` is a
 status line or exception class and message, never a header value or a response body.
 
-Why `maxInFlight` is 16 by default: the measurements in `runner.delivery.lanes`.
+Why these numbers (`bench/httpclients.py`, 2 cores shared with other work, loopback sink in
+its own process, medians of 3): one httpx connection pool slows as its requests in flight
+grow -- sink answering at once: ~1,160 POST/s at 1 in flight, ~650 at 16, ~260 at 64 --
+while one pool per request in flight holds 1,200-1,500/s; so the runner's one client
+spreads requests over 16 pools (`runner.delivery.lanes`: ~1,190/s at 16, ~1,510 at 64).
+With the sink answering after 20 ms, throughput grows with the requests in flight up to
+~16 (lanes: 45/s at 1, ~280 at 8, ~580 at 16, no better at 32 on 2 cores; one pool falls
+to ~150/s at 32). Hence `maxInFlight` 16 by default: past it this machine's CPU, not the
+sink, is the limit, and 16 lanes give a bridge about a pool per request. aiohttp was
+measured too (4-10x httpx with the sink answering at once, ~1.2x at 20 ms) but is not a
+dependency of the runner.
 """
 
 from __future__ import annotations
@@ -66,7 +76,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,15 +86,14 @@ import httpx
 
 from runner._kits.aio import sleep_or_wake
 from runner._kits.wording import plural
-from runner.delivery.dead_letters import DeadLetterRetry, send_dead_letter
+from runner.delivery.dead_letters import DeadLetterRetry, GivingUp
 from runner.delivery.marks import DeliveredMarks
 from runner.delivery.policy import (
     PartialFailure,
-    outcome_of,
     retry_delay,
 )
 from runner.delivery.sinks import EventSender, open_sender
-from runner.delivery.texts import knative_error_extensions, safe_uri
+from runner.delivery.texts import safe_uri
 from runner.delivery.window import Unencodable, Unit, Window, cut_into_units
 from runner.errors import SinkMisconfigured, SinkRejected, SinkUnavailable
 from runner.model import Bridge, OutboxEvent
@@ -145,6 +154,15 @@ class Deliverer:
         capacity = self._sink.capacity
         self._page_size = capacity * max(1, PAGE_EVENTS // capacity)
         self._marks = DeliveredMarks(outbox, bridge.id)
+        self._giving_up = GivingUp(
+            bridge.id,
+            outbox,
+            counters,
+            self._marks,
+            self._sink.uri,
+            self._dead_letter,
+            retry=lambda stop: DeadLetterRetry(bridge.id, self._delivery, rng, self._wait, stop),
+        )
         # A file sink is one local file, fsync'd per write: nothing to gain from overlap.
         in_flight = 1 if bridge.sink.target.is_file else bridge.sink.max_in_flight
         self._window = Window(
@@ -152,7 +170,7 @@ class Deliverer:
             self._page_size,
             read=self._load_page,
             send=self._deliver,
-            park=self._park,
+            park=self._giving_up.park,
             marks=self._marks,
         )
         self._probe = asyncio.Lock()  # held by the one unit re-trying a failing sink
@@ -208,7 +226,7 @@ class Deliverer:
         if retry_limit is not None and failures > retry_limit:
             # Given up in an earlier run that stopped before the dead letter was written.
             exhausted = SinkUnavailable("retries exhausted in an earlier run")
-            return await self._give_up(unit, exhausted, stop)
+            return await self._giving_up.give_up(unit.events, exhausted, stop)
         return await self._send_until_done(unit, failures, stop)
 
     async def _send_until_done(self, unit: Unit, failures: int, stop: asyncio.Event | None) -> bool:
@@ -239,7 +257,7 @@ class Deliverer:
                 failed = self._failed(unavailable)
                 failures += 1
                 if await self._attempt_failed(unit, unavailable, failures):
-                    return await self._give_up(unit, unavailable, stop)
+                    return await self._giving_up.give_up(unit.events, unavailable, stop)
             else:
                 self._on_delivered(unit)
                 return True
@@ -291,7 +309,7 @@ class Deliverer:
                 self._counters.last_error = str(failure)
                 message = f"sink refused an event: {failure}"
                 self._ready = Condition.of("SinkReady", False, failure.reason, message)
-                if not await self._give_up(Unit((ev,), None), failure, stop):
+                if not await self._giving_up.give_up((ev,), failure, stop):
                     return False
             elif failure is not None:
                 retry.append(ev)
@@ -309,7 +327,7 @@ class Deliverer:
             return await self._split(unit, refused, recorded, stop)
         message = f"sink refused an event: {refused}"
         self._ready = Condition.of("SinkReady", False, refused.reason, message)
-        return await self._give_up(unit, refused, stop)
+        return await self._giving_up.give_up(unit.events, refused, stop)
 
     def _failed(
         self, failure: SinkUnavailable | SinkMisconfigured
@@ -419,55 +437,6 @@ class Deliverer:
         self._counters.last_delivery_time = datetime.now(UTC)
         if self._ready.status != "True":
             self._ready = Condition("SinkReady", "True", "Delivered", "the sink accepts events")
-
-    async def _give_up(
-        self,
-        unit: Unit,
-        failure: SinkUnavailable | SinkRejected,
-        stop: asyncio.Event | None,
-    ) -> bool:
-        """Dead-letter (or park) each event of `unit`, in order; False if stopped first."""
-        await self._marks.flush()  # keep the outbox's story in order: delivered before given up
-        error = str(failure)
-        for ev in unit.events:
-            if self._dead_letter is None:
-                await self._park([ev], error)
-                continue
-            result = await send_dead_letter(
-                self._dead_letter,
-                ev,
-                knative_error_extensions(self._sink.uri, outcome_of(failure)),
-                DeadLetterRetry(self._bridge_id, self._delivery, self._rng, self._wait, stop),
-            )
-            if result is None:
-                return False
-            if result.accepted:
-                await asyncio.to_thread(
-                    self._outbox.mark_dead_lettered, self._bridge_id, [ev.seq], error
-                )
-                self._counters.dead_lettered += 1
-                self._counters.pending = max(0, self._counters.pending - 1)
-                log.warning(
-                    "bridge %s: event %s dead-lettered: %s", self._bridge_id, ev.event_id, error
-                )
-            else:
-                self._counters.last_error = f"dead-letter sink: {result.error}"
-                await self._park([ev], f"{error}; dead-letter sink failed too: {result.error}")
-        return True
-
-    async def _park(self, events: Sequence[OutboxEvent], error: str) -> None:
-        await self._marks.flush()
-        seqs = [ev.seq for ev in events]
-        await asyncio.to_thread(self._outbox.park, self._bridge_id, seqs, error)
-        self._counters.parked += len(seqs)
-        self._counters.pending = max(0, self._counters.pending - len(seqs))
-        self._counters.last_error = error
-        log.warning(
-            "bridge %s: %s parked in the outbox: %s",
-            self._bridge_id,
-            plural(len(seqs), "event"),
-            error,
-        )
 
     async def refresh_gauges(self) -> None:
         """Read `pending` and `parked` from the outbox: this deliverer is their one writer

@@ -11,18 +11,6 @@ over one pool per few requests holds ~1,000-1,250/s. `LaneTransport` is that spr
 one client: each request goes to the lane (an `httpx.AsyncHTTPTransport`, its own pool)
 with the fewest requests under way, ties to the lowest, so that one bridge sending one at
 a time keeps using one warm connection.
-
-Why these numbers (`bench/httpclients.py`, 2 cores shared with other work, loopback sink in
-its own process, medians of 3): one httpx connection pool slows as its requests in flight
-grow -- sink answering at once: ~1,160 POST/s at 1 in flight, ~650 at 16, ~260 at 64 --
-while one pool per request in flight holds 1,200-1,500/s; so the runner's one client
-spreads requests over 16 pools (`runner.delivery.lanes`: ~1,190/s at 16, ~1,510 at 64).
-With the sink answering after 20 ms, throughput grows with the requests in flight up to
-~16 (lanes: 45/s at 1, ~280 at 8, ~580 at 16, no better at 32 on 2 cores; one pool falls
-to ~150/s at 32). Hence `maxInFlight` 16 by default: past it this machine's CPU, not the
-sink, is the limit, and 16 lanes give a bridge about a pool per request. aiohttp was
-measured too (4-10x httpx with the sink answering at once, ~1.2x at 20 ms) but is not a
-dependency of the runner.
 """
 
 from __future__ import annotations
