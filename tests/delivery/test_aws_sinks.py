@@ -9,6 +9,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +268,30 @@ def test_no_secret_of_the_auth_reaches_logs_status_or_dead_letters(
         for value in KEY_ENV.values():
             assert value not in text
     assert dead_letters(harness)
+
+
+def test_an_assumed_role_signs_the_sink_requests_and_is_never_logged(
+    make_harness: Callable[..., Harness],
+    aws_admin: AwsAdmin,
+    aws_proxy: AwsProxy,
+    moto_server: MotoServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server.endpoint)  # STS answered by moto
+    url, arn = aws_admin.queue()
+    target = aws_target(arn, aws_proxy.endpoint)
+    assert target.aws is not None
+    auth = replace(target.aws.auth, assume_role_arn="arn:aws:iam::123456789012:role/writer")
+    target = replace(target, aws=replace(target.aws, auth=auth))
+    harness = make_harness(target, env=KEY_ENV)
+    sent = harness.append(3)
+    with caplog.at_level(logging.DEBUG):
+        harness.run()
+    assert sorted(e["id"] for e in aws_admin.bodies(url)) == sorted(sent)
+    seen = aws_proxy.requests[-1]
+    temporary_key = seen.authorization.split("Credential=", 1)[1].split("/", 1)[0]
+    assert temporary_key != KEY_ENV["BRIDGE_VAR_AK"]  # signed with the role's credentials
+    assert seen.security_token
+    for secret in (*KEY_ENV.values(), temporary_key, seen.security_token):
+        assert secret not in caplog.text
