@@ -24,7 +24,8 @@ looked up once with `GetQueueUrl`) is built on first use from the target's `auth
 (`runner.aws.credentials`: static keys resolved then, an assumed role refreshed by
 botocore, else boto3's default chain) and its `endpoint` (None: boto3 applies
 `AWS_ENDPOINT_URL_<SERVICE>` / `AWS_ENDPOINT_URL`); credentials AWS does not recognise drop
-it, so that the next try resolves the secrets again (they may have been rotated).
+it, so that the next try resolves the secrets again (they may have been rotated). botocore's
+service models are loaded once for all of them (`_data_loader`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.credentials import Credentials
+from botocore.loaders import Loader, create_loader
 
 from runner import __version__, defaults
 from runner.aws.botocore_logs import guard_botocore_logs
@@ -59,15 +61,26 @@ EntryResult = SinkUnavailable | SinkRejected | None  # None: taken
 Failure = SinkUnavailable | SinkRejected
 
 _executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
+_loader: Loader | None = None
+_shared_lock = threading.Lock()
 
 
 def _pool() -> ThreadPoolExecutor:
     global _executor
-    with _executor_lock:
+    with _shared_lock:
         if _executor is None:
             _executor = ThreadPoolExecutor(AWS_SINK_THREADS, thread_name_prefix="aws-sink")
         return _executor
+
+
+def _data_loader() -> Loader:
+    """botocore's service models, loaded once for every AWS sink's session: a client on a
+    fresh session reads and parses them again (~200 ms; ~20 ms with them shared)."""
+    global _loader
+    with _shared_lock:
+        if _loader is None:
+            _loader = create_loader()
+        return _loader
 
 
 class AwsSender:
@@ -176,6 +189,7 @@ class AwsSender:
             user_agent_extra=f"bridge-runner/{__version__}",
         )
         session = botocore.session.Session()
+        session.register_component("data_loader", _data_loader())
         credentials: Credentials | None = Credentials(*static) if static else None
         if self._aws.auth.assume_role_arn:
             credentials = assumed_role_credentials(
@@ -197,7 +211,17 @@ class AwsSender:
         return client
 
     def _put(self, client: Any, entries: Sequence[AwsEntry]) -> list[EntryResult]:
-        """One batch request; each entry's result, in order."""
+        """One batch request; each entry's result, in order (`SinkUnavailable` if the answer
+        does not have one per entry: nothing in it can be trusted)."""
+        results = self._put_entries(client, entries)
+        if len(results) != len(entries):
+            raise SinkUnavailable(
+                f"the service answered {len(results)} results for {len(entries)} entries",
+                reason="SinkError",
+            )
+        return results
+
+    def _put_entries(self, client: Any, entries: Sequence[AwsEntry]) -> list[EntryResult]:
         if self._service == "kinesis":
             answer = client.put_records(
                 StreamARN=self._aws.arn.arn, Records=[dict(e.fields) for e in entries]

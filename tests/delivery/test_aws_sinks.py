@@ -295,3 +295,22 @@ def test_an_assumed_role_signs_the_sink_requests_and_is_never_logged(
     assert seen.security_token
     for secret in (*KEY_ENV.values(), temporary_key, seen.security_token):
         assert secret not in caplog.text
+
+
+def test_a_request_failing_after_another_of_its_unit_was_taken_retries_only_its_entries(
+    make_harness: Callable[..., Harness], aws_admin: AwsAdmin, aws_proxy: AwsProxy
+) -> None:
+    url, arn = aws_admin.queue()
+    harness = make_harness(aws_target(arn, aws_proxy.endpoint), env=KEY_ENV)
+    sent = append_scans(harness, users=3, scans=2)  # one unit, two requests: one per scan
+
+    def second_request(body: dict[str, Any]) -> bool:
+        return any(sent[3] in entry["MessageBody"] for entry in body.get("Entries", []))
+
+    aws_proxy.error_next(
+        1, "ThrottlingException", operation="SendMessageBatch", where=second_request
+    )
+    harness.run()
+    assert_once_in_order(aws_admin.bodies(url), sent)
+    assert harness.counters.retried == 3  # the second request's entries, not the first's
+    assert len(harness.sleeps.delays) == 1
