@@ -131,3 +131,10 @@ def test_diffcommit_bench_quick_runs() -> None:
         ours, ours_cpu, bare, ratio = line[len(case) :].split()[:4]
         assert float(ours) > 0 and float(ours_cpu) > 0 and float(bare) > 0
         assert ratio.endswith("x") and float(ratio.rstrip("x")) > 0
+
+
+def test_aws_sinks_bench_quick() -> None:
+    out = run_bench("aws_sinks.py", timeout=300)
+    assert out.startswith("aws sinks: 200 events, median of 1 run(s) each")
+    for sink in ("sqs", "kinesis"):
+        assert re.search(rf"^{sink} +\d+ +\d+ +\d+\.\d\dx$", out, re.M)
