@@ -143,20 +143,26 @@ class EventView:
         return data
 
     def parts(self, user: UserRecord) -> dict[str, str]:
-        """The keyed digest of each part of the user's record (see the module docstring)."""
-        key = hashlib.blake2b(ascii((self.salt, user.username)).encode(), digest_size=32).digest()
+        """The keyed digest of each part of the user's record (see the module docstring).
+
+        One keyed hasher per user, copied for each part: a keyed constructor per part costs
+        three times as much, and a backfill of 100,000 users computes 700,000 of them."""
+        key = hashlib.blake2b(ascii((self.salt, user.username)).encode(), digest_size=32)
+        keyed = hashlib.blake2b(key=key.digest(), digest_size=8)
         raw = user.raw
-        texts = {attr["Name"]: attr.get("Value", "") for attr in raw.get("Attributes") or ()}
+        texts = [(attr["Name"], attr.get("Value", "")) for attr in raw.get("Attributes") or ()]
         mfa = raw.get("MFAOptions") or ()
-        texts["@Enabled"] = ascii(raw["Enabled"])
-        texts["@UserStatus"] = ascii(raw["UserStatus"])
-        texts["@MFAOptions"] = ascii(
-            sorted((opt["AttributeName"], opt["DeliveryMedium"]) for opt in mfa)
+        texts.append(("@Enabled", ascii(raw["Enabled"])))
+        texts.append(("@UserStatus", ascii(raw["UserStatus"])))
+        texts.append(
+            ("@MFAOptions", ascii(sorted((o["AttributeName"], o["DeliveryMedium"]) for o in mfa)))
         )
-        return {
-            name: hashlib.blake2b(str(text).encode(), key=key, digest_size=8).hexdigest()
-            for name, text in texts.items()
-        }
+        parts: dict[str, str] = {}
+        for name, text in texts:
+            digest = keyed.copy()
+            digest.update(str(text).encode())
+            parts[name] = digest.hexdigest()
+        return parts
 
     def changed(self, before: Mapping[str, str], now: Mapping[str, str]) -> tuple[str, ...]:
         """The sorted visible names whose digest differs (added and removed ones too)."""
@@ -170,7 +176,8 @@ class EventView:
 
 
 def parts_json(parts: Mapping[str, str]) -> str:
-    return json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    # Unsorted: parts are compared as mappings, so their order is not part of the state.
+    return json.dumps(parts, separators=(",", ":"))
 
 
 def normalize_user(raw: Mapping[str, Any]) -> dict[str, Any]:
