@@ -41,7 +41,7 @@ def test_replay_and_resync_reach_a_running_runner(
     dirs = RunDirs.under(tmp_path)
     bridge = dirs.write("signups.yaml", bridge_yaml(pool, moto_server.endpoint, sink_server.url))
     sink_server.script(Reply(400), Reply(400))  # refused, no dead-letter sink: parked
-    runner_process(*dirs.run_args())
+    proc = runner_process(*dirs.run_args())
     wait_until(lambda: parked(bridge) == 2, what="two parked events in the status")
     refused = sink_server.ids()
     assert len(refused) == 2 and sink_server.ids(accepted_only=True) == []
@@ -59,3 +59,4 @@ def test_replay_and_resync_reach_a_running_runner(
         ("bob", "updated"),
     ]
     assert sink_server.problems == []
+    assert proc.terminate() == 0  # before the sink and the pool go: a quick, clean end
