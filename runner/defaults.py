@@ -39,6 +39,8 @@ BACKOFF_DELAY: Final = 0.5
 MAX_BACKOFF: Final = 300.0
 # spec
 SUSPEND: Final = False
+# spec.events
+CHANGE_TYPES: Final = ("created", "updated", "deleted")
 
 # Each default above under the dotted path of its field in a bridge file.
 BRIDGE_FIELDS: Final[Mapping[str, object]] = MappingProxyType(
@@ -55,6 +57,7 @@ BRIDGE_FIELDS: Final[Mapping[str, object]] = MappingProxyType(
         "spec.delivery.backoffPolicy": BACKOFF_POLICY,
         "spec.delivery.backoffDelay": BACKOFF_DELAY,
         "spec.delivery.maxBackoff": MAX_BACKOFF,
+        "spec.events.changeTypes": CHANGE_TYPES,
     }
 )
 

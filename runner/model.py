@@ -28,6 +28,10 @@ EVENT_TYPE_DELETED = "com.amazon.cognito-idp.user_deleted"
 # Attributes an extension from the bridge file (`ceOverrides.extensions`) may never replace:
 # the CloudEvents 1.0 context attributes, the JSON format's members, and our own extension.
 CHANGETYPE_EXTENSION = "changetype"
+# What changed, on `updated` events; the user's `sub`, on every event (CloudEvents
+# Partitioning): `spec.events`, issue 13.
+CHANGEDATTRIBUTES_EXTENSION = "changedattributes"
+PARTITIONKEY_EXTENSION = "partitionkey"
 RESERVED_ATTRIBUTES = frozenset(
     {
         "specversion",
@@ -41,6 +45,8 @@ RESERVED_ATTRIBUTES = frozenset(
         "data",
         "data_base64",
         CHANGETYPE_EXTENSION,
+        CHANGEDATTRIBUTES_EXTENSION,
+        PARTITIONKEY_EXTENSION,
     }
 )
 
@@ -250,6 +256,24 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class EventsSpec:
+    """`spec.events`: which attributes `sync_trigger` data carries and which changes are sent.
+
+    `include` (empty: every attribute) and `exclude` are `fnmatch` globs of attribute names;
+    an attribute is visible when it matches `include` (or `include` is empty) and no
+    `exclude` pattern. `change_types` are the change types sent, in canonical order
+    (`emitDeletions: false` removes `deleted` from them: see `sends`)."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    change_types: tuple[ChangeType, ...] = defaults.CHANGE_TYPES
+
+    @property
+    def filters_attributes(self) -> bool:
+        return bool(self.include or self.exclude)
+
+
+@dataclass(frozen=True, slots=True)
 class Bridge:
     """One bridge, with every default filled in.
 
@@ -267,6 +291,7 @@ class Bridge:
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     suspend: bool = defaults.SUSPEND
     ce_extensions: Mapping[str, str] = field(default_factory=frozen_map)
+    events: EventsSpec = EventsSpec()
     origin: Literal["Bridge", "AWSCognitoUserPoolSource"] = "Bridge"
     digest: str = ""
     file_digest: str = ""
@@ -332,6 +357,11 @@ class SnapshotEntry(NamedTuple):
     sub: str | None
     seen_gen: int = 0
     modified_us: int | None = None
+    # Keyed digests of each part of the record (attribute name, or `@Enabled` ...) as JSON
+    # text, parsed only for a user that changed (None: a row written before they were
+    # kept); `resync`: `bridge-runner resync` asked for this user to be sent again.
+    parts: str | None = None
+    resync: bool = False
 
 
 @dataclass(frozen=True, slots=True)

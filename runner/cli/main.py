@@ -64,6 +64,12 @@ COMMANDS: dict[str, Command] = {
     "status": Command(
         "show the status files of a bridges directory; --wait for Ready", "runner.cli.status"
     ),
+    "replay": Command(
+        "queue a bridge's parked events for delivery again (original ids)", "runner.cli.replay"
+    ),
+    "resync": Command(
+        "send one event per current user of a bridge at its next poll", "runner.cli.resync"
+    ),
 }
 
 

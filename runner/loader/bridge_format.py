@@ -10,6 +10,7 @@ from runner import defaults
 from runner._kits.durations import format_duration
 from runner.loader import semantics
 from runner.loader.document import BridgeDocument, DocPath
+from runner.loader.events_spec import events_spec
 from runner.model import (
     AwsAuth,
     BackoffPolicy,
@@ -43,6 +44,10 @@ def build_bridge(doc: BridgeDocument, bridge_id: str, path: Path) -> Bridge | No
         and delivery.dead_letter is not None
         and delivery.dead_letter.kind == "http",
     )
+    events = events_spec(
+        doc,
+        emit_deletions=doc.boolean((*_POOL, "emitDeletions"), defaults.EMIT_DELETIONS),
+    )
     if doc.has_errors or source is None or sink is None or delivery is None:
         return None
     return Bridge(
@@ -55,6 +60,7 @@ def build_bridge(doc: BridgeDocument, bridge_id: str, path: Path) -> Bridge | No
         labels=frozen_map(doc.labels()),
         suspend=doc.boolean(("spec", "suspend"), defaults.SUSPEND),
         ce_extensions=frozen_map(extensions),
+        events=events,
         origin="Bridge",
     )
 

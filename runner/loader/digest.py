@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from runner.model import Bridge, SecretRef
+from runner.model import Bridge, EventsSpec, SecretRef
 
 
 def effective_spec(bridge: Bridge) -> dict[str, Any]:
@@ -25,6 +25,10 @@ def effective_spec(bridge: Bridge) -> dict[str, Any]:
     spec = _canonical(bridge)
     for identity in ("id", "file", "digest", "file_digest"):
         spec.pop(identity, None)
+    if bridge.events == EventsSpec():
+        # Left out when it is the default, so that the digests of bridges written before
+        # `spec.events` existed do not move (and restart every bridge) on upgrade.
+        spec.pop("events", None)
     return cast(dict[str, Any], spec)
 
 

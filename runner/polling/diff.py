@@ -23,18 +23,36 @@ The fingerprint is stored in every bridge's snapshot, so its canonical text (see
 `to_record`) is part of the state format: changing it makes every user look updated once.
 Bump `FINGERPRINT_VERSION` (which is hashed in) if it ever must change, and say so in the
 release notes.
+
+What changed, and what a bridge shows (`spec.events`, issue 13): besides the fingerprint,
+the snapshot keeps a digest of each *part* of a user's record (each attribute by name, and
+`@Enabled`, `@UserStatus`, `@MFAOptions`), written only for users that changed or were
+created (`record_parts`), so an unchanged user costs nothing more. When the fingerprint
+moved, the parts name what changed (`changedattributes`) and tell a visible change from one
+to left-out attributes alone, which rewrites the user's row without an event (`silent`) and
+so is never sent later either. Every attribute's digest is kept, left-out ones too, so that
+editing `include` / `exclude` sends nothing by itself: an attribute that becomes visible was
+already known, and only a later change to it is sent.
+
+Part digests are 64-bit keyed blake2b, the key derived from the pool and the username (a
+salt per user): the state file never holds a value in clear, equal values of two users
+give different digests and no precomputed table applies. It is not encryption: someone
+holding the state file can still test a guess of one user's low-entropy value (a phone
+number), so the state directory stays as private as the README's security model says.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 from runner._kits.rfc3339 import instant_micros, rfc3339
 from runner.errors import SourceRejected
-from runner.model import ChangeType, SnapshotEntry
+from runner.model import ChangeType, EventsSpec, SnapshotEntry
 
 FINGERPRINT_VERSION = "1"
 _INVALID_USER = "InvalidUserRecord"
@@ -71,12 +89,95 @@ class Change:
     username: str
     record: UserRecord | None
     previous: SnapshotEntry | None
+    # The part digests to store (JSON text; None: not computed, as for a deletion).
+    parts_text: str | None = field(default=None, compare=False)
+    # `updated`: the sorted visible names that changed (None: unknown, the row predates parts).
+    changed: tuple[str, ...] | None = field(default=None, compare=False)
+    # A change to left-out attributes alone: the row is rewritten, no event is built.
+    silent: bool = field(default=False, compare=False)
 
     def entry(self) -> SnapshotEntry | None:
         """The snapshot entry after this change (None: the user leaves the snapshot)."""
         if self.record is None:
             return None
-        return SnapshotEntry(self.record.fingerprint, self.record.sub)
+        return SnapshotEntry(self.record.fingerprint, self.record.sub, parts=self.parts_text)
+
+
+# Parts that are not attributes; `@` keeps them apart from any attribute name.
+_FIELD_PARTS = ("Enabled", "UserStatus", "MFAOptions")
+
+
+class EventView:
+    """What one bridge shows of its users (`spec.events.attributes`) and the salt of its
+    part digests (the pool ARN). Visibility is decided once per attribute name."""
+
+    __slots__ = ("_seen", "salt", "spec")
+
+    def __init__(self, salt: str = "", spec: EventsSpec | None = None) -> None:
+        self.salt = salt
+        self.spec = spec or EventsSpec()
+        self._seen: dict[str, bool] = {}
+
+    @property
+    def filters(self) -> bool:
+        return self.spec.filters_attributes
+
+    def visible(self, name: str) -> bool:
+        """Whether data carries the attribute: `include` (all when empty) minus `exclude`;
+        `sub` stays unless excluded by its very name."""
+        known = self._seen.get(name)
+        if known is None:
+            spec = self.spec
+            if name == "sub":
+                known = "sub" not in spec.exclude
+            else:
+                included = not spec.include or any(fnmatchcase(name, p) for p in spec.include)
+                known = included and not any(fnmatchcase(name, p) for p in spec.exclude)
+            self._seen[name] = known
+        return known
+
+    def shown(self, data: dict[str, Any]) -> dict[str, Any]:
+        """`sync_trigger` data with the left-out attributes taken out (in place)."""
+        if self.filters:
+            data["Attributes"] = [a for a in data["Attributes"] if self.visible(a["Name"])]
+        return data
+
+    def parts(self, user: UserRecord) -> dict[str, str]:
+        """The keyed digest of each part of the user's record (see the module docstring).
+
+        One keyed hasher per user, copied for each part: a keyed constructor per part costs
+        three times as much, and a backfill of 100,000 users computes 700,000 of them."""
+        key = hashlib.blake2b(ascii((self.salt, user.username)).encode(), digest_size=32)
+        keyed = hashlib.blake2b(key=key.digest(), digest_size=8)
+        raw = user.raw
+        texts = [(attr["Name"], attr.get("Value", "")) for attr in raw.get("Attributes") or ()]
+        mfa = raw.get("MFAOptions") or ()
+        texts.append(("@Enabled", ascii(raw["Enabled"])))
+        texts.append(("@UserStatus", ascii(raw["UserStatus"])))
+        texts.append(
+            ("@MFAOptions", ascii(sorted((o["AttributeName"], o["DeliveryMedium"]) for o in mfa)))
+        )
+        parts: dict[str, str] = {}
+        for name, text in texts:
+            digest = keyed.copy()
+            digest.update(str(text).encode())
+            parts[name] = digest.hexdigest()
+        return parts
+
+    def changed(self, before: Mapping[str, str], now: Mapping[str, str]) -> tuple[str, ...]:
+        """The sorted visible names whose digest differs (added and removed ones too)."""
+        names = [
+            name
+            for name in before.keys() | now.keys()
+            if before.get(name) != now.get(name)
+            and (name[1:] in _FIELD_PARTS if name.startswith("@") else self.visible(name))
+        ]
+        return tuple(sorted(name.removeprefix("@") for name in names))
+
+
+def parts_json(parts: Mapping[str, str]) -> str:
+    # Unsorted: parts are compared as mappings, so their order is not part of the state.
+    return json.dumps(parts, separators=(",", ":"))
 
 
 def normalize_user(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -183,7 +284,11 @@ class ChunkDiff:
     unchanged: list[UserRecord]
 
 
-def diff_chunk(known: Mapping[str, SnapshotEntry], users: Iterable[UserRecord]) -> ChunkDiff:
+def diff_chunk(
+    known: Mapping[str, SnapshotEntry],
+    users: Iterable[UserRecord],
+    view: EventView | None = None,
+) -> ChunkDiff:
     """The created and updated users of one chunk of a streamed scan.
 
     `known` holds the snapshot entries of this chunk's usernames (those the snapshot has).
@@ -198,7 +303,12 @@ def diff_chunk(known: Mapping[str, SnapshotEntry], users: Iterable[UserRecord]) 
     `unchanged` (read, so not deleted): sending it would move the sink back to older data,
     and the current copy forward again. Deletions are never found here: only the sweep
     after a complete scan finds them (`runner.polling.stream`).
+
+    `view` (the bridge's `spec.events`, default: everything shown) names what changed and
+    makes a change to left-out attributes alone `silent`; a user marked for a resync is an
+    `updated` even when nothing changed (see the module docstring).
     """
+    view = view or EventView()
     seen: dict[str, UserRecord] = {}
     for user in users:
         earlier = seen.get(user.username)
@@ -209,17 +319,36 @@ def diff_chunk(known: Mapping[str, SnapshotEntry], users: Iterable[UserRecord]) 
     for username, user in seen.items():
         previous = known.get(username)
         if previous is None:
-            changes.append(Change("created", username, user, None))
+            changes.append(_with_parts("created", user, None, view))
         elif _stale(previous, user):
             unchanged.append(user)
         elif _replaced(previous, user):
             changes.append(Change("deleted", username, None, previous))
-            changes.append(Change("created", username, user, None))
-        elif previous.fingerprint != user.fingerprint:
-            changes.append(Change("updated", username, user, previous))
+            changes.append(_with_parts("created", user, None, view))
+        elif previous.fingerprint != user.fingerprint or previous.resync:
+            changes.append(_with_parts("updated", user, previous, view))
         else:
             unchanged.append(user)
     return ChunkDiff(changes, unchanged)
+
+
+def _with_parts(
+    kind: ChangeType, user: UserRecord, previous: SnapshotEntry | None, view: EventView
+) -> Change:
+    parts = view.parts(user)
+    text = parts_json(parts)
+    if previous is None:
+        return Change(kind, user.username, user, None, text)
+    if previous.parts is None:  # a row from before parts were kept: what changed is unknown
+        return Change(kind, user.username, user, previous, text)
+    changed = view.changed(json.loads(previous.parts), parts)
+    silent = (
+        view.filters
+        and not changed
+        and not previous.resync
+        and previous.fingerprint != user.fingerprint
+    )
+    return Change(kind, user.username, user, previous, text, changed, silent)
 
 
 def _stale(previous: SnapshotEntry, user: UserRecord) -> bool:

@@ -23,6 +23,12 @@ commits with its events makes the next scan find nothing for that user.
 A user deleted and created again under its username gives a `deleted` change and a
 `created` one in the same chunk of a scan (`runner.polling.diff.diff_chunk`); the change type
 is hashed in, so the two events never share an id.
+
+What a bridge sends (`spec.events`, issue 13): only the change types it lists (`deleted`
+also needs `emitDeletions`), `sync_trigger` data without the left-out attributes, nothing
+for a `silent` change; every event carries `partitionkey` (the user's `sub`, the username
+for a user without one) and an `updated` one `changedattributes`, when some visible name
+changed. Both are extensions: the data stays TriggerMesh's.
 """
 
 from __future__ import annotations
@@ -34,15 +40,17 @@ from datetime import datetime
 
 from runner._kits.rfc3339 import rfc3339
 from runner.model import (
+    CHANGEDATTRIBUTES_EXTENSION,
     CHANGETYPE_EXTENSION,
     EVENT_TYPE_DELETED,
     EVENT_TYPE_SYNC,
+    PARTITIONKEY_EXTENSION,
     RESERVED_ATTRIBUTES,
     Bridge,
     ChangeType,
     NewEvent,
 )
-from runner.polling.diff import Change
+from runner.polling.diff import Change, EventView
 
 SPECVERSION = "1.0"
 DATACONTENTTYPE = "application/json"
@@ -65,13 +73,16 @@ def build_events(
     observed_at: datetime,
     scan_id: str,
     emit_deletions: bool | None = None,
+    view: EventView | None = None,
 ) -> list[NewEvent]:
-    """One event per change, in the order of `changes`.
+    """One event per change the bridge sends, in the order of `changes`.
 
     `scan_id` identifies the scan (unique per scan, e.g. a uuid4); `observed_at`
     (timezone-aware) is when it ran: the `time` of deletion events. `emit_deletions`
     overrides the bridge's `emitDeletions`; when deletions are not emitted, `deleted`
-    changes give no event (the snapshot still drops the user). Extensions from the bridge's
+    changes give no event (the snapshot still drops the user), and so does a change of a
+    type outside `spec.events.changeTypes`, or a `silent` one. `view` is the bridge's
+    attribute filter (built from the bridge when not given). Extensions from the bridge's
     `ceOverrides` are added to every event; they never replace an attribute in
     `RESERVED_ATTRIBUTES` (the loader rejects such names).
     """
@@ -80,6 +91,10 @@ def build_events(
     if emit_deletions is None:
         emit_deletions = bridge.source.emit_deletions
     arn = bridge.source.pool.arn
+    view = view or EventView(arn, bridge.events)
+    sent = set(bridge.events.change_types)
+    if not emit_deletions:
+        sent.discard("deleted")
     extensions = {
         name: value
         for name, value in bridge.ce_extensions.items()
@@ -89,20 +104,21 @@ def build_events(
 
     events: list[NewEvent] = []
     for change in changes:
+        if change.kind not in sent or change.silent:
+            continue
         if change.record is not None:
-            data = change.record.data
+            data = view.shown(change.record.data)
             time = data["UserLastModifiedDate"]
             unique = change.record.fingerprint if change.kind == "created" else scan_id
             marker = f"{time}/{unique}"
             event_type = EVENT_TYPE_SYNC
-        elif emit_deletions:
+            sub = change.record.sub
+        else:
             sub = change.previous.sub if change.previous is not None else None
             data = {"Username": change.username, "sub": sub}
             time = deleted_at
             marker = scan_id
             event_type = EVENT_TYPE_DELETED
-        else:
-            continue
         identifier = event_id(arn, change.username, change.kind, marker)
         attributes = {
             **extensions,
@@ -114,6 +130,9 @@ def build_events(
             "time": time,
             "datacontenttype": DATACONTENTTYPE,
             CHANGETYPE_EXTENSION: change.kind,
+            PARTITIONKEY_EXTENSION: sub or change.username,
         }
+        if change.kind == "updated" and change.changed:
+            attributes[CHANGEDATTRIBUTES_EXTENSION] = ",".join(change.changed)
         events.append(NewEvent(identifier, attributes, data, user_key=change.username))
     return events

@@ -33,7 +33,7 @@ from typing import Any
 from runner._kits.gcpause import gc_paused
 from runner.errors import BridgeRunnerError
 from runner.model import Bridge, NewEvent
-from runner.polling.diff import Change, diff_chunk, to_record
+from runner.polling.diff import Change, EventView, diff_chunk, to_record
 from runner.polling.events import build_events
 from runner.sources.cognito.scan import segments_cover
 from runner.state.outbox import Outbox
@@ -61,7 +61,8 @@ class ScanStream:
     """Commits one scan of `bridge`'s pool chunk by chunk; see the module docstring.
 
     `send`: whether changes become events (False while an `initialSync: baseline` records
-    the pool). `on_events(n)` is called on the event loop after each commit of n > 0 events.
+    the pool). `on_events(n)` is called on the event loop after each commit of n > 0 events,
+    and with 0 by `begin` when events are pending (see `begin`).
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class ScanStream:
         self._send = send
         self._on_events = on_events
         self._arn = bridge.source.pool.arn
+        self._view = EventView(self._arn, bridge.events)
         self._scan_id = uuid.uuid4().hex
         self._generation = 0
         self._buffer: list[dict[str, Any]] = []
@@ -87,9 +89,16 @@ class ScanStream:
         self._failed: BridgeRunnerError | None = None
 
     async def begin(self) -> None:
-        self._generation = await asyncio.to_thread(
-            self._outbox.begin_scan, self.bridge.id, self._arn
-        )
+        """A new scan generation. Pending events that no commit of this runner announced
+        (`bridge-runner replay` unparked them from another process) wake delivery here,
+        with `on_events(0)`: a running runner picks them up at the bridge's next poll."""
+        self._generation, pending = await asyncio.to_thread(self._begin)
+        if pending:
+            self._on_events(0)
+
+    def _begin(self) -> tuple[int, bool]:
+        generation = self._outbox.begin_scan(self.bridge.id, self._arn)
+        return generation, self._outbox.has_pending(self.bridge.id)
 
     async def add_page(self, users: list[dict[str, Any]]) -> None:
         """Take one page's users; commit a chunk when one is full. Raises what a commit
@@ -154,7 +163,7 @@ class ScanStream:
         known = self._outbox.known_users(
             self.bridge.id, self._arn, [record.username for record in records]
         )
-        diff = diff_chunk(known, records)
+        diff = diff_chunk(known, records, self._view)
         events = self._events(diff.changes)
         self._outbox.commit_scan(
             self.bridge.id,
@@ -197,7 +206,11 @@ class ScanStream:
         if not self._send or not changes:
             return []
         return build_events(
-            self.bridge, changes, observed_at=datetime.now(UTC), scan_id=self._scan_id
+            self.bridge,
+            changes,
+            observed_at=datetime.now(UTC),
+            scan_id=self._scan_id,
+            view=self._view,
         )
 
 

@@ -159,6 +159,39 @@ class Outbox(Snapshots, Retention):
             )
             return cursor.rowcount
 
+    def parked(self, bridge_id: str) -> list[OutboxEvent]:
+        """The bridge's parked events, in seq order (what `unpark` would release)."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events"  # noqa: S608
+                " WHERE bridge_id = ? AND state = ? ORDER BY seq",
+                (bridge_id, PARKED),
+            ).fetchall()
+        return [_outbox_event(bridge_id, row) for row in rows]
+
+    def has_pending(self, bridge_id: str) -> bool:
+        """Whether any event of the bridge is pending (one index lookup)."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM events WHERE bridge_id = ? AND state = ? LIMIT 1",
+                (bridge_id, PENDING),
+            ).fetchone()
+        return row is not None
+
+    def last_errors(self, bridge_id: str, seqs: Sequence[int]) -> dict[int, str | None]:
+        """The last error stored with each of these events (for `replay --dry-run`)."""
+        found: dict[int, str | None] = {}
+        with self._reading() as conn:
+            for start in range(0, len(seqs), _CHUNK):
+                chunk = list(seqs[start : start + _CHUNK])
+                rows = conn.execute(
+                    "SELECT seq, last_error FROM events WHERE bridge_id = ?"  # noqa: S608
+                    f" AND seq IN ({','.join('?' * len(chunk))})",
+                    (bridge_id, *chunk),
+                )
+                found.update(rows)
+        return found
+
     def count_pending(self, bridge_id: str) -> int:
         return self._count(bridge_id, PENDING)
 

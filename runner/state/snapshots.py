@@ -13,6 +13,13 @@ What the snapshot is told about a change is described here as Protocols (`Snapsh
 `ScannedUser`), which `runner.polling.diff.Change` and its `UserRecord` satisfy as they are:
 the durable layer needs nothing from the layer above it, and a scan of 100,000 new users is
 not copied into other records before it is written.
+
+The `fingerprint` column holds more than the fingerprint, so that no schema migration was
+needed for `spec.events` (issue 13): `<fingerprint>` or `<fingerprint> <part digests as
+JSON>` (`runner.polling.diff` writes the digests of the users it commits), prefixed with
+`~` while `bridge-runner resync` asks for the user to be sent again (`request_resync`; the
+next commit of the user's row drops it). `_stored` and `_entry` are the only places that
+write and read that form.
 """
 
 from __future__ import annotations
@@ -35,6 +42,19 @@ _KNOWN_USERS = (
     "SELECT username, fingerprint, sub, seen_gen, modified_us FROM snapshot"
     " WHERE bridge_id = ? AND pool_arn = ? AND username IN ({})"
 )
+
+
+_RESYNC = "~"
+
+
+def _stored(fingerprint: str, parts: str | None) -> str:
+    return fingerprint if parts is None else f"{fingerprint} {parts}"
+
+
+def _entry(stored: str, sub: str | None, gen: int, modified: int | None) -> SnapshotEntry:
+    resync = stored.startswith(_RESYNC)
+    fingerprint, _, parts = stored.removeprefix(_RESYNC).partition(" ")
+    return SnapshotEntry(fingerprint, sub, gen, modified, parts or None, resync)
 
 
 class ScannedUser(Protocol):
@@ -62,6 +82,9 @@ class SnapshotChange(Protocol):
 
     @property
     def record(self) -> ScannedUser | None: ...
+
+    # Optional: `parts_text` (str | None), the part digests to keep with the row (see the
+    # module docstring); a change without it keeps none.
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +114,7 @@ class SnapshotDelta:
                 bridge_id,
                 pool_arn,
                 change.username,
-                change.record.fingerprint,
+                _stored(change.record.fingerprint, getattr(change, "parts_text", None)),
                 change.record.sub,
                 generation,
                 change.record.modified_us,
@@ -167,7 +190,7 @@ class Snapshots(Store):
                 query = _KNOWN_USERS.format(",".join("?" * len(chunk)))
                 rows = conn.execute(query, (bridge_id, pool_arn, *chunk))
                 for username, *entry in rows:
-                    known[username] = SnapshotEntry._make(entry)
+                    known[username] = _entry(*entry)
         return known
 
     def unseen_users(
@@ -183,9 +206,23 @@ class Snapshots(Store):
                 (bridge_id, pool_arn, after, generation, limit),
             ).fetchall()
         return [
-            (username, SnapshotEntry(fp, sub, gen, modified))
-            for username, fp, sub, gen, modified in rows
+            (username, _entry(fp, sub, gen, modified)) for username, fp, sub, gen, modified in rows
         ]
+
+    def request_resync(self, bridge_id: str) -> int:
+        """Mark every user of the bridge's snapshots to be sent again by the next scan that
+        reads it (`bridge-runner resync`); returns how many users the snapshots hold. A
+        user already marked stays marked once."""
+        with self._transaction() as conn:
+            conn.execute(
+                f"UPDATE snapshot SET fingerprint = '{_RESYNC}' || fingerprint"  # noqa: S608
+                f" WHERE bridge_id = ? AND fingerprint NOT LIKE '{_RESYNC}%'",
+                (bridge_id,),
+            )
+            row = conn.execute(
+                "SELECT count(*) FROM snapshot WHERE bridge_id = ?", (bridge_id,)
+            ).fetchone()
+        return int(row[0])
 
     def count_users(self, bridge_id: str, pool_arn: str) -> int:
         """How many users the bridge's snapshot of the pool holds."""
@@ -216,4 +253,4 @@ class Snapshots(Store):
                 " WHERE bridge_id = ? AND pool_arn = ?",
                 (bridge_id, pool_arn),
             )
-            return {username: SnapshotEntry(fp, sub) for username, fp, sub in rows}
+            return {username: _entry(fp, sub, 0, None) for username, fp, sub in rows}

@@ -462,8 +462,8 @@ def test_secret_value_taken_from_env_is_not_a_plain_text_warning() -> None:
                     7,
                     "spec.ceOverrides.extensions.type",
                     "'type' would replace an attribute that bridge-runner sets (reserved: "
-                    "changetype, data, data_base64, datacontenttype, dataschema, id, source, "
-                    "specversion, subject, time, type)",
+                    "changedattributes, changetype, data, data_base64, datacontenttype, "
+                    "dataschema, id, partitionkey, source, specversion, subject, time, type)",
                     "error",
                 ),
                 (
@@ -704,7 +704,7 @@ def test_merge_key_bomb_is_a_problem_of_the_file() -> None:
         (
             "  sink2: {}\n",
             "spec.sink2",
-            "unknown field 'sink2' (allowed: suspend, source, sink, delivery, ceOverrides)",
+            "unknown field 'sink2' (allowed: suspend, source, sink, delivery, ceOverrides, events)",
         ),
         (
             "    timeout: '${BRIDGE_VAR_T'\n",
@@ -798,7 +798,7 @@ def test_load_bridge_reads_the_file_and_uses_display_path(tmp_path: Path) -> Non
     assert result.id == "team/signups"
     assert [p.render() for p in result.problems] == [
         "team/signups.yml:9:3: error: unknown field 'nope' (allowed: suspend, source, sink, "
-        "delivery, ceOverrides) [spec.nope]"
+        "delivery, ceOverrides, events) [spec.nope]"
     ]
 
 

@@ -451,6 +451,8 @@ snapshots = st.dictionaries(
         st.none() | st.just("s"),
         seen_gen=st.just(0),
         modified_us=st.none(),
+        parts=st.none(),
+        resync=st.just(False),
     ),
 )
 

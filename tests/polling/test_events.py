@@ -133,6 +133,7 @@ def test_events_carry_the_attributes_of_design_section_3() -> None:
         "time": "2024-01-01T10:01:00.125Z",
         "datacontenttype": "application/json",
         "changetype": "updated",
+        "partitionkey": "sub-changed",
         "team": "identity",
     }
     assert updated.data == normalize_user(raw_user("changed", 60.125, email="c@example.com"))
