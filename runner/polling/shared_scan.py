@@ -104,10 +104,9 @@ class PoolScans:
         return scan, scan.join(poller)
 
     async def _leave(self, scan: PoolScan, member: _Member) -> None:
-        if await scan.leave(member):
-            key = ScanKey.of(member.poller.bridge.source)
-            if self.scans.get(key) is scan:
-                del self.scans[key]
+        key = ScanKey.of(member.poller.bridge.source)
+        if await scan.leave(member) and self.scans.get(key) is scan:
+            del self.scans[key]
 
 
 @dataclass(eq=False, slots=True)
@@ -165,12 +164,13 @@ class PoolScan:
             member.feed.task.cancel()
             await asyncio.gather(member.feed.task, return_exceptions=True)
         member.first_outcome.cancel()
-        if self._members or self._task is None:
-            return False
-        task, self._task = self._task, None
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        return True
+        if not self._members and self._task is not None:
+            task, self._task = self._task, None
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        # A bridge may have joined while this one waited (a restart of it, say): then the
+        # scans go on, the loop started again by that join if need be.
+        return not self._members
 
     async def _run(self) -> None:
         while True:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -391,3 +392,49 @@ def test_a_subscriber_that_falls_behind_drops_out_without_holding_the_scan(
     assert quick.complete and quick.events == 300
     assert not lagging.complete and health.reason == "FellBehind"
     assert cognito_proxy.count("ListUsers") == 5
+
+
+class WatchedCommits(OutboxProxy):
+    """Commits that take a while, and say when one starts and when it has ended."""
+
+    def __init__(self, outbox: Any) -> None:
+        super().__init__(outbox)
+        self.started = threading.Event()
+        self.ended = threading.Event()
+
+    def commit_scan(self, *args: Any, **kwargs: Any) -> Any:
+        self.started.set()
+        time.sleep(0.5)
+        try:
+            return self._outbox.commit_scan(*args, **kwargs)
+        finally:
+            self.ended.set()
+
+
+def test_a_bridge_stopped_mid_scan_waits_for_its_commit_and_the_others_go_on(
+    harness: Harness,
+    cognito_proxy: CognitoProxy,
+    cognito_admin: CognitoAdmin,
+    cognito_pool: Callable[..., PoolInfo],
+    sink_server_factory: Callable[[], SinkServer],
+) -> None:
+    pool = cognito_pool()
+    cognito_admin.seed_users(pool, 2)
+    stays_sink, stops_sink = sink_server_factory(), sink_server_factory()
+    stays = named(make_bridge(pool, cognito_proxy.endpoint, stays_sink.url), "stays")
+    stops = named(make_bridge(pool, cognito_proxy.endpoint, stops_sink.url), "stops")
+    watched = WatchedCommits(harness.outbox)
+
+    async def go() -> bool:
+        async with running(harness) as runner:
+            runner.start(stays)
+            runner.start(stops, watched)
+            await asyncio.to_thread(watched.started.wait, WAIT)
+            await runner.stop(stops.id)
+            ended_before_the_stop_returned = watched.ended.is_set()
+            cognito_admin.create_user(pool.id, "later")
+            await events(stays_sink, 3)
+            return ended_before_the_stop_returned
+
+    assert asyncio.run(go())
+    assert changes_of(stays_sink.events())[("later", "created")] == 1
