@@ -281,7 +281,7 @@ class _Feed:
 
     def offer(self, users: list[dict[str, Any]]) -> None:
         """A page of the scan; never waits."""
-        if self._failure is not None:
+        if self._failure is not None or self.task.done():  # out of this scan, or left
             return
         if self._pages.qsize() >= MAX_PAGES_BEHIND:
             self._drop_out()
