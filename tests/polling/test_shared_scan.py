@@ -438,3 +438,30 @@ def test_a_bridge_stopped_mid_scan_waits_for_its_commit_and_the_others_go_on(
 
     assert asyncio.run(go())
     assert changes_of(stays_sink.events())[("later", "created")] == 1
+
+
+def test_a_failed_shared_scan_is_reported_to_every_subscriber(
+    harness: Harness,
+    cognito_proxy: CognitoProxy,
+    cognito_admin: CognitoAdmin,
+    cognito_pool: Callable[..., PoolInfo],
+    sink_server: SinkServer,
+) -> None:
+    pool = cognito_pool()
+    cognito_admin.seed_users(pool, 2)
+    base = make_bridge(pool, cognito_proxy.endpoint, sink_server.url)
+    bridges = [named(base, "one"), named(base, "two", initial_sync="baseline")]
+    cognito_proxy.error_next(1, "NotAuthorizedException", "denied", operation="ListUsers")
+
+    async def go() -> list[Any]:
+        async with running(harness) as runner:
+            workers = [runner.worker(bridge) for bridge in bridges]
+            outcomes = await asyncio.gather(*(w.poll_once() for w in workers))
+            return [*outcomes, *(w.source_health for w in workers)]
+
+    one, two, one_health, two_health = asyncio.run(go())
+    assert not one.complete and not two.complete
+    assert one_health.status == two_health.status == "False"
+    assert one_health.reason == two_health.reason != ""
+    assert cognito_proxy.count("ListUsers") == 1
+    assert not sink_server.received
