@@ -9,7 +9,9 @@ Each chunk's events and the snapshot rows of its users commit together before an
 is sent, and delivery is woken after each commit (`on_events`), so events leave while the
 scan reads on. A poll interrupted at any point leaves only true commits behind and no
 deletion; the next poll reads the pool again. `runner.polling.worker` runs the polls in a
-loop beside the bridge's delivery.
+loop beside the bridge's delivery; when bridges share a pool's scans
+(`runner.polling.shared_scan`), the scan takes the steps of a poll for each of them
+(`scan_starting`, `open_scan`, the pages, `close_scan`).
 """
 
 from __future__ import annotations

@@ -207,8 +207,8 @@ class PoolScan:
         if not idle:
             return None
         newcomers = [m.joined_at + self._join_window for m in idle if m.new]
-        if self._last_start is None:
-            return min(newcomers)
+        if self._last_start is None:  # every subscriber is a newcomer then
+            return min(newcomers, default=time.monotonic())
         interval = min(m.poller.bridge.source.poll_interval for m in self._members)
         wait = self._backoff if self._backoff is not None else interval
         due = self._last_start + wait

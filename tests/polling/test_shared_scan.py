@@ -281,7 +281,7 @@ def test_removing_or_adding_a_bridge_leaves_the_others_places_intact(
             await runner.scanned(stays.id, "team/joins")
             cognito_admin.update_user(pool.id, "third", {"name": "Tri"})
             await events(stays_sink, 4)
-            await events(joins_sink, 4)
+            await events(joins_sink, 4)  # hourly, fed by the scans `stays` asks for each second
             await runner.scanned(stays.id, "team/joins")
 
     asyncio.run(go())
