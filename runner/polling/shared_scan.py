@@ -14,11 +14,12 @@ pool cost the requests of one.
 The loop scans the pool as often as its most demanding subscriber asks (the smallest
 `pollInterval`, start to start, backing off after failed scans as a lone poller does), every
 request through the pool's lane of the request budget. DescribeUserPool (the first scan's
-size) and the choice of segments are made once per pool scan. Every subscriber that is idle
-when a scan starts joins it, and only then: a stream must see a whole scan before it may
-sweep the unseen into deletions. A newcomer does not wait for the others' interval: a scan
-starts `JOIN_WINDOW` after it joins (bridges started together by one reconcile join the same
-scan), and feeds the others too at no extra cost.
+size) and the choice of segments are made once per pool scan. A subscriber joins a scan only
+at its start (a stream must see a whole scan before it may sweep the unseen into deletions),
+and only the scans its own `pollInterval` asks for (`_joining`): requests cost nothing more
+per subscriber, but its diff and commits do, so that work follows its own interval. A
+newcomer does not wait for the others' interval: a scan starts `JOIN_WINDOW` after it joins
+(bridges started together by one reconcile join the same scan).
 
 Each page goes to every subscriber's queue at once; the subscriber's own task diffs and
 commits it (in worker threads) while the scan reads on, so a slow subscriber never holds the
@@ -46,6 +47,7 @@ from runner.polling.poll import FAILED_POLL, Poller, PollOutcome
 from runner.polling.worker import next_poll_wait
 from runner.sources.cognito.client import CognitoClients, CognitoPool
 from runner.sources.cognito.scan import ScanResult
+from runner.status.counters import scan_period_tolerance
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +116,15 @@ class _Member:
     poller: Poller
     joined_at: float
     new: bool = True  # has not joined a scan yet
+    last_start: float = 0.0  # monotonic start of the last scan it joined
     feed: _Feed | None = None  # its part of the scan it is in, while that lasts
     first_outcome: asyncio.Future[PollOutcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+    @property
+    def interval(self) -> float:
+        return self.poller.bridge.source.poll_interval
 
     @property
     def idle(self) -> bool:
@@ -175,7 +182,7 @@ class PoolScan:
     async def _run(self) -> None:
         while True:
             await self._until_due()
-            joining = [m for m in self._members if m.idle]
+            joining = self._joining()
             try:
                 await self._scan(joining)
             except asyncio.CancelledError:
@@ -202,17 +209,34 @@ class PoolScan:
             await sleep_or_wake(None if due is None else due - now, self._wake)
 
     def _due(self) -> float | None:
-        """When the next scan starts (monotonic); None while no subscriber could join one."""
+        """When the next scan starts (monotonic): when the first idle subscriber is due;
+        None while none is idle (each busy one wakes the loop as it ends)."""
         idle = [m for m in self._members if m.idle]
-        if not idle:
-            return None
-        newcomers = [m.joined_at + self._join_window for m in idle if m.new]
-        if self._last_start is None:  # every subscriber is a newcomer then
-            return min(newcomers, default=time.monotonic())
-        interval = min(m.poller.bridge.source.poll_interval for m in self._members)
-        wait = self._backoff if self._backoff is not None else interval
-        due = self._last_start + wait
-        return min([due, *newcomers])
+        return min((self._member_due(m) for m in idle), default=None)
+
+    def _member_due(self, member: _Member) -> float:
+        if member.new:
+            return member.joined_at + self._join_window
+        if self._backoff is not None and self._last_start is not None:
+            return self._last_start + self._backoff  # after failed scans: all try again
+        return member.last_start + member.interval
+
+    def _joining(self) -> list[_Member]:
+        """Who takes part in the scan starting now: the newcomers, the subscribers that are
+        due, and those that would be late by the next scan (one shortest interval from now).
+        The others wait for theirs: a scan costs each subscriber a diff and commits of every
+        page, so each one's work follows its own `pollInterval`, not the fastest one's."""
+        now = time.monotonic()
+        idle = [m for m in self._members if m.idle]
+        if self._backoff is not None:
+            return idle
+        next_scan = now + min(m.interval for m in self._members)
+        return [
+            m
+            for m in idle
+            if (due := self._member_due(m)) <= now
+            or due + scan_period_tolerance(m.interval) < next_scan
+        ]
 
     async def _scan(self, joining: list[_Member]) -> None:
         self._last_start = time.monotonic()
@@ -220,6 +244,7 @@ class PoolScan:
         self._feeds = []
         for member in joining:
             member.new = False
+            member.last_start = self._last_start
             member.poller.scan_starting()
         try:
             if not self._described:

@@ -265,7 +265,7 @@ def test_removing_or_adding_a_bridge_leaves_the_others_places_intact(
     stays = named(make_bridge(pool, cognito_proxy.endpoint, stays_sink.url), "stays")
     leaves = named(make_bridge(pool, cognito_proxy.endpoint, leaves_sink.url), "leaves")
     joins = named(make_bridge(pool, cognito_proxy.endpoint, joins_sink.url), "joins")
-    slow = {"poll_interval": 3600.0}  # a newcomer does not wait for this interval
+    slow = {"poll_interval": 3600.0}
 
     async def go() -> None:
         async with running(harness) as runner:
@@ -276,13 +276,13 @@ def test_removing_or_adding_a_bridge_leaves_the_others_places_intact(
             await runner.stop("team/leaves")
             cognito_admin.create_user(pool.id, "third")
             await events(stays_sink, 3)
-            runner.start(named(joins, "joins", **slow))  # emits the whole pool as it is
+            runner.start(joins)  # emits the whole pool as it is
             await events(joins_sink, 3)
-            await runner.scanned(stays.id, "team/joins")
+            await runner.scanned(stays.id, joins.id)
             cognito_admin.update_user(pool.id, "third", {"name": "Tri"})
             await events(stays_sink, 4)
-            await events(joins_sink, 4)  # hourly, fed by the scans `stays` asks for each second
-            await runner.scanned(stays.id, "team/joins")
+            await events(joins_sink, 4)
+            await runner.scanned(stays.id, joins.id)
 
     asyncio.run(go())
     users = {("user000000", "created"), ("user000001", "created"), ("third", "created")}
@@ -329,7 +329,7 @@ def test_one_bridges_failing_commit_leaves_only_its_scan_incomplete(
     assert len(sink_server.events()) == 3
 
 
-def test_a_newcomer_starts_a_scan_soon_and_the_others_are_fed_by_it(
+def test_each_bridge_joins_the_scans_its_own_interval_asks_for(
     harness: Harness,
     cognito_proxy: CognitoProxy,
     cognito_admin: CognitoAdmin,
@@ -338,25 +338,34 @@ def test_a_newcomer_starts_a_scan_soon_and_the_others_are_fed_by_it(
 ) -> None:
     pool = cognito_pool()
     cognito_admin.seed_users(pool, 2)
-    first_sink, newcomer_sink = sink_server_factory(), sink_server_factory()
-    hourly = {"poll_interval": 3600.0}
-    first = named(make_bridge(pool, cognito_proxy.endpoint, first_sink.url), "first", **hourly)
-    newcomer = named(make_bridge(pool, cognito_proxy.endpoint, newcomer_sink.url), "new", **hourly)
+    hourly_sink, newcomer_sink, fast_sink = (sink_server_factory() for _ in range(3))
+    base = make_bridge(pool, cognito_proxy.endpoint, hourly_sink.url)
+    hourly = named(base, "hourly", poll_interval=3600.0)
+    newcomer = sent_to(named(base, "new", poll_interval=3600.0), newcomer_sink, "binary")
+    fast = sent_to(named(base, "fast"), fast_sink, "binary")
 
-    async def go() -> tuple[int, int]:
+    async def go() -> list[int]:
         async with running(harness) as runner:
-            runner.start(first)
-            await runner.scanned(first.id)
+            runner.start(hourly)
+            await runner.scanned(hourly.id)
             cognito_admin.create_user(pool.id, "between")
             runner.start(newcomer)
-            await runner.scanned(newcomer.id)  # long before the hour is up
-            await events(first_sink, 3)
-            return runner.workers[first.id].source_counters.scans, cognito_proxy.count("ListUsers")
+            await runner.scanned(newcomer.id)  # its first scan: soon, not in an hour
+            runner.start(fast)
+            await runner.scanned(fast.id, scans=3)  # the pool scanned each second for it
+            counters = [runner.workers[b.id].source_counters for b in (hourly, newcomer, fast)]
+            return [c.scans for c in counters] + [cognito_proxy.count("ListUsers")]
 
-    first_scans, listed = asyncio.run(go())
-    assert (first_scans, listed) == (2, 2)  # the newcomer's scan fed the first bridge too
-    assert changes_of(first_sink.events())[("between", "created")] == 1
+    hourly_scans, newcomer_scans, fast_scans, listed = asyncio.run(go())
+    # The scans started for the newcomers and the fast bridge cost the hourly bridges no
+    # diff and no commit: they wait for the hour they asked for.
+    assert (hourly_scans, newcomer_scans) == (1, 1)
+    assert listed - 2 - fast_scans in (0, 1)  # one scan each; the last may be under way
+    assert changes_of(hourly_sink.events()) == Counter(
+        {("user000000", "created"): 1, ("user000001", "created"): 1}
+    )
     assert len(newcomer_sink.events()) == 3
+    assert len(fast_sink.events()) == 3
 
 
 class SlowCommits(OutboxProxy):
