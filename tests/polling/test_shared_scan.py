@@ -369,10 +369,10 @@ def test_each_bridge_joins_the_scans_its_own_interval_asks_for(
 
 
 class SlowCommits(OutboxProxy):
-    """A bridge whose commits take a second each."""
+    """A bridge whose commits take 0.6 s each."""
 
     def commit_scan(self, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(1.0)
+        time.sleep(0.6)
         return self._outbox.commit_scan(*args, **kwargs)
 
 
@@ -413,7 +413,7 @@ class WatchedCommits(OutboxProxy):
 
     def commit_scan(self, *args: Any, **kwargs: Any) -> Any:
         self.started.set()
-        time.sleep(0.5)
+        time.sleep(0.3)
         try:
             return self._outbox.commit_scan(*args, **kwargs)
         finally:
