@@ -35,6 +35,7 @@ from runner.delivery.lanes import http_client
 from runner.errors import StateError
 from runner.model import Bridge
 from runner.observability.endpoints import ListenAddress, serve_metrics
+from runner.polling.shared_scan import PoolScans
 from runner.polling.worker import BridgeWorker
 from runner.reconcile.directory import BridgesDirectory, bridge_file_loader
 from runner.reconcile.plan import Shard
@@ -104,7 +105,9 @@ def poller_factory(
     state_dir: Path,
     secrets: SecretResolver,
 ) -> WorkerFactory:
-    """The production worker of a bridge: a `BridgeWorker` over the shared state and clients."""
+    """The production worker of a bridge: a `BridgeWorker` over the shared state and clients,
+    taking part in the scans of its pool shared with the bridges that read it alike."""
+    scans = PoolScans(clients)
 
     def build(bridge: Bridge) -> BridgeWorker:
         return BridgeWorker(
@@ -114,6 +117,7 @@ def poller_factory(
             http=http,
             state_dir=state_dir,
             secrets=secrets,
+            scans=scans,
         )
 
     return build

@@ -9,7 +9,9 @@ Each chunk's events and the snapshot rows of its users commit together before an
 is sent, and delivery is woken after each commit (`on_events`), so events leave while the
 scan reads on. A poll interrupted at any point leaves only true commits behind and no
 deletion; the next poll reads the pool again. `runner.polling.worker` runs the polls in a
-loop beside the bridge's delivery.
+loop beside the bridge's delivery; when bridges share a pool's scans
+(`runner.polling.shared_scan`), the scan takes the steps of a poll for each of them
+(`scan_starting`, `open_scan`, the pages, `close_scan`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,17 @@ class PollOutcome:
     baseline: bool  # this poll recorded the initial baseline without sending
 
 
+FAILED_POLL = PollOutcome(complete=False, changes=0, events=0, baseline=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenScan:
+    """One bridge's stream over a scan in progress."""
+
+    stream: ScanStream
+    baseline: bool  # this scan records the initial baseline without sending
+
+
 def _no_one_to_tell(events: int) -> None:
     """The default `on_events`: nobody delivers (tools and tests that poll only)."""
 
@@ -78,30 +91,42 @@ class Poller:
         self._described = False
         self._estimated_users = 0  # DescribeUserPool's EstimatedNumberOfUsers
         # False once a segmented scan left a known user no segment covers (see `_sweep`).
-        self._segments_cover_the_pool = True
+        self.segments_cover_the_pool = True
 
     async def poll_once(self) -> PollOutcome:
         """One full scan, streamed and committed. Raises nothing but cancellation (and what
         is no `BridgeRunnerError`, a bug): failures are recorded in the counters and health,
         and an incomplete scan commits no deletions."""
-        self.counters.last_poll_time = datetime.now(UTC)
-        self.counters.scan_started(time.monotonic())
+        self.scan_starting()
         try:
             if not self._described:
                 self._estimated_users = await self.pool.describe() or 0
                 self._described = True
-            return await self._scan_and_commit()
+            segments = self.segments()
+            opened = await self.open_scan()
+            scan = await self.pool.scan(segments=segments, on_page=opened.stream.add_page)
+            return await self.close_scan(opened, scan, segments)
         except BridgeRunnerError as exc:
-            self._record_error(exc)
-            return PollOutcome(complete=False, changes=0, events=0, baseline=False)
+            self.record_error(exc)
+            return FAILED_POLL
 
-    def segments(self) -> int:
-        """How many segments the next scan reads the pool in."""
-        size = max(self.counters.users_tracked, self._estimated_users)
+    def segments(self, estimated_users: int | None = None) -> int:
+        """How many segments the next scan reads the pool in (`estimated_users`: a
+        DescribeUserPool answer got by someone else, as a shared scan does)."""
+        estimate = self._estimated_users if estimated_users is None else estimated_users
+        size = max(self.counters.users_tracked, estimate)
         large = size >= SEGMENT_THRESHOLD_USERS
-        return SEGMENTS if large and self._segments_cover_the_pool else 1
+        return SEGMENTS if large and self.segments_cover_the_pool else 1
 
-    async def _scan_and_commit(self) -> PollOutcome:
+    # -- the steps of one poll, also taken by a scan shared with other bridges --------------
+    # (`runner.polling.shared_scan`): scan_starting, open_scan, the pages, close_scan.
+
+    def scan_starting(self) -> None:
+        self.counters.last_poll_time = datetime.now(UTC)
+        self.counters.scan_started(time.monotonic())
+
+    async def open_scan(self) -> OpenScan:
+        """A new stream for this bridge, baselining or sending per its `initialSync`."""
         bridge = self.bridge
         has_baseline = await asyncio.to_thread(
             self.outbox.has_baseline, bridge.id, bridge.source.pool.arn
@@ -109,28 +134,44 @@ class Poller:
         baseline = not has_baseline and bridge.source.initial_sync == "baseline"
         stream = ScanStream(bridge, self.outbox, send=not baseline, on_events=self._on_events)
         await stream.begin()
-        segments = self.segments()
-        scan = await self.pool.scan(segments=segments, on_page=stream.add_page)
+        return OpenScan(stream, baseline)
+
+    async def close_scan(
+        self,
+        opened: OpenScan,
+        scan: ScanResult,
+        segments: int,
+        *,
+        failure: BridgeRunnerError | None = None,
+    ) -> PollOutcome:
+        """Finish the stream after `scan` and record how it went. `failure`: why this
+        bridge's part of a complete scan is incomplete all the same (a commit of its own
+        failed, or it fell behind a shared scan). Raises what the last commit raised."""
+        bridge = self.bridge
+        complete = scan.complete and failure is None
         self.counters.pages_read += scan.pages
         self.counters.throttles += scan.throttles
-        totals = await stream.finish(complete=scan.complete, segments=segments)
+        totals = await opened.stream.finish(complete=complete, segments=segments)
         if totals.uncovered:
             self._stop_segmenting(totals.uncovered, segments)
-        await self._record_scan(scan, totals)
+        error = None if complete else failure or scan.error
+        await self._record_scan(scan, totals, error)
         if totals.changes or totals.events:
             log.info(
                 "bridge %s: %s, %s committed%s",
                 bridge.id,
                 plural(totals.changes, "change"),
                 plural(totals.events, "event"),
-                " (initial baseline, nothing sent)" if baseline else "",
+                " (initial baseline, nothing sent)" if opened.baseline else "",
             )
-        return PollOutcome(scan.complete, totals.changes, totals.events, baseline)
+        return PollOutcome(complete, totals.changes, totals.events, opened.baseline)
 
-    async def _record_scan(self, scan: ScanResult, totals: StreamTotals) -> None:
-        if not scan.complete:
-            self._record_error(
-                scan.error or TemporaryError("the scan ended early", reason="ScanIncomplete")
+    async def _record_scan(
+        self, scan: ScanResult, totals: StreamTotals, error: BridgeRunnerError | None
+    ) -> None:
+        if error is not None or not scan.complete:
+            self.record_error(
+                error or TemporaryError("the scan ended early", reason="ScanIncomplete")
             )
             return
         counters = self.counters
@@ -153,7 +194,7 @@ class Poller:
         `sub` starts otherwise is in no segment, and a segmented scan cannot tell whether it
         is gone. The sweep left such users alone; from now on this poller reads the pool in
         one piece, which lists everyone."""
-        self._segments_cover_the_pool = False
+        self.segments_cover_the_pool = False
         log.warning(
             "bridge %s: %s of pool %s outside the %s (a sub without a lowercase hex "
             "prefix); scanning the pool in one piece from the next poll",
@@ -163,7 +204,8 @@ class Poller:
             plural(segments, "scan segment"),
         )
 
-    def _record_error(self, exc: BridgeRunnerError) -> None:
+    def record_error(self, exc: BridgeRunnerError) -> None:
+        """A poll failed: SourceReady False with the reason, the error in the counters."""
         reason = getattr(exc, "reason", "") or type(exc).__name__
         self.counters.last_error = f"{reason}: {exc}"
         self.health = Condition.of("SourceReady", False, reason, str(exc))

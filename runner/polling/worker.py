@@ -2,7 +2,8 @@
 together.
 
     poll loop:      one poll (`runner.polling.poll`) every poll interval, backing off after
-                    failures
+                    failures; or, given `scans`, a part in every scan of the pool shared by
+                    the bridges that read it alike (`runner.polling.shared_scan`)
     delivery loop:  outbox -> sink, in order, retried per the bridge's policy
                     (`runner.delivery.deliverer`), woken by each commit
 
@@ -17,6 +18,7 @@ import asyncio
 import random
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -30,6 +32,9 @@ from runner.sources.cognito.client import CognitoClients
 from runner.state.outbox import Outbox
 from runner.status.counters import SinkCounters, SourceCounters
 from runner.status.readiness import Condition, sink_ready_or_idle
+
+if TYPE_CHECKING:  # shared_scan imports this module (next_poll_wait)
+    from runner.polling.shared_scan import PoolScans
 
 # After a failed poll, wait at most this long before trying again (the poll interval
 # still applies when it is longer).
@@ -48,8 +53,10 @@ class BridgeWorker:
         http: httpx.AsyncClient,
         state_dir: Path,
         secrets: SecretResolver,
+        scans: PoolScans | None = None,
     ) -> None:
         self.bridge = bridge
+        self._scans = scans  # None: this bridge scans its pool alone
         self.poller = Poller(
             bridge,
             outbox=outbox,
@@ -79,7 +86,10 @@ class BridgeWorker:
     # -- one step each, so that `run --once`, tests and the loops share them ---------------
 
     async def poll_once(self) -> PollOutcome:
-        """One poll (`Poller.poll_once`); each chunk it commits wakes the delivery loop."""
+        """One poll (`Poller.poll_once`, or a part in the next shared scan); each chunk it
+        commits wakes the delivery loop."""
+        if self._scans is not None:
+            return await self._scans.poll_once(self.poller)
         return await self.poller.poll_once()
 
     def _on_events_committed(self, events: int) -> None:
@@ -169,6 +179,9 @@ class BridgeWorker:
             await asyncio.gather(relay, return_exceptions=True)
 
     async def _poll_loop(self, stop: asyncio.Event) -> None:
+        if self._scans is not None:
+            await self._scans.follow(self.poller)  # until cancelled, when `stop` is set
+            return
         interval = self.bridge.source.poll_interval
         failures = 0
         while not stop.is_set():
