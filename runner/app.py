@@ -32,6 +32,7 @@ from runner import defaults
 from runner._kits.aio import sleep_or_wake
 from runner._kits.wording import plural
 from runner.delivery.lanes import http_client
+from runner.delivery.nats_sink import close_all as close_nats_connections
 from runner.errors import StateError
 from runner.model import Bridge
 from runner.observability.endpoints import ListenAddress, serve_metrics
@@ -150,6 +151,7 @@ async def _main(settings: RunnerSettings) -> bool:
                     return True
             finally:
                 await asyncio.to_thread(record.stopped, reconciler.revision)
+                await close_nats_connections()  # senders hold them; the bridges are stopped
     finally:
         await asyncio.to_thread(clients.close)
         outbox.close()

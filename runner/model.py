@@ -186,6 +186,17 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class NatsAuth:
+    """How a `nats://` sink signs in: one of a token, a user and password, or the content
+    of a user credentials (`.creds`) file; every secret is a reference."""
+
+    token: SecretRef | None = None
+    user: HeaderValue | None = None
+    password: SecretRef | None = None
+    credentials: SecretRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Sink:
     target: Target
     format: SinkFormat = defaults.SINK_FORMAT
@@ -194,6 +205,7 @@ class Sink:
     timeout: float = defaults.SINK_TIMEOUT  # seconds
     # Requests in flight at once; events of one user are still delivered in order.
     max_in_flight: int = defaults.MAX_IN_FLIGHT
+    nats_auth: NatsAuth | None = None  # spec.sink.auth of a nats:// sink
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,9 @@
 """Picking a sink: the one interface the deliverer sends through, and the sender for a target.
 
-    open_sender(target, ...) -> HttpSender | FileSender
+    open_sender(target, ...) -> HttpSender | FileSender | NatsSender
     EventSender                 what both are: encode, deliver (raises), send (reports)
 
-One module per kind of sink (`http_sink`, `file_sink`); they share the encodings
+One module per kind of sink (`http_sink`, `file_sink`, `nats_sink`); they share the encodings
 (`runner.delivery.encodings`), the failure classes and their policy
 (`runner.delivery.policy`) and the secret-free texts (`runner.delivery.texts`), never each
 other. A dead-letter sink gets Knative's form: binary mode, one event per POST, and never
@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
-from cloudevents.core.bindings.http import HTTPMessage
 
 from runner import defaults
 from runner.delivery.file_sink import FileSender
 from runner.delivery.http_sink import HttpSender
+from runner.delivery.nats_sink import NatsSender
 from runner.delivery.policy import SendOutcome
+from runner.loader.nats_uri import is_nats_uri
 from runner.model import OutboxEvent, Sink, Target
 from runner.secrets.resolver import SecretResolver
 
@@ -43,11 +44,12 @@ class EventSender(Protocol):
     @property
     def capacity(self) -> int: ...
 
-    def encode(self, events: Sequence[OutboxEvent]) -> HTTPMessage:
-        """The request for `events`; raises `ValueError` if one is not a valid CloudEvent."""
+    def encode(self, events: Sequence[OutboxEvent]) -> Any:
+        """The request for `events` in the sink's own message type (`HTTPMessage`,
+        `NatsMessage`); raises `ValueError` if one is not a valid CloudEvent."""
         ...
 
-    async def deliver(self, message: HTTPMessage) -> None: ...
+    async def deliver(self, message: Any) -> None: ...
 
     async def send(self, events: Sequence[OutboxEvent]) -> SendOutcome: ...
 
@@ -60,7 +62,7 @@ def open_sender(
     state_dir: Path,
     sink: Sink | None = None,
     timeout: float = defaults.SINK_TIMEOUT,
-) -> HttpSender | FileSender:
+) -> HttpSender | FileSender | NatsSender:
     """The sender for `target`: with `sink` (the bridge's own sink) its format, batch size
     and custom headers apply; without it (a dead-letter sink) events go one per request in
     binary mode, as Knative sends them, and the sink's headers are NOT sent — they are
@@ -70,6 +72,13 @@ def open_sender(
             target,
             state_dir=state_dir,
             capacity=sink.max_batch_size if sink else defaults.MAX_BATCH_SIZE,
+        )
+    if is_nats_uri(target.uri):
+        return NatsSender(
+            target,
+            secrets=secrets,
+            auth=sink.nats_auth if sink else None,  # a dead-letter sink: its URI's server
+            timeout=sink.timeout if sink else timeout,
         )
     if sink is None:
         return HttpSender(target, http=http, secrets=secrets, format="binary", timeout=timeout)

@@ -10,6 +10,7 @@ from runner import defaults
 from runner._kits.durations import format_duration
 from runner.loader import semantics
 from runner.loader.document import BridgeDocument, DocPath
+from runner.loader.nats_format import nats_auth
 from runner.model import (
     AwsAuth,
     BackoffPolicy,
@@ -100,6 +101,7 @@ def _sink(doc: BridgeDocument) -> Sink | None:
     headers = semantics.headers(doc, (*_SINK, "headers"))
     timeout = semantics.duration(doc, (*_SINK, "timeout"), defaults.SINK_TIMEOUT)
     in_flight = doc.get((*_SINK, "maxInFlight"))
+    auth = nats_auth(doc, (*_SINK, "auth"), target)
     if target is None:
         return None
     return Sink(
@@ -109,6 +111,7 @@ def _sink(doc: BridgeDocument) -> Sink | None:
         headers=frozen_map(headers),
         timeout=timeout,
         max_in_flight=in_flight if isinstance(in_flight, int) else defaults.MAX_IN_FLIGHT,
+        nats_auth=auth,
     )
 
 

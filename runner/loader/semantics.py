@@ -25,6 +25,7 @@ from runner import defaults
 from runner._kits.durations import format_duration, parse_duration
 from runner.loader.arn import IAM_ROLE_ARN, parse_pool_arn
 from runner.loader.document import BridgeDocument, DocPath
+from runner.loader.nats_uri import nats_target
 from runner.model import STATE_FILE_NAME, AwsCredentials, HeaderValue, PoolArn, SecretRef, Target
 from runner.secrets.resolver import secret_path_problem
 
@@ -234,13 +235,19 @@ def target(doc: BridgeDocument, path: DocPath) -> Target | None:
         return Target(url) if url else None
     if scheme == "file":
         return _file_target(doc, path, text)
+    if scheme == "nats":
+        return nats_target(doc, path, text)
     if not scheme:
-        doc.error(path, "must be an absolute http:// or https:// URL, or file:relative/path.jsonl")
+        doc.error(
+            path,
+            "must be an absolute http:// or https:// URL, nats://HOST:PORT/SUBJECT, "
+            "or file:relative/path.jsonl",
+        )
     else:
         doc.value_error(
             path,
-            f"unsupported scheme {scheme!r}: use http://, https:// or file:path.jsonl",
-            without_value="unsupported scheme: use http://, https:// or file:path.jsonl",
+            f"unsupported scheme {scheme!r}: use http://, https://, nats:// or file:path.jsonl",
+            without_value="unsupported scheme: use http://, https://, nats:// or file:path.jsonl",
         )
     return None
 

@@ -261,7 +261,7 @@ def test_secret_value_taken_from_env_is_not_a_plain_text_warning() -> None:
                     5,
                     "spec.sink.fromat",
                     "unknown field 'fromat' (allowed: uri, format, maxBatchSize, maxInFlight, "
-                    "headers, timeout)",
+                    "headers, timeout, auth)",
                     "error",
                 ),
             ],
@@ -402,7 +402,7 @@ def test_secret_value_taken_from_env_is_not_a_plain_text_warning() -> None:
                     8,
                     10,
                     "spec.sink.uri",
-                    "unsupported scheme 'ftp': use http://, https:// or file:path.jsonl",
+                    "unsupported scheme 'ftp': use http://, https://, nats:// or file:path.jsonl",
                     "error",
                 ),
                 (
@@ -510,7 +510,8 @@ def test_every_fixture_is_covered() -> None:
         ("    uri: http://h:99999/\n", "is not a valid URI"),
         (
             "    uri: events.example.com\n",
-            "must be an absolute http:// or https:// URL, or file:relative/path.jsonl",
+            "must be an absolute http:// or https:// URL, nats://HOST:PORT/SUBJECT, or "
+            "file:relative/path.jsonl",
         ),
         (
             "    uri: file:///var/events.jsonl\n",
@@ -857,7 +858,7 @@ def test_variables_in_fields_of_a_fixed_form_give_the_values_of_the_environment(
         (
             "      endpoint: http://127.0.0.1:5000\n  sink: {uri: 'x${BRIDGE_VAR_V}://h/'}\n",
             "spec.sink.uri",
-            "unsupported scheme: use http://, https:// or file:path.jsonl",
+            "unsupported scheme: use http://, https://, nats:// or file:path.jsonl",
         ),
     ],
 )
