@@ -197,6 +197,27 @@ class NatsAuth:
 
 
 @dataclass(frozen=True, slots=True)
+class OAuth2Client:
+    """OAuth2 client credentials for an http(s) sink: a token from `token_url`, sent as
+    `Authorization: Bearer`."""
+
+    token_url: str
+    client_id: HeaderValue
+    client_secret: SecretRef
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SinkTls:
+    """TLS of an https sink: a CA bundle to trust instead of the system's, and a client
+    certificate and key (PEM) for mTLS."""
+
+    ca_bundle: SecretRef | None = None
+    client_certificate: SecretRef | None = None
+    client_key: SecretRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Sink:
     target: Target
     format: SinkFormat = defaults.SINK_FORMAT
@@ -206,6 +227,9 @@ class Sink:
     # Requests in flight at once; events of one user are still delivered in order.
     max_in_flight: int = defaults.MAX_IN_FLIGHT
     nats_auth: NatsAuth | None = None  # spec.sink.auth of a nats:// sink
+    signing_secret: SecretRef | None = None  # Standard Webhooks signatures (http sinks)
+    oauth2: OAuth2Client | None = None
+    tls: SinkTls | None = None
 
 
 @dataclass(frozen=True, slots=True)

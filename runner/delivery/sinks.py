@@ -90,4 +90,7 @@ def open_sender(
         max_batch_size=sink.max_batch_size,
         headers=sink.headers,
         timeout=sink.timeout,
+        signing=sink.signing_secret,
+        oauth2=sink.oauth2,
+        tls=sink.tls,
     )

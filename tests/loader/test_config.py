@@ -261,7 +261,7 @@ def test_secret_value_taken_from_env_is_not_a_plain_text_warning() -> None:
                     5,
                     "spec.sink.fromat",
                     "unknown field 'fromat' (allowed: uri, format, maxBatchSize, maxInFlight, "
-                    "headers, timeout, auth)",
+                    "headers, timeout, auth, signing, oauth2, tls)",
                     "error",
                 ),
             ],
