@@ -1,8 +1,8 @@
 """An http(s) sink's authentication fields, as the loader reads them: `spec.sink.signing`
 (Standard Webhooks), `spec.sink.oauth2` (client credentials) and `spec.sink.tls` (a CA
 bundle, a client certificate and key). The schema holds their shapes; this, what goes with
-what: http(s) sinks only, `tls` with https only, a key with its certificate, and no custom
-`Authorization` header beside `oauth2`.
+what: http(s) sinks only, `tls` with https only (else ignored, a warning), a key with its
+certificate, and no custom `Authorization` header beside `oauth2`.
 
     signing_secret(doc, path, target) -> SecretRef | None
     oauth2(doc, path, target, headers) -> OAuth2Client | None
@@ -66,7 +66,8 @@ def tls(doc: BridgeDocument, path: DocPath, target: Target | None) -> SinkTls | 
     if not _http_only(doc, path, target):
         return None
     if target is not None and not target.uri.lower().startswith("https://"):
-        doc.error(path, "tls applies to an https:// sink only", at_key=True)
+        # A warning: `${VAR:-https://...}` may well be pointed at a plain test sink.
+        doc.warn(path, "tls applies to an https:// sink only: ignored for http://", at_key=True)
         return None
     given = doc.mapping(path)
     if "clientKey" in given and "clientCertificate" not in given:

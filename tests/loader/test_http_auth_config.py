@@ -51,12 +51,6 @@ def test_signing_oauth2_and_tls_are_read() -> None:
     ("extra", "uri", "path", "message"),
     [
         (
-            "    tls: {caBundle: {valueFromFile: ca.crt}}\n",
-            "    uri: http://events.example.com/cognito\n",
-            "spec.sink.tls",
-            "tls applies to an https:// sink only",
-        ),
-        (
             "    signing: {secret: {valueFromFile: s}}\n",
             "    uri: nats://nats.example.com/cognito\n",
             "spec.sink.signing",
@@ -93,3 +87,15 @@ def test_what_goes_with_what(extra: str, uri: str, path: str, message: str) -> N
 def test_the_schema_wants_the_oauth2_client_secret() -> None:
     text = _sink("    oauth2: {tokenURL: 'https://l/t', clientID: c}\n")
     assert [p.path for p in load_text(text).errors] == ["spec.sink.oauth2.clientSecret"]
+
+
+def test_tls_on_a_plain_http_sink_is_ignored_with_a_warning() -> None:
+    text = _sink(
+        "    tls: {caBundle: {valueFromFile: ca.crt}}\n",
+        "    uri: http://127.0.0.1:8080/cognito\n",
+    )
+    result = load_text(text)
+    assert result.valid and result.bridge is not None and result.bridge.sink.tls is None
+    assert [(p.path, p.message) for p in result.warnings] == [
+        ("spec.sink.tls", "tls applies to an https:// sink only: ignored for http://")
+    ]
