@@ -107,6 +107,8 @@ class NatsSender:
         self._opening: asyncio.Lock | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._mask: list[str] = []  # the secret values of the connection, to mask
+        self._violations = 0  # permissions violations the server reported
+        self._denials: set[asyncio.Future[None]] = set()  # JetStream publishes waiting
 
     @property
     def uri(self) -> str:
@@ -173,17 +175,36 @@ class NatsSender:
     async def _publish(self, conn: _Connection, message: NatsMessage) -> None:
         conn.used = asyncio.get_running_loop().time()
         if conn.stream is None:
+            violations = self._violations
             await conn.client.publish(self._subject, message.payload, headers=message.headers)
             await conn.client.flush(timeout=max(1, int(self._timeout)))
+            # The server answers a denied publish with an error before the flush's PONG.
+            if self._violations > violations:
+                raise self._denied()
             return
         # A copy: nats-py adds the expected-stream header to the dict it is given.
-        ack = await conn.js.publish(
-            self._subject,
-            message.payload,
-            timeout=self._timeout,
-            stream=conn.stream,
-            headers=dict(message.headers),
+        publishing = asyncio.ensure_future(
+            conn.js.publish(
+                self._subject,
+                message.payload,
+                timeout=self._timeout,
+                stream=conn.stream,
+                headers=dict(message.headers),
+            )
         )
+        # A publish the server denies gets no answer: wait for the violation too.
+        denied = asyncio.get_running_loop().create_future()
+        self._denials.add(denied)
+        try:
+            await asyncio.wait({publishing, denied}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._denials.discard(denied)
+            if not publishing.done():
+                publishing.cancel()
+                await asyncio.gather(publishing, return_exceptions=True)
+        if denied.done():
+            raise self._denied()
+        ack = publishing.result()
         if ack.duplicate:
             log.debug(
                 "nats sink: event %s was in stream %s already (dropped as a duplicate)",
@@ -214,7 +235,7 @@ class NatsSender:
                 allow_reconnect=False,
                 connect_timeout=max(1, int(self._timeout)),
                 max_reconnect_attempts=0,
-                error_cb=_quiet,
+                error_cb=self._on_error,
                 **options,
             )
         except BaseException as exc:
@@ -277,6 +298,24 @@ class NatsSender:
         self._mask.append(value)
         return value
 
+    async def _on_error(self, exc: Exception) -> None:
+        """nats-py's asynchronous errors (its default prints them). A permissions violation
+        is the only one a publish needs to know of: every other one ends the connection,
+        which fails the publish under way."""
+        log.debug("nats sink: %s", type(exc).__name__)
+        if "permissions violation" in str(exc).lower():
+            self._violations += 1
+            for waiter in self._denials:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _denied(self) -> SinkRejected:
+        return SinkRejected(
+            f"the NATS server denies this user publishing to {self._subject} "
+            "(permissions violation)",
+            reason="PermissionDenied",
+        )
+
     def _text(self, exc: BaseException) -> str:
         return exception_text(exc, self._mask)
 
@@ -319,12 +358,6 @@ async def _close_quietly(client: Client) -> None:
         log.debug("nats sink: closing: %s", type(exc).__name__)
     if transport is not None:
         transport.close()  # type: ignore[no-untyped-call]  # a second close is a no-op
-
-
-async def _quiet(exc: Exception) -> None:
-    # nats-py's default prints every asynchronous error; a failed publish is reported by
-    # `deliver` already, and its text must go through the masking.
-    log.debug("nats sink: %s", type(exc).__name__)
 
 
 def _api_failure(exc: nats.js.errors.APIError) -> SinkUnavailable | SinkRejected:

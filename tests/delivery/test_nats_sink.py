@@ -240,3 +240,28 @@ def _outbox_event() -> Any:
 def _no_connection_left() -> Any:
     yield
     assert not list(nats_sink._OPEN)
+
+
+@pytest.mark.parametrize("jetstream", [True, False], ids=["jetstream", "core"])
+def test_a_subject_the_user_may_not_publish_to_is_refused(
+    nats_server: NatsServer, nats_admin: NatsAdmin, jetstream: bool
+) -> None:
+    subject = f"denied.{'js' if jetstream else 'core'}"
+    if jetstream:
+        nats_admin.stream("DENIED_JS", [subject])
+    sender = NatsSender(
+        Target(f"{nats_server.url}/{subject}"),
+        secrets=SecretResolver(env=ENV),
+        auth=NatsAuth(user=NATS_LIMITED_USER, password=AUTH.password),
+        timeout=30,  # not waited for: the violation comes at once
+    )
+
+    async def main() -> Any:
+        try:
+            return await sender.send([_outbox_event()])
+        finally:
+            await sender.aclose()
+
+    outcome = asyncio.run(main())
+    assert (outcome.kind, outcome.reason) == ("refused", "PermissionDenied")
+    assert subject in outcome.error
