@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -280,3 +281,22 @@ def test_a_key_that_is_not_pem_is_misconfigured_and_never_quoted(
     (outcome,) = _send(_tls_sender(url, secrets_dir, _tls()), [_events(1)])
     assert (outcome.kind, outcome.reason) == ("misconfigured", "InvalidSinkTls")
     assert "s3cr3t" not in outcome.error
+
+
+def test_no_secret_reaches_a_log_record(
+    sink_server_factory: Callable[[], SinkServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every library's debug logs (httpx, httpcore) included: signing, a token fetched, a 401,
+    # a token fetched anew.
+    caplog.set_level(logging.DEBUG)
+    sink, tokens = sink_server_factory(), sink_server_factory()
+    tokens.script(_token_reply("t0ken-0ne-secret"), _token_reply("t0ken-tw0-secret"))
+    sink.script(Reply(401))
+    sender = _oauth_sender(sink, tokens)
+    sender._signing = SecretRef("value", literal=SIGNING_SECRET)
+    (outcome,) = _send(sender, [_events(1)])
+    assert outcome.accepted
+    logged = "\n".join(f"{r.getMessage()} {r.args!r}" for r in caplog.records)
+    assert caplog.records  # the libraries did log
+    for secret in (CLIENT_SECRET, "t0ken-0ne-secret", "t0ken-tw0-secret", SIGNING_SECRET):
+        assert secret not in logged

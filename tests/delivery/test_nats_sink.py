@@ -8,6 +8,7 @@ import asyncio
 import base64
 import dataclasses
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -265,3 +266,32 @@ def test_a_subject_the_user_may_not_publish_to_is_refused(
     outcome = asyncio.run(main())
     assert (outcome.kind, outcome.reason) == ("refused", "PermissionDenied")
     assert subject in outcome.error
+
+
+def test_no_nats_secret_reaches_a_log_record(
+    nats_server: NatsServer, nats_token_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # nats-py's own logs included
+    wrong = "wr0ng-t0ken-n0t-to-be-logged"
+    senders = [
+        NatsSender(
+            Target(f"{nats_server.url}/cognito.log"), secrets=SecretResolver(env=ENV), auth=AUTH
+        ),
+        NatsSender(
+            Target(f"{nats_token_server.url}/cognito.log"),
+            secrets=SecretResolver(env={"BRIDGE_VAR_T": wrong}),
+            auth=NatsAuth(token=SecretRef("env", name="BRIDGE_VAR_T")),
+        ),
+    ]
+
+    async def main() -> list[Any]:
+        try:
+            return [await sender.send([_outbox_event()]) for sender in senders]
+        finally:
+            await nats_sink.close_all()
+
+    accepted, refused = asyncio.run(main())
+    assert accepted.accepted and refused.kind == "misconfigured"
+    logged = "\n".join(f"{r.getMessage()} {r.args!r}" for r in caplog.records)
+    assert "core NATS" in logged  # the mode is logged
+    assert NATS_PASSWORD not in logged and wrong not in logged
