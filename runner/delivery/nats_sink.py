@@ -273,6 +273,7 @@ class NatsSender:
 
     async def _auth_options(self) -> dict[str, Any]:
         auth = self._auth
+        self._mask = []  # this connection's values (errors after it closes still mask them)
         if auth is None:
             return {}
         options: dict[str, Any] = {}
@@ -329,7 +330,6 @@ class NatsSender:
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
-        self._mask = []
         if conn is not None:
             await _close_quietly(conn.client)
 
