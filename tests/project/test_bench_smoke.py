@@ -131,3 +131,9 @@ def test_diffcommit_bench_quick_runs() -> None:
         ours, ours_cpu, bare, ratio = line[len(case) :].split()[:4]
         assert float(ours) > 0 and float(ours_cpu) > 0 and float(bare) > 0
         assert ratio.endswith("x") and float(ratio.rstrip("x")) > 0
+
+
+def test_nats_sink_bench_quick() -> None:
+    out = run_bench("natssink.py", timeout=120)
+    for mode in ("jetstream", "core"):
+        assert re.search(rf"^{mode} +100 +[\d,]+ +[\d,]+ +\d+\.\d\dx$", out, re.M), out
