@@ -125,6 +125,16 @@ class NatsSender:
             return None
         return "core" if self._conn.stream is None else "jetstream"
 
+    @property
+    def ready_text(self) -> str | None:
+        """What SinkReady says once the sink took an event: which mode, and so which promise."""
+        mode = self.mode
+        if mode is None:
+            return None
+        if mode == "core":
+            return "the sink accepts events (core NATS: at most once, no stream holds the subject)"
+        return f"the sink accepts events (JetStream stream {self._conn and self._conn.stream})"
+
     def encode(self, events: Sequence[OutboxEvent]) -> NatsMessage:
         if len(events) != 1:
             raise ValueError("a NATS sink publishes exactly one event per message")

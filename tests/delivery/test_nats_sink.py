@@ -77,6 +77,18 @@ def test_jetstream_gets_every_event_once_in_order_as_a_cloudevent(
     assert b"user-00" in message.data and isinstance(json.loads(message.data), dict)
     assert harness.counters.delivered == 12
     assert harness.ready.status == "True"
+    assert harness.ready.message == "the sink accepts events (JetStream stream COGNITO_A)"
+
+
+def test_sink_ready_says_core_nats_is_at_most_once(
+    make_harness: Callable[..., Harness], nats_server: NatsServer
+) -> None:
+    harness = _nats_harness(make_harness, f"{nats_server.url}/cognito.nostream")
+    harness.append(1)
+    harness.run(_drain_and_close)
+    assert harness.counters.delivered == 1
+    assert (harness.ready.status, harness.ready.reason) == ("True", "Delivered")
+    assert "core NATS: at most once" in harness.ready.message
 
 
 def test_a_resend_of_the_same_event_is_dropped_by_jetstream(
