@@ -187,8 +187,11 @@ class NatsSender:
         if conn.stream is None:
             violations = self._violations
             await conn.client.publish(self._subject, message.payload, headers=message.headers)
+            # The server answers a denied publish with an error before the PONG of a PING
+            # sent after it; but nats-py writes a flush's PING ahead of the publishes it
+            # still buffers, so only a second flush's PONG comes after that error.
             await conn.client.flush(timeout=max(1, int(self._timeout)))
-            # The server answers a denied publish with an error before the flush's PONG.
+            await conn.client.flush(timeout=max(1, int(self._timeout)))
             if self._violations > violations:
                 raise self._denied()
             return
