@@ -169,20 +169,64 @@ class CognitoSource:
     emit_deletions: bool = defaults.EMIT_DELETIONS
 
 
+AwsSinkService = Literal["sqs", "sns", "events", "kinesis"]
+
+
+@dataclass(frozen=True, slots=True)
+class SinkArn:
+    """A parsed AWS sink ARN: an SQS queue, an SNS topic, an EventBridge bus, a Kinesis stream.
+
+    `name` is the queue, topic, bus or stream name (without `event-bus/` or `stream/`).
+    """
+
+    arn: str
+    partition: str
+    service: AwsSinkService
+    region: str
+    account: str
+    name: str
+
+    @property
+    def fifo(self) -> bool:
+        """An SQS FIFO queue or SNS FIFO topic (its name ends in `.fifo`)."""
+        return self.service in ("sqs", "sns") and self.name.endswith(".fifo")
+
+
+@dataclass(frozen=True, slots=True)
+class AwsTarget:
+    """An AWS sink: its ARN, `endpoint` (None: boto3's AWS_ENDPOINT_URL* variables) and auth."""
+
+    arn: SinkArn
+    endpoint: str | None = None
+    auth: AwsAuth = AwsAuth()
+
+
+TargetKind = Literal["http", "file", "aws"]
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where events go: an http(s) URL or a JSON-lines file under the state directory.
+    """Where events go: an http(s) URL, a JSON-lines file under the state directory, or an
+    AWS service named by its ARN.
 
     For `file:` URIs, `file_path` is the path relative to --state-dir (validated not to
-    leave it); for http(s) it is None.
+    leave it); for an ARN, `aws` holds it parsed, with its endpoint and auth; for http(s)
+    both are None.
     """
 
     uri: str
     file_path: str | None = None
+    aws: AwsTarget | None = None
 
     @property
     def is_file(self) -> bool:
         return self.file_path is not None
+
+    @property
+    def kind(self) -> TargetKind:
+        if self.file_path is not None:
+            return "file"
+        return "aws" if self.aws is not None else "http"
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,3 +60,19 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     # A test marked by hand, without the fixture, is held to the same rule.
     if item.get_closest_marker("conformance") is not None:
         _require_conformance()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+    # Tests of hostile file names log names that are not UTF-8 (surrogate escapes). pytest-xdist
+    # sends each report from its worker as UTF-8 and stops the whole run on such a character;
+    # the captured text is only for people to read, so it is escaped visibly instead.
+    report: pytest.TestReport = yield
+    report.sections = [(title, _printable(text)) for title, text in report.sections]
+    if isinstance(report.longrepr, str):
+        report.longrepr = _printable(report.longrepr)
+    return report
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

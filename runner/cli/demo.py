@@ -33,10 +33,15 @@ from runner.errors import BridgeRunnerError, UsageError
 
 REGION = "us-west-2"
 SEED_USERS = ("alice", "bob", "carol")
-BACKFILL_WAIT = 3.0  # before the first scripted change: the first poll sends the seeded users
-STEP_WAIT = 1.2  # between scripted changes: one poll interval (1 s) and a little
-# After the last change: one poll interval (1 s) plus delivery, so that it shows before we stop.
-SETTLE_WAIT = 2.5
+# The seeded users' backfill, then one event per scripted change (_script's four steps).
+EXPECTED_EVENTS = len(SEED_USERS) + 4
+# The demo waits for the events it expects, not for fixed times: on a loaded machine the
+# runner may start late, and a change made before its first poll would show up as part of the
+# backfill instead of as an event of its own. These are the longest waits.
+BACKFILL_WAIT = 30.0  # before the first scripted change: the first poll sends the seeded users
+STEP_WAIT = 10.0  # between scripted changes: until that change's event arrived
+# After the last change: until its event arrived, so that it shows before we stop.
+SETTLE_WAIT = 10.0
 # Dummy credentials for the emulator: never real ones, and never read from the environment.
 DEMO_ENV = {
     "AWS_ACCESS_KEY_ID": "demo",
@@ -92,7 +97,36 @@ def _describe_event(headers: dict[str, str], body: bytes) -> str:
     return f"{change:<8} {username:<8} type={event.get_type()} id={event.get_id()[:12]}…{details}"
 
 
-def _start_sink(say: Callable[[str, str], None]) -> ThreadingHTTPServer:
+class _Arrivals:
+    """How many events the demo's sink has taken, and a way to wait for more."""
+
+    def __init__(self) -> None:
+        self._taken = threading.Condition()
+        self.count = 0
+
+    def add(self) -> None:
+        with self._taken:
+            self.count += 1
+            self._taken.notify_all()
+
+    def wait_for(self, count: int, timeout: float, interrupted: threading.Event) -> None:
+        """Until `count` events arrived, `timeout` passed or Ctrl-C."""
+        until = time.monotonic() + timeout
+        with self._taken:
+            while self.count < count and not interrupted.is_set():
+                left = until - time.monotonic()
+                if left <= 0:
+                    return
+                self._taken.wait(min(left, 0.1))
+
+
+class _DemoSink(ThreadingHTTPServer):
+    arrivals: _Arrivals
+
+
+def _start_sink(say: Callable[[str, str], None]) -> _DemoSink:
+    arrivals = _Arrivals()
+
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
@@ -100,6 +134,7 @@ def _start_sink(say: Callable[[str, str], None]) -> ThreadingHTTPServer:
             headers = {k.lower(): v for k, v in self.headers.items()}
             try:
                 say("[sink]  ", _describe_event(headers, body))
+                arrivals.add()
                 self.send_response(202)
             except Exception as exc:  # a demo sink shows what it could not read
                 say("[sink]  ", f"could not read a request: {type(exc).__name__}: {exc}")
@@ -110,7 +145,8 @@ def _start_sink(say: Callable[[str, str], None]) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: Any) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _DemoSink(("127.0.0.1", 0), Handler)
+    server.arrivals = arrivals
     threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True).start()
     return server
 
@@ -217,11 +253,12 @@ def run(args: argparse.Namespace) -> int:
             assert runner.stdout is not None
             pump = threading.Thread(target=_pump, args=(runner.stdout, say), daemon=True)
             pump.start()
-            _script(client, pool["Id"], say, interrupted)
-            settled = time.monotonic() + SETTLE_WAIT
+            _script(client, pool["Id"], say, sink.arrivals, interrupted)
             if not interrupted.is_set():
-                say("[demo]  ", _waiting_message(args.duration, duration_over=deadline < settled))
-            _wait(max(deadline, settled), interrupted)
+                duration_over = deadline <= time.monotonic()
+                say("[demo]  ", _waiting_message(args.duration, duration_over=duration_over))
+            sink.arrivals.wait_for(EXPECTED_EVENTS, SETTLE_WAIT, interrupted)
+            _wait(deadline, interrupted)
             if interrupted.is_set():
                 say("[demo]  ", "Ctrl-C: stopping")
             _stop_runner(runner, say)
@@ -295,6 +332,7 @@ def _script(
     client: Any,
     pool_id: str,
     say: Callable[[str, str], None],
+    arrivals: _Arrivals,
     interrupted: threading.Event,
 ) -> None:
     steps: list[tuple[str, Callable[[], object]]] = [
@@ -322,23 +360,24 @@ def _script(
         "[demo]  ",
         "waiting for the first poll: one event per seeded user (initialSync: emit); Ctrl-C to stop",
     )
-    _wait(time.monotonic() + BACKFILL_WAIT, interrupted)
+    arrivals.wait_for(len(SEED_USERS), BACKFILL_WAIT, interrupted)
     for text, step in steps:
         if interrupted.is_set():
             return
         say("[demo]  ", text)
+        expected = arrivals.count + 1
         step()
-        _wait(time.monotonic() + STEP_WAIT, interrupted)
+        arrivals.wait_for(expected, STEP_WAIT, interrupted)
 
 
 def _waiting_message(duration: float, *, duration_over: bool) -> str:
     """What the demo waits for once its changes are made (the runner keeps polling meanwhile).
 
-    `duration_over`: `--duration` ends before the last change's event can have arrived, so the
-    demo waits only for that event.
+    `duration_over`: `--duration` is over before the changes are made, so the demo waits only
+    for the last change's event.
     """
     if duration_over:
-        waiting = f"waiting {format_duration(SETTLE_WAIT)} for the last change's event"
+        waiting = "waiting for the last change's event"
     else:
         waiting = (
             f"the runner keeps polling until {format_duration(duration)} have passed (--duration)"

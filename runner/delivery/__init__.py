@@ -9,8 +9,11 @@
     sinks       the sender interface and `open_sender`, which picks one of:
     http_sink   POSTs to an http(s) sink
     file_sink   appends JSON lines to a `file:` sink in the state directory
+    aws_sink    sends to an SQS queue, SNS topic, EventBridge bus or Kinesis stream, with
+                aws_entries (entries and their requests) and aws_errors (retry or refusal)
+    dead_letters  what happens to events given up: dead-lettered, or parked
     texts       secret-free texts of a failed send, and Knative's dead-letter extensions
     leftovers   the file that keeps undelivered events a removed bridge leaves behind
 
-The two sinks never import each other; what they share is in policy, encodings and texts.
+The sinks never import each other; what they share is in policy, encodings and texts.
 """

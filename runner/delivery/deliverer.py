@@ -25,6 +25,9 @@ follows Knative's rules (DESIGN §4.2), told by the class of what the sink raise
 - `SinkRejected` (other statuses): refused, not retried. A refused *batch* is split and
   its events are sent one by one, so that only the event(s) the sink really refuses are
   given up.
+- a `PartialFailure` (a batch API answering per entry, `runner.delivery.policy`): the
+  entries taken are marked delivered, those refused given up, and the rest retried as
+  one smaller unit, its users still held by the window, so each user's order holds.
 - given up or refused: written to the dead-letter sink with Knative's error extensions,
   then marked dead-lettered. If the dead-letter sink itself fails (after `retry` retries,
   or 3 when `retry` is unset; at once when it refuses) the event is parked instead of
@@ -73,26 +76,24 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
 from runner._kits.aio import sleep_or_wake
 from runner._kits.wording import plural
+from runner.delivery.dead_letters import DeadLetterRetry, GivingUp
 from runner.delivery.marks import DeliveredMarks
 from runner.delivery.policy import (
-    ACCEPTED,
-    DEAD_LETTER_RETRIES,
-    SendOutcome,
-    outcome_of,
+    PartialFailure,
     retry_delay,
 )
 from runner.delivery.sinks import EventSender, open_sender
-from runner.delivery.texts import knative_error_extensions, safe_uri
+from runner.delivery.texts import safe_uri
 from runner.delivery.window import Unencodable, Unit, Window, cut_into_units
 from runner.errors import SinkMisconfigured, SinkRejected, SinkUnavailable
 from runner.model import Bridge, OutboxEvent
@@ -138,10 +139,10 @@ class Deliverer:
         self._sleep = sleep
         self._clock = clock
         self._rng = rng  # the retries' jitter source (None: the process's own)
-        self._sink: EventSender = open_sender(
+        self._sink: EventSender[Any] = open_sender(
             bridge.sink.target, http=http, secrets=secrets, state_dir=state_dir, sink=bridge.sink
         )
-        self._dead_letter: EventSender | None = None
+        self._dead_letter: EventSender[Any] | None = None
         if bridge.delivery.dead_letter is not None:
             self._dead_letter = open_sender(
                 bridge.delivery.dead_letter,
@@ -153,6 +154,15 @@ class Deliverer:
         capacity = self._sink.capacity
         self._page_size = capacity * max(1, PAGE_EVENTS // capacity)
         self._marks = DeliveredMarks(outbox, bridge.id)
+        self._giving_up = GivingUp(
+            bridge.id,
+            outbox,
+            counters,
+            self._marks,
+            self._sink.uri,
+            self._dead_letter,
+            retry=lambda stop: DeadLetterRetry(bridge.id, self._delivery, rng, self._wait, stop),
+        )
         # A file sink is one local file, fsync'd per write: nothing to gain from overlap.
         in_flight = 1 if bridge.sink.target.is_file else bridge.sink.max_in_flight
         self._window = Window(
@@ -160,7 +170,7 @@ class Deliverer:
             self._page_size,
             read=self._load_page,
             send=self._deliver,
-            park=self._park,
+            park=self._giving_up.park,
             marks=self._marks,
         )
         self._probe = asyncio.Lock()  # held by the one unit re-trying a failing sink
@@ -211,20 +221,30 @@ class Deliverer:
 
     async def _deliver(self, unit: Unit, stop: asyncio.Event | None) -> bool:
         """Send `unit` until it is delivered, dead-lettered or parked; False if stopped first."""
-        loaded_failures = failures = max(ev.attempts for ev in unit.events)
+        failures = max(ev.attempts for ev in unit.events)
         retry_limit = self._delivery.retry
         if retry_limit is not None and failures > retry_limit:
             # Given up in an earlier run that stopped before the dead letter was written.
             exhausted = SinkUnavailable("retries exhausted in an earlier run")
-            return await self._give_up(unit, exhausted, stop)
+            return await self._giving_up.give_up(unit.events, exhausted, stop)
+        return await self._send_until_done(unit, failures, stop)
+
+    async def _send_until_done(self, unit: Unit, failures: int, stop: asyncio.Event | None) -> bool:
+        """`_deliver`'s loop: `failures` is what the unit's events were loaded with."""
+        loaded_failures = failures
         unusable = 0  # waits because the sink could not be used at all (not attempts)
         failed: SinkUnavailable | SinkMisconfigured | None = None  # the last try's failure
         while True:
             try:
-                if failed is None:
-                    await self._sink.deliver(unit.message)
-                elif not await self._resend(unit, failed, (failures, unusable), stop):
-                    return False
+                try:
+                    if not await self._try(unit, failed, (failures, unusable), stop):
+                        return False
+                except _Partial as partial:
+                    left = await self._took_some(unit, partial.failure, stop)
+                    if isinstance(left, bool):
+                        return left  # nothing left to retry (True), or stopped (False)
+                    unit = left[0]
+                    raise left[1] from None  # the rest is retried as an unavailable send
             except SinkRejected as refused:
                 # The failures just recorded for a batch count against each event's budget
                 # when it is split: `ev.attempts` is what the page was loaded with.
@@ -236,15 +256,67 @@ class Deliverer:
             except SinkUnavailable as unavailable:
                 failed = self._failed(unavailable)
                 failures += 1
-                await asyncio.to_thread(
-                    self._outbox.record_attempt, self._bridge_id, unit.seqs, str(unavailable)
-                )
-                if self._out_of_retries(unavailable, failures):
-                    return await self._give_up(unit, unavailable, stop)
-                self._counters.retried += len(unit.events)
+                if await self._attempt_failed(unit, unavailable, failures):
+                    return await self._giving_up.give_up(unit.events, unavailable, stop)
             else:
                 self._on_delivered(unit)
                 return True
+
+    async def _try(
+        self,
+        unit: Unit,
+        failed: SinkUnavailable | SinkMisconfigured | None,
+        counts: tuple[int, int],
+        stop: asyncio.Event | None,
+    ) -> bool:
+        """Send `unit` now, or after `failed` once its backoff is over; False if stopped."""
+        if failed is None:
+            await self._send_once(unit)
+            return True
+        return await self._resend(unit, failed, counts, stop)
+
+    async def _send_once(self, unit: Unit) -> None:
+        """One send of `unit`; raises what the sink raised, or `_Partial` when it took some."""
+        result = await self._sink.deliver(unit.message)
+        if result is not None:
+            raise _Partial(result)
+
+    async def _attempt_failed(self, unit: Unit, failure: SinkUnavailable, failures: int) -> bool:
+        """Record a failed try of `unit`; True when it exhausts the retries (give up)."""
+        await asyncio.to_thread(
+            self._outbox.record_attempt, self._bridge_id, unit.seqs, str(failure)
+        )
+        if self._out_of_retries(failure, failures):
+            return True
+        self._counters.retried += len(unit.events)
+        return False
+
+    async def _took_some(
+        self, unit: Unit, partial: PartialFailure, stop: asyncio.Event | None
+    ) -> tuple[Unit, SinkUnavailable] | bool:
+        """Mark the taken delivered and give up the refused, in order; the rest to retry as
+        one unit with its first failure, True if none is left, False if stopped. (The sink
+        held back a user's events after one that failed: none overtakes its user's.)"""
+        failed = partial.failed
+        taken = tuple(ev for i, ev in enumerate(unit.events) if i not in failed)
+        if taken:
+            self._on_delivered(Unit(taken, None))
+        retry: list[OutboxEvent] = []
+        first: SinkUnavailable | None = None
+        for i, ev in enumerate(unit.events):
+            failure = failed.get(i)
+            if isinstance(failure, SinkRejected):
+                self._counters.last_error = str(failure)
+                message = f"sink refused an event: {failure}"
+                self._ready = Condition.of("SinkReady", False, failure.reason, message)
+                if not await self._giving_up.give_up((ev,), failure, stop):
+                    return False
+            elif failure is not None:
+                retry.append(ev)
+                first = first or failure
+        if first is None:
+            return True
+        return Unit(tuple(retry), self._sink.encode(retry)), first
 
     async def _refused(
         self, unit: Unit, refused: SinkRejected, recorded: int, stop: asyncio.Event | None
@@ -255,7 +327,7 @@ class Deliverer:
             return await self._split(unit, refused, recorded, stop)
         message = f"sink refused an event: {refused}"
         self._ready = Condition.of("SinkReady", False, refused.reason, message)
-        return await self._give_up(unit, refused, stop)
+        return await self._giving_up.give_up(unit.events, refused, stop)
 
     def _failed(
         self, failure: SinkUnavailable | SinkMisconfigured
@@ -327,7 +399,7 @@ class Deliverer:
         if not await self._wait(delay, stop):
             return False
         try:
-            await self._sink.deliver(unit.message)
+            await self._send_once(unit)
         except (SinkUnavailable, SinkMisconfigured):
             if probe:
                 self._streak += 1
@@ -368,86 +440,6 @@ class Deliverer:
             said = getattr(self._sink, "ready_text", None) or "the sink accepts events"
             self._ready = Condition("SinkReady", "True", "Delivered", said)
 
-    async def _give_up(
-        self,
-        unit: Unit,
-        failure: SinkUnavailable | SinkRejected,
-        stop: asyncio.Event | None,
-    ) -> bool:
-        """Dead-letter (or park) each event of `unit`, in order; False if stopped first."""
-        await self._marks.flush()  # keep the outbox's story in order: delivered before given up
-        error = str(failure)
-        for ev in unit.events:
-            if self._dead_letter is None:
-                await self._park([ev], error)
-                continue
-            result = await self._send_dead_letter(self._dead_letter, ev, failure, stop)
-            if result is None:
-                return False
-            if result.accepted:
-                await asyncio.to_thread(
-                    self._outbox.mark_dead_lettered, self._bridge_id, [ev.seq], error
-                )
-                self._counters.dead_lettered += 1
-                self._counters.pending = max(0, self._counters.pending - 1)
-                log.warning(
-                    "bridge %s: event %s dead-lettered: %s", self._bridge_id, ev.event_id, error
-                )
-            else:
-                self._counters.last_error = f"dead-letter sink: {result.error}"
-                await self._park([ev], f"{error}; dead-letter sink failed too: {result.error}")
-        return True
-
-    async def _send_dead_letter(
-        self,
-        dead_letter: EventSender,
-        ev: OutboxEvent,
-        failure: SinkUnavailable | SinkRejected,
-        stop: asyncio.Event | None,
-    ) -> SendOutcome | None:
-        """Send `ev` with Knative's error extensions to the dead-letter sink, retrying a
-        bounded number of times; what it did, or None when stopped before it was accepted."""
-        extensions = knative_error_extensions(self._sink.uri, outcome_of(failure))
-        letter = replace(ev, attributes={**ev.attributes, **extensions})
-        retries = self._delivery.retry if self._delivery.retry is not None else DEAD_LETTER_RETRIES
-        attempt = 0
-        while True:
-            try:
-                await dead_letter.deliver(dead_letter.encode([letter]))
-            except SinkRejected as refused:
-                return outcome_of(refused)  # retrying will not change the sink's mind
-            except (SinkUnavailable, SinkMisconfigured) as exc:
-                if attempt >= retries:
-                    return outcome_of(exc)
-                retry_after = exc.delay if isinstance(exc, SinkUnavailable) else None
-                delay = retry_delay(self._delivery, attempt, retry_after, self._rng)
-                attempt += 1
-                log.warning(
-                    "bridge %s: dead-letter sink %s: %s; retrying in %gs",
-                    self._bridge_id,
-                    safe_uri(dead_letter.uri),
-                    exc,
-                    delay,
-                )
-            else:
-                return ACCEPTED
-            if not await self._wait(delay, stop):
-                return None
-
-    async def _park(self, events: Sequence[OutboxEvent], error: str) -> None:
-        await self._marks.flush()
-        seqs = [ev.seq for ev in events]
-        await asyncio.to_thread(self._outbox.park, self._bridge_id, seqs, error)
-        self._counters.parked += len(seqs)
-        self._counters.pending = max(0, self._counters.pending - len(seqs))
-        self._counters.last_error = error
-        log.warning(
-            "bridge %s: %s parked in the outbox: %s",
-            self._bridge_id,
-            plural(len(seqs), "event"),
-            error,
-        )
-
     async def refresh_gauges(self) -> None:
         """Read `pending` and `parked` from the outbox: this deliverer is their one writer
         (the worker asks it to refresh them for the last status before a stop)."""
@@ -464,6 +456,14 @@ class Deliverer:
         await self.refresh_gauges()
         stopped = await self._sleep(delay, *([stop] if stop is not None else []))
         return not stopped
+
+
+class _Partial(Exception):
+    """A send that the sink took only in part (raised by `_send_once`, caught in `_deliver`)."""
+
+    def __init__(self, failure: PartialFailure) -> None:
+        super().__init__("partial failure")
+        self.failure = failure
 
 
 def _is_set(stop: asyncio.Event | None) -> bool:

@@ -7,6 +7,8 @@ and how long to wait before the next try.
     retry_delay(delivery, n, retry_after, rng)   that step jittered, never before Retry-After
     outcome_of(failure) -> SendOutcome           a failure as a secret-free record
     await report(sending) -> SendOutcome         one send, its failure as a record, not raised
+    PartialFailure(failed={index: failure})      what `deliver` returns when a sink took only
+                                                 some entries of a batch (AWS batch APIs)
 
 A sink's `deliver` raises one of three classes of `runner.errors`, and the class is the
 decision (DESIGN §4.2):
@@ -17,6 +19,13 @@ decision (DESIGN §4.2):
 - `SinkMisconfigured` (the sink cannot be used at all: nothing was sent): the event is not
   blamed; delivery backs off without spending its retry budget until an operator fixes it.
 
+A sink whose batch API answers per entry (SQS SendMessageBatch, SNS PublishBatch, EventBridge
+PutEvents, Kinesis PutRecords) returns a `PartialFailure` from `deliver` instead: the entries
+it lists (by index in the unit) were not taken, each with its class (`SinkUnavailable`:
+retried; `SinkRejected`: given up), and every other entry was. Such a sink never lets a
+user's later entry be taken after an earlier one of the same user failed: it holds it back
+(listed, retryable) so that the deliverer can keep each user's order.
+
 `SendOutcome` is what one send did, written down: the kind word, status, secret-free error
 text and excerpt. It feeds Knative's error extensions of a dead letter, and `send()`, which
 tools and tests use to look at one send without catching.
@@ -25,7 +34,7 @@ tools and tests use to look at one send without catching.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -72,6 +81,22 @@ class SendOutcome:
 ACCEPTED = SendOutcome("accepted", reason="Delivered")
 
 
+@dataclass(frozen=True, slots=True)
+class PartialFailure:
+    """The entries of one send that the sink did not take, by index in the unit's events,
+    each with why (see the module doc); entries not listed were taken."""
+
+    failed: Mapping[int, SinkUnavailable | SinkRejected]
+
+    def first(self) -> SinkUnavailable | SinkRejected:
+        """The failure of the earliest entry not taken."""
+        return self.failed[min(self.failed)]
+
+
+# What a sink's `deliver` returns: None when it took everything.
+Delivered = PartialFailure | None
+
+
 def outcome_of(failure: SinkFailure) -> SendOutcome:
     """`failure` written down as a `SendOutcome` (its message is already secret-free)."""
     if isinstance(failure, SinkUnavailable):
@@ -94,13 +119,14 @@ def outcome_of(failure: SinkFailure) -> SendOutcome:
     return SendOutcome("misconfigured", error=str(failure), reason=failure.reason)
 
 
-async def report(sending: Awaitable[None]) -> SendOutcome:
-    """Await one `deliver` and say what it did: `ACCEPTED`, or its failure as a record."""
+async def report(sending: Awaitable[Delivered]) -> SendOutcome:
+    """Await one `deliver` and say what it did: `ACCEPTED`, or its failure as a record (of a
+    partial failure, the earliest entry's)."""
     try:
-        await sending
+        result = await sending
     except SINK_FAILURES as failure:
         return outcome_of(failure)
-    return ACCEPTED
+    return ACCEPTED if result is None else outcome_of(result.first())
 
 
 def classify_status(

@@ -1,10 +1,12 @@
 """Picking a sink: the one interface the deliverer sends through, and the sender for a target.
 
-    open_sender(target, ...) -> HttpSender | FileSender | NatsSender
-    EventSender                 what both are: encode, deliver (raises), send (reports)
+    open_sender(target, ...) -> EventSender    by the target's kind: http(s), file:, an AWS
+                                               ARN, nats://
+    EventSender[M]              what each is: encode (to its own message type M), deliver
+                                (raises, or reports the entries not taken), send (reports)
 
-One module per kind of sink (`http_sink`, `file_sink`, `nats_sink`); they share the encodings
-(`runner.delivery.encodings`), the failure classes and their policy
+One module per kind of sink (`http_sink`, `file_sink`, `aws_sink`, `nats_sink`); they share
+the encodings (`runner.delivery.encodings`), the failure classes and their policy
 (`runner.delivery.policy`) and the secret-free texts (`runner.delivery.texts`), never each
 other. A dead-letter sink gets Knative's form: binary mode, one event per POST, and never
 the sink's custom headers (credentials for the sink are not for wherever dead letters go).
@@ -14,28 +16,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
 from runner import defaults
+from runner.delivery.aws_sink import AwsSender
 from runner.delivery.file_sink import FileSender
 from runner.delivery.http_sink import HttpSender
 from runner.delivery.nats_sink import NatsSender
-from runner.delivery.policy import SendOutcome
+from runner.delivery.policy import Delivered, SendOutcome
 from runner.loader.nats_uri import is_nats_uri
 from runner.model import OutboxEvent, Sink, Target
 from runner.secrets.resolver import SecretResolver
 
+M = TypeVar("M")
 
-class EventSender(Protocol):
+
+class EventSender(Protocol[M]):
     """A destination (the sink or the dead-letter sink) taking up to `capacity` events per send.
 
     `encode` is pure CPU work and thread-safe, so a caller may prepare the next request in a
-    worker thread while this one is on the wire; `deliver` sends what it made, as often as
-    needed (retries), and raises `SinkUnavailable`, `SinkRejected` or `SinkMisconfigured`
-    when the sink did not take it; `send` does both and reports a failure as a
-    `SendOutcome` instead of raising it.
+    worker thread while this one is on the wire; what it makes (`M`: an `HTTPMessage`, a
+    batch of AWS entries, ...) only its own `deliver` reads. `deliver` sends it, as often as
+    needed (retries); it raises `SinkUnavailable`, `SinkRejected` or `SinkMisconfigured`
+    when the sink took none of it, and returns a `PartialFailure` when it took only some
+    (`runner.delivery.policy`); `send` does both and reports a failure as a `SendOutcome`
+    instead of raising it.
     """
 
     @property
@@ -44,12 +51,11 @@ class EventSender(Protocol):
     @property
     def capacity(self) -> int: ...
 
-    def encode(self, events: Sequence[OutboxEvent]) -> Any:
-        """The request for `events` in the sink's own message type (`HTTPMessage`,
-        `NatsMessage`); raises `ValueError` if one is not a valid CloudEvent."""
+    def encode(self, events: Sequence[OutboxEvent]) -> M:
+        """The request for `events`; raises `ValueError` if one is not a valid CloudEvent."""
         ...
 
-    async def deliver(self, message: Any) -> None: ...
+    async def deliver(self, message: M) -> Delivered: ...
 
     async def send(self, events: Sequence[OutboxEvent]) -> SendOutcome: ...
 
@@ -62,11 +68,19 @@ def open_sender(
     state_dir: Path,
     sink: Sink | None = None,
     timeout: float = defaults.SINK_TIMEOUT,
-) -> HttpSender | FileSender | NatsSender:
+) -> EventSender[Any]:
     """The sender for `target`: with `sink` (the bridge's own sink) its format, batch size
     and custom headers apply; without it (a dead-letter sink) events go one per request in
     binary mode, as Knative sends them, and the sink's headers are NOT sent — they are
-    credentials for the sink, not for wherever dead letters go."""
+    credentials for the sink, not for wherever dead letters go. An AWS target signs with
+    its own `auth` (the sink's or the dead-letter sink's)."""
+    if target.kind == "aws":
+        return AwsSender(
+            target,
+            secrets=secrets,
+            capacity=sink.max_batch_size if sink else 1,
+            timeout=sink.timeout if sink else timeout,
+        )
     if target.is_file:
         return FileSender(
             target,

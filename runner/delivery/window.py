@@ -37,8 +37,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloudevents.core.bindings.http import HTTPMessage
-
 from runner.delivery.marks import DeliveredMarks
 from runner.delivery.texts import exception_text
 from runner.model import OutboxEvent
@@ -46,10 +44,11 @@ from runner.model import OutboxEvent
 
 @dataclass(frozen=True, slots=True)
 class Unit:
-    """Events sent in one request (one, or a batch), and that request, encoded once."""
+    """Events sent in one request (one, or a batch), and that request, encoded once by the
+    sink's `encode` (whatever its message type: the window only carries it)."""
 
     events: tuple[OutboxEvent, ...]
-    message: HTTPMessage
+    message: Any
 
     @property
     def seqs(self) -> list[int]:
@@ -69,7 +68,7 @@ class Unencodable:
 
 
 Item = Unit | Unencodable
-Encode = Callable[[Sequence[OutboxEvent]], HTTPMessage]  # ValueError: not a CloudEvent
+Encode = Callable[[Sequence[OutboxEvent]], Any]  # ValueError: not a CloudEvent
 
 
 def cut_into_units(page: Sequence[OutboxEvent], capacity: int, encode: Encode) -> list[Item]:

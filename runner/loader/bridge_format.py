@@ -39,10 +39,10 @@ def build_bridge(doc: BridgeDocument, bridge_id: str, path: Path) -> Bridge | No
         doc,
         _EXTENSIONS,
         extensions,
-        sink_binary=sink is not None and sink.format == "binary" and not sink.target.file_path,
+        sink_binary=sink is not None and sink.format == "binary" and sink.target.kind == "http",
         dead_letter_binary=delivery is not None
         and delivery.dead_letter is not None
-        and not delivery.dead_letter.file_path,
+        and delivery.dead_letter.kind == "http",
     )
     if doc.has_errors or source is None or sink is None or delivery is None:
         return None
@@ -88,7 +88,9 @@ def _sink(doc: BridgeDocument) -> Sink | None:
     target = semantics.target(doc, (*_SINK, "uri"))
     sink_format = doc.get((*_SINK, "format")) or defaults.SINK_FORMAT
     max_batch = doc.get((*_SINK, "maxBatchSize"))
-    if (
+    if target is not None and target.aws is not None:
+        _check_aws_sink(doc, sink_format)
+    elif (
         max_batch is not None
         and sink_format != "batch"
         and not doc.already_reported((*_SINK, "format"))
@@ -119,6 +121,31 @@ def _sink(doc: BridgeDocument) -> Sink | None:
         oauth2=oauth2,
         tls=tls,
     )
+
+
+def _check_aws_sink(doc: BridgeDocument, sink_format: object) -> None:
+    """An AWS sink carries structured CloudEvents in its own entries (SQS, SNS and Kinesis
+    have no CloudEvents binding; EventBridge's Detail is the JSON): no HTTP content mode,
+    no HTTP headers."""
+    given = doc.get((*_SINK, "format"))
+    if (
+        given is not None
+        and sink_format != "structured"
+        and not doc.already_reported((*_SINK, "format"))
+    ):
+        doc.error(
+            (*_SINK, "format"),
+            f"an AWS sink sends each event as a structured CloudEvent (JSON) in its own entry, "
+            f"batched as the service batches (maxBatchSize caps it): leave format out or set "
+            f"it to structured, not {sink_format}",
+        )
+    if doc.get((*_SINK, "headers")) is not None:
+        doc.error(
+            (*_SINK, "headers"),
+            "headers apply to http(s) sinks only: an AWS sink signs its requests with "
+            "spec.sink.auth",
+            at_key=True,
+        )
 
 
 def _delivery(doc: BridgeDocument) -> Delivery | None:

@@ -13,13 +13,16 @@ from runner.model import HeaderValue, NatsAuth, SecretRef, Target
 
 def nats_auth(doc: BridgeDocument, path: DocPath, target: Target | None) -> NatsAuth | None:
     """`spec.sink.auth` of a nats:// sink: `token`, `user` with `password`, or
-    `credentials` (a `.creds` file's content); the schema holds the shapes, this the
-    pairings and that only a NATS sink takes them."""
+    `credentials` (a `.creds` file's content); the schema holds the shapes (AWS's or
+    these), this the pairings."""
     given = doc.mapping(path)
-    if not given:
+    if not given or target is None:
         return None
-    if target is not None and not is_nats_uri(target.uri):
-        doc.error(path, "token, user, password and credentials apply to a nats:// sink only")
+    if not is_nats_uri(target.uri):
+        # An AWS sink's auth is read with its ARN; beside any other URI, `semantics.target`
+        # reports it. NATS-only keys on an AWS sink would be ignored silently: refused.
+        if target.kind == "aws" and given.keys() & {"token", "user", "password"}:
+            doc.error(path, "token, user and password apply to a nats:// sink only")
         return None
     forms = [name for name in ("token", "user", "credentials") if name in given]
     if len(forms) > 1:

@@ -23,10 +23,19 @@ from urllib.parse import urlsplit
 
 from runner import defaults
 from runner._kits.durations import format_duration, parse_duration
-from runner.loader.arn import IAM_ROLE_ARN, parse_pool_arn
+from runner.loader.arn import IAM_ROLE_ARN, parse_pool_arn, parse_sink_arn
 from runner.loader.document import BridgeDocument, DocPath
-from runner.loader.nats_uri import nats_target
-from runner.model import STATE_FILE_NAME, AwsCredentials, HeaderValue, PoolArn, SecretRef, Target
+from runner.loader.nats_uri import is_nats_uri, nats_target
+from runner.model import (
+    STATE_FILE_NAME,
+    AwsAuth,
+    AwsCredentials,
+    AwsTarget,
+    HeaderValue,
+    PoolArn,
+    SecretRef,
+    Target,
+)
 from runner.secrets.resolver import secret_path_problem
 
 _EXTENSION_NAME_RECOMMENDED_MAX = 20
@@ -56,6 +65,10 @@ _PLAIN_TEXT_VALUE_WARNING = (
 _NOT_A_POOL_ARN = (
     "is not a user pool ARN: arn:<partition>:cognito-idp:<region>:<12-digit account>:"
     "userpool/<region>_<id>, with the pool id in the ARN's region"
+)
+_NOT_A_SINK_ARN = (
+    "is not a sink ARN: arn:<partition>:<sqs|sns>:<region>:<12-digit account>:<name>, "
+    "...:events:...:event-bus/<name> or ...:kinesis:...:stream/<name>"
 )
 _NOT_A_DURATION = "must be a duration such as 500ms, 30s, 5m, 1h30m or PT30S"
 _NOT_ONE_SEGMENT = (
@@ -217,8 +230,22 @@ def _checked_http(
 
 
 def target(doc: BridgeDocument, path: DocPath) -> Target | None:
-    """A sink or dead-letter URI: http(s) URL, or file:relative/path below the state dir."""
+    """A sink or dead-letter URI: http(s) URL, file:relative/path below the state dir, or an
+    AWS sink ARN (with the `endpoint` and `auth` beside the URI)."""
     text = doc.string(path)
+    aws_fields = [name for name in ("endpoint", "auth") if doc.get((*path[:-1], name)) is not None]
+    if text is not None and text.startswith("arn:"):
+        return _aws_target(doc, path, text)
+    for name in aws_fields:
+        if name == "auth" and text is not None and is_nats_uri(text):
+            continue  # a NATS sink's own auth (runner.loader.nats_format)
+        doc.error(
+            (*path[:-1], name),
+            "applies to AWS sinks only (a uri that is an ARN)"
+            if name == "endpoint"
+            else "applies to AWS sinks (a uri that is an ARN) and nats:// sinks only",
+            at_key=True,
+        )
     if text is None:
         return None
     try:
@@ -241,15 +268,33 @@ def target(doc: BridgeDocument, path: DocPath) -> Target | None:
         doc.error(
             path,
             "must be an absolute http:// or https:// URL, nats://HOST:PORT/SUBJECT, "
-            "or file:relative/path.jsonl",
+            "file:relative/path.jsonl, or an SQS, SNS, EventBridge or Kinesis ARN",
         )
     else:
         doc.value_error(
             path,
-            f"unsupported scheme {scheme!r}: use http://, https://, nats:// or file:path.jsonl",
-            without_value="unsupported scheme: use http://, https://, nats:// or file:path.jsonl",
+            f"unsupported scheme {scheme!r}: use http://, https://, nats://, file:path.jsonl "
+            "or an ARN",
+            without_value="unsupported scheme: use http://, https://, nats://, file:path.jsonl "
+            "or an ARN",
         )
     return None
+
+
+def _aws_target(doc: BridgeDocument, path: DocPath, text: str) -> Target | None:
+    """An SQS, SNS, EventBridge or Kinesis ARN, with `endpoint` and `auth` beside it."""
+    where = path[:-1]
+    endpoint = http_url(doc, (*where, "endpoint"), what="the endpoint")
+    auth = AwsAuth(
+        credentials=credentials(doc, (*where, "auth", "credentials")),
+        assume_role_arn=role_arn(doc, (*where, "auth", "assumeIamRole")),
+    )
+    try:
+        arn = parse_sink_arn(text)
+    except ValueError as exc:
+        doc.value_error(path, str(exc), without_value=_NOT_A_SINK_ARN)
+        return None
+    return Target(text, aws=AwsTarget(arn=arn, endpoint=endpoint, auth=auth))
 
 
 def _file_target(doc: BridgeDocument, path: DocPath, text: str) -> Target | None:

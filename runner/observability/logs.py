@@ -6,7 +6,7 @@ line again, tracebacks included (causes and contexts too). botocore's and httpx'
 request headers (Authorization, custom sink headers) and are too chatty to be useful: these
 libraries stay at WARNING unless asked for, that is unless the level is DEBUG *and* the
 environment sets BRIDGE_RUNNER_DEBUG_LIBRARIES=1. Their records are then still masked by the
-`Redactor`, and botocore's by `WireLogScrubber` (runner.sources.cognito.botocore_logs) as well.
+`Redactor`, and botocore's by `WireLogScrubber` (runner.aws.botocore_logs) as well.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 from runner._kits.wording import printable
+from runner.aws.botocore_logs import guard_botocore_logs
 from runner.secrets.redaction import Redactor
-from runner.sources.cognito.botocore_logs import guard_botocore_logs
 
 LogFormat = Literal["text", "json"]
 

@@ -11,6 +11,7 @@ the sink's own count of requests it held at once. Backoff waits go through the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import threading
@@ -130,7 +131,17 @@ def test_no_new_request_starts_beside_a_failing_one(
 ) -> None:
     # `retry: 0`: each failed event is given up (parked) at once and its slot frees, so only
     # the window's rule keeps the backlog from going to the down sink four at a time.
-    with OverlapSink(lambda ids, attempt: (503, 0.02)) as sink:
+    # The first answers wait until four requests are in (at most 10 s), so that "the first
+    # four went together" holds on a loaded machine too.
+    arrived: list[OverlapSink] = []
+
+    def decide(ids: tuple[str, ...], attempt: int) -> tuple[int, float]:
+        with contextlib.suppress(AssertionError):
+            arrived[0].wait_for_requests(4, timeout=10)
+        return 503, 0.02
+
+    with OverlapSink(decide) as sink:
+        arrived.append(sink)
         harness = make_harness(Target(sink.url), max_in_flight=4, retry=0)
         append_rounds(harness, users=10, rounds=1)
 

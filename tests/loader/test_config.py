@@ -261,7 +261,7 @@ def test_secret_value_taken_from_env_is_not_a_plain_text_warning() -> None:
                     5,
                     "spec.sink.fromat",
                     "unknown field 'fromat' (allowed: uri, format, maxBatchSize, maxInFlight, "
-                    "headers, timeout, auth, signing, oauth2, tls)",
+                    "headers, timeout, endpoint, auth, signing, oauth2, tls)",
                     "error",
                 ),
             ],
@@ -402,7 +402,8 @@ def test_secret_value_taken_from_env_is_not_a_plain_text_warning() -> None:
                     8,
                     10,
                     "spec.sink.uri",
-                    "unsupported scheme 'ftp': use http://, https://, nats:// or file:path.jsonl",
+                    "unsupported scheme 'ftp': use http://, https://, nats://, file:path.jsonl "
+                    "or an ARN",
                     "error",
                 ),
                 (
@@ -510,8 +511,42 @@ def test_every_fixture_is_covered() -> None:
         ("    uri: http://h:99999/\n", "is not a valid URI"),
         (
             "    uri: events.example.com\n",
-            "must be an absolute http:// or https:// URL, nats://HOST:PORT/SUBJECT, or "
-            "file:relative/path.jsonl",
+            "must be an absolute http:// or https:// URL, nats://HOST:PORT/SUBJECT, "
+            "file:relative/path.jsonl, or an SQS, SNS, EventBridge or Kinesis ARN",
+        ),
+        (
+            "    uri: arn:aws:s3:::bucket\n",
+            "ARN 'arn:aws:s3:::bucket' is for service 's3': a sink ARN names an SQS queue (sqs), "
+            "an SNS topic (sns), an EventBridge event bus (events) or a Kinesis stream (kinesis)",
+        ),
+        (
+            "    uri: arn:aws:sqs:moon-1:123456789012:q\n",
+            "region 'moon-1' in ARN 'arn:aws:sqs:moon-1:123456789012:q' is not a region name "
+            "like us-west-2",
+        ),
+        (
+            "    uri: arn:aws:sns:us-east-1:1234:t\n",
+            "account '1234' in ARN 'arn:aws:sns:us-east-1:1234:t' must be 12 digits",
+        ),
+        (
+            "    uri: arn:aws-cn:sqs:us-east-1:123456789012:q\n",
+            "region 'us-east-1' is not in partition 'aws-cn' "
+            "(ARN 'arn:aws-cn:sqs:us-east-1:123456789012:q')",
+        ),
+        (
+            "    uri: arn:aws:kinesis:us-east-1:123456789012:signups\n",
+            "resource 'signups' in ARN 'arn:aws:kinesis:us-east-1:123456789012:signups' must be "
+            "stream/<name> (letters, digits and the characters the service allows in a name)",
+        ),
+        (
+            "    uri: arn:aws:events:us-east-1:123456789012:rule/r\n",
+            "resource 'rule/r' in ARN 'arn:aws:events:us-east-1:123456789012:rule/r' must be "
+            "event-bus/<name> (letters, digits and the characters the service allows in a name)",
+        ),
+        (
+            "    uri: arn:aws:sqs:us-east-1:123456789012:a.b\n",
+            "resource 'a.b' in ARN 'arn:aws:sqs:us-east-1:123456789012:a.b' must be <queue> "
+            "(letters, digits and the characters the service allows in a name)",
         ),
         (
             "    uri: file:///var/events.jsonl\n",
@@ -858,7 +893,7 @@ def test_variables_in_fields_of_a_fixed_form_give_the_values_of_the_environment(
         (
             "      endpoint: http://127.0.0.1:5000\n  sink: {uri: 'x${BRIDGE_VAR_V}://h/'}\n",
             "spec.sink.uri",
-            "unsupported scheme: use http://, https://, nats:// or file:path.jsonl",
+            "unsupported scheme: use http://, https://, nats://, file:path.jsonl or an ARN",
         ),
     ],
 )

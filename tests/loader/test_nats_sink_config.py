@@ -93,7 +93,17 @@ def test_nats_auth_on_an_http_sink_is_an_error() -> None:
         "    uri: https://events.example.com/cognito\n    auth: {token: {valueFromFile: t}}\n"
     )
     assert [(p.path, p.message) for p in load_text(text).errors] == [
-        ("spec.sink.auth", "token, user, password and credentials apply to a nats:// sink only")
+        ("spec.sink.auth", "applies to AWS sinks (a uri that is an ARN) and nats:// sinks only")
+    ]
+
+
+def test_nats_auth_on_an_aws_sink_is_an_error() -> None:
+    text = _with_sink(
+        "    uri: arn:aws:sqs:us-west-2:043455440429:signups\n"
+        "    auth: {token: {valueFromFile: t}}\n"
+    )
+    assert [(p.path, p.message) for p in load_text(text).errors] == [
+        ("spec.sink.auth", "token, user and password apply to a nats:// sink only")
     ]
 
 

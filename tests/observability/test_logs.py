@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from runner.aws.botocore_logs import WireLogScrubber
 from runner.model import SecretRef
 from runner.observability.logs import LogFormat, configure_logging
 from runner.secrets.resolver import SecretResolver
-from runner.sources.cognito.botocore_logs import WireLogScrubber
 
 # A `%` next to the secret is what used to break the redacted message's formatting.
 SECRET = "s3cr3t-token-value-0f-test-logs"

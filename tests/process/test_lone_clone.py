@@ -200,7 +200,7 @@ def test_ci_fails_when_the_lone_clone_step_fails(tmp_path: Path, slow_exit: int)
 
 def test_the_lone_clone_test_is_slow_so_the_run_it_starts_skips_it() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text("utf-8")
-    assert 'addopts = "-ra --strict-markers -m \\"not slow\\""' in pyproject
+    assert 'addopts = "-ra --strict-markers -m \\"not slow\\" ' in pyproject
     marks = test_the_readme_test_command_passes_in_a_lone_clone.pytestmark
     assert "slow" in [mark.name for mark in marks]
     assert readme_test_command().endswith("&& .venv/bin/pytest")  # no `-m` that would undo it

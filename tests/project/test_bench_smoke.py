@@ -133,6 +133,13 @@ def test_diffcommit_bench_quick_runs() -> None:
         assert ratio.endswith("x") and float(ratio.rstrip("x")) > 0
 
 
+def test_aws_sinks_bench_quick() -> None:
+    out = run_bench("aws_sinks.py", timeout=300)
+    assert out.startswith("aws sinks: 200 events, median of 1 run(s) each")
+    for sink in ("sqs", "kinesis"):
+        assert re.search(rf"^{sink} +\d+ +\d+ +\d+\.\d\dx$", out, re.M)
+
+
 def test_nats_sink_bench_quick() -> None:
     out = run_bench("natssink.py", timeout=120)
     for mode in ("jetstream", "core"):

@@ -3,7 +3,7 @@
     CognitoClients          one per process: client cache, thread pool, request budgets
     └── CognitoPool         one per bridge: describe() and scan(segments=...)
 
-Clients are built from a bridge's auth when first needed (`runner.sources.cognito.credentials`:
+Clients are built from a bridge's auth when first needed (`runner.aws.credentials`:
 static keys resolved at that moment, an assumed role refreshed by botocore, else boto3's
 default chain). Clients are shared by every bridge with the same (account, region,
 credentials, role, endpoint); the credentials part of that key is an HMAC of the resolved
@@ -49,18 +49,18 @@ from botocore.credentials import Credentials
 from botocore.utils import parse_timestamp
 
 from runner import __version__
-from runner.errors import SecretError, SourceRejected, SourceUnavailable
-from runner.model import CognitoSource
-from runner.secrets.resolver import SecretResolver
-from runner.sources.cognito.botocore_logs import guard_botocore_logs
-from runner.sources.cognito.budget import RequestBudgets, TokenBucket
-from runner.sources.cognito.credentials import (
+from runner.aws.botocore_logs import guard_botocore_logs
+from runner.aws.credentials import (
     StaticKeys,
     assumed_role_credentials,
     fingerprint,
     resolve_static,
     use_credentials,
 )
+from runner.errors import SecretError, SourceRejected, SourceUnavailable
+from runner.model import CognitoSource
+from runner.secrets.resolver import SecretResolver
+from runner.sources.cognito.budget import RequestBudgets, TokenBucket
 from runner.sources.cognito.errors import THROTTLED_CODES, secret_error, translate_error
 from runner.sources.cognito.scan import (
     SEGMENT_ALPHABET,

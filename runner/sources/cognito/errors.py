@@ -25,8 +25,8 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 
+from runner.aws.botocore_logs import scrub
 from runner.errors import BridgeRunnerError, SecretError, SourceRejected, SourceUnavailable
-from runner.sources.cognito.botocore_logs import scrub
 
 THROTTLED_CODES = frozenset(
     {
