@@ -32,6 +32,8 @@ from runner import defaults
 from runner._kits.aio import sleep_or_wake
 from runner._kits.wording import plural
 from runner.delivery.lanes import http_client
+from runner.delivery.nats_sink import close_all as close_nats_connections
+from runner.delivery.sink_tls import close_all as close_tls_clients
 from runner.errors import StateError
 from runner.model import Bridge
 from runner.observability.endpoints import ListenAddress, serve_metrics
@@ -154,6 +156,9 @@ async def _main(settings: RunnerSettings) -> bool:
                     return True
             finally:
                 await asyncio.to_thread(record.stopped, reconciler.revision)
+                # Senders hold them, and the bridges are stopped.
+                await close_nats_connections()
+                await close_tls_clients()
     finally:
         await asyncio.to_thread(clients.close)
         outbox.close()

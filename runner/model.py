@@ -236,6 +236,38 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class NatsAuth:
+    """How a `nats://` sink signs in: one of a token, a user and password, or the content
+    of a user credentials (`.creds`) file; every secret is a reference."""
+
+    token: SecretRef | None = None
+    user: HeaderValue | None = None
+    password: SecretRef | None = None
+    credentials: SecretRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OAuth2Client:
+    """OAuth2 client credentials for an http(s) sink: a token from `token_url`, sent as
+    `Authorization: Bearer`."""
+
+    token_url: str
+    client_id: HeaderValue
+    client_secret: SecretRef
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SinkTls:
+    """TLS of an https sink: a CA bundle to trust instead of the system's, and a client
+    certificate and key (PEM) for mTLS."""
+
+    ca_bundle: SecretRef | None = None
+    client_certificate: SecretRef | None = None
+    client_key: SecretRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Sink:
     target: Target
     format: SinkFormat = defaults.SINK_FORMAT
@@ -244,6 +276,10 @@ class Sink:
     timeout: float = defaults.SINK_TIMEOUT  # seconds
     # Requests in flight at once; events of one user are still delivered in order.
     max_in_flight: int = defaults.MAX_IN_FLIGHT
+    nats_auth: NatsAuth | None = None  # spec.sink.auth of a nats:// sink
+    signing_secret: SecretRef | None = None  # Standard Webhooks signatures (http sinks)
+    oauth2: OAuth2Client | None = None
+    tls: SinkTls | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from tests import conformance as _conformance
 pytest_plugins = [
     "tests.peers.moto_server",
     "tests.peers.sink_server",
+    "tests.peers.nats_server",
     "tests.peers.runner_process",
     "tests.task_leaks",
     "pytester",

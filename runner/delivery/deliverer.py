@@ -436,7 +436,9 @@ class Deliverer:
         self._counters.pending = max(0, self._counters.pending - count)
         self._counters.last_delivery_time = datetime.now(UTC)
         if self._ready.status != "True":
-            self._ready = Condition("SinkReady", "True", "Delivered", "the sink accepts events")
+            # A sink may say how it takes them (a NATS sink: JetStream, or core at most once).
+            said = getattr(self._sink, "ready_text", None) or "the sink accepts events"
+            self._ready = Condition("SinkReady", "True", "Delivered", said)
 
     async def refresh_gauges(self) -> None:
         """Read `pending` and `parked` from the outbox: this deliverer is their one writer

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import re
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -30,11 +31,24 @@ from cloudevents.core.bindings.http import HTTPMessage
 
 from runner import defaults
 from runner.delivery.encodings import encode_request
+from runner.delivery.oauth2 import ClientCredentials
 from runner.delivery.policy import SendOutcome, classify_status, report, status_reason
+from runner.delivery.sink_tls import tls_client, tls_context
 from runner.delivery.texts import ERROR_BODY_LIMIT, exception_text, masked, status_text, uri_secrets
+from runner.delivery.webhook_signing import signature_headers, signing_key, webhook_id
 from runner.errors import SecretError, SinkMisconfigured, SinkRejected, SinkUnavailable
-from runner.model import HeaderValue, OutboxEvent, SinkFormat, Target
+from runner.model import (
+    HeaderValue,
+    OAuth2Client,
+    OutboxEvent,
+    SecretRef,
+    SinkFormat,
+    SinkTls,
+    Target,
+)
 from runner.secrets.resolver import SecretResolver
+
+WEBHOOK_ID = "webhook-id"
 
 # A success body is read (so the connection can be reused) but never kept; past this size
 # the connection is dropped instead of reading on.
@@ -92,6 +106,9 @@ class HttpSender:
         max_batch_size: int = defaults.MAX_BATCH_SIZE,
         headers: Mapping[str, HeaderValue] | None = None,
         timeout: float = defaults.SINK_TIMEOUT,
+        signing: SecretRef | None = None,
+        oauth2: OAuth2Client | None = None,
+        tls: SinkTls | None = None,
     ) -> None:
         self._uri = target.uri
         self._http = http
@@ -100,6 +117,14 @@ class HttpSender:
         self._capacity = max(1, max_batch_size) if format == "batch" else 1
         self._headers = dict(headers or {})
         self._timeout = timeout
+        self._signing = signing
+        self._tls = tls
+        self._own_client: httpx.AsyncClient | None = None  # with `tls`: this sink's alone
+        self.tokens = (
+            ClientCredentials(oauth2, http=http, secrets=secrets, timeout=timeout)
+            if oauth2
+            else None
+        )
 
     @property
     def uri(self) -> str:
@@ -110,7 +135,10 @@ class HttpSender:
         return self._capacity
 
     def encode(self, events: Sequence[OutboxEvent]) -> HTTPMessage:
-        return encode_request(self._format, events)
+        message = encode_request(self._format, events)
+        if self._signing is not None:  # the id is the same for every attempt
+            message = HTTPMessage({**message.headers, WEBHOOK_ID: webhook_id(events)}, message.body)
+        return message
 
     async def custom_headers(self) -> dict[str, str]:
         """The sink's custom headers with secrets resolved; `SinkMisconfigured` if one
@@ -142,15 +170,25 @@ class HttpSender:
 
     async def deliver(self, message: HTTPMessage) -> None:
         custom = await self.custom_headers()  # resolved per request: secrets may be rotated
+        custom.update(await self._auth_headers(message))
         headers = _merged_headers(message.headers, custom)
         # What an exception's text may quote and must not repeat: header values, and the
         # parts of the URI that `safe_uri` leaves out.
         mask = [*custom.values(), *uri_secrets(self._uri)]
         try:
             async with asyncio.timeout(self._timeout):
-                await self._post(headers, message.body, mask)
-        except (SinkUnavailable, SinkRejected):
-            raise  # what the sink answered
+                try:
+                    await self._post(headers, message.body, mask)
+                except SinkRejected as refused:
+                    if refused.status_code != 401 or self.tokens is None:
+                        raise
+                    # The token may have been revoked before its expiry: once more, anew.
+                    self.tokens.invalidate(custom["Authorization"].removeprefix("Bearer "))
+                    custom.update(await self._auth_headers(message))
+                    headers = _merged_headers(message.headers, custom)
+                    await self._post(headers, message.body, [*mask, *custom.values()])
+        except (SinkUnavailable, SinkRejected, SinkMisconfigured):
+            raise  # what the sink answered, or what it cannot be sent with
         except httpx.LocalProtocolError as exc:
             # Our own request could not be written as HTTP: no retry will fix it. Its
             # message quotes the header refused, which may be a secret: not repeated.
@@ -169,11 +207,40 @@ class HttpSender:
         except Exception as exc:  # e.g. httpx.DecodingError: the sink's fault, or ours
             raise SinkUnavailable(exception_text(exc, mask), reason="SinkError") from None
 
+    async def _auth_headers(self, message: HTTPMessage) -> dict[str, str]:
+        """The OAuth2 bearer token and the Standard Webhooks signature, made per attempt."""
+        added: dict[str, str] = {}
+        if self.tokens is not None:
+            added["Authorization"] = f"Bearer {await self.tokens.token()}"
+        if self._signing is not None:
+            try:
+                secret = await self._secrets.resolve_async(self._signing)
+                key = signing_key(secret)
+            except SecretError as exc:  # names the reference, never a value
+                raise SinkMisconfigured(
+                    f"sink signing.secret: {exc}", reason="SecretUnavailable"
+                ) from None
+            except ValueError as exc:  # says what is wrong, quoting nothing of the secret
+                raise SinkMisconfigured(
+                    f"sink signing.secret: {exc}", reason="InvalidSigningSecret"
+                ) from None
+            message_id = message.headers.get(WEBHOOK_ID, "")
+            added.update(signature_headers(key, message_id, message.body, time.time()))
+        return added
+
+    async def _client(self) -> httpx.AsyncClient:
+        if self._tls is None:
+            return self._http
+        if self._own_client is None:
+            self._own_client = tls_client(await tls_context(self._tls, self._secrets))
+        return self._own_client
+
     async def _post(self, headers: Mapping[str, str], body: bytes, mask: Sequence[str]) -> None:
-        request = self._http.build_request(
+        http = await self._client()
+        request = http.build_request(
             "POST", self._uri, headers=headers, content=body, timeout=self._timeout
         )
-        response = await self._http.send(request, stream=True)
+        response = await http.send(request, stream=True)
         try:
             code = response.status_code
             failure = classify_status(code)

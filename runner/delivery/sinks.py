@@ -1,11 +1,12 @@
 """Picking a sink: the one interface the deliverer sends through, and the sender for a target.
 
-    open_sender(target, ...) -> EventSender    by the target's kind: http(s), file:, an AWS ARN
+    open_sender(target, ...) -> EventSender    by the target's kind: http(s), file:, an AWS
+                                               ARN, nats://
     EventSender[M]              what each is: encode (to its own message type M), deliver
                                 (raises, or reports the entries not taken), send (reports)
 
-One module per kind of sink (`http_sink`, `file_sink`, `aws_sink`); they share the encodings
-(`runner.delivery.encodings`), the failure classes and their policy
+One module per kind of sink (`http_sink`, `file_sink`, `aws_sink`, `nats_sink`); they share
+the encodings (`runner.delivery.encodings`), the failure classes and their policy
 (`runner.delivery.policy`) and the secret-free texts (`runner.delivery.texts`), never each
 other. A dead-letter sink gets Knative's form: binary mode, one event per POST, and never
 the sink's custom headers (credentials for the sink are not for wherever dead letters go).
@@ -23,7 +24,9 @@ from runner import defaults
 from runner.delivery.aws_sink import AwsSender
 from runner.delivery.file_sink import FileSender
 from runner.delivery.http_sink import HttpSender
+from runner.delivery.nats_sink import NatsSender
 from runner.delivery.policy import Delivered, SendOutcome
+from runner.loader.nats_uri import is_nats_uri
 from runner.model import OutboxEvent, Sink, Target
 from runner.secrets.resolver import SecretResolver
 
@@ -84,6 +87,13 @@ def open_sender(
             state_dir=state_dir,
             capacity=sink.max_batch_size if sink else defaults.MAX_BATCH_SIZE,
         )
+    if is_nats_uri(target.uri):
+        return NatsSender(
+            target,
+            secrets=secrets,
+            auth=sink.nats_auth if sink else None,  # a dead-letter sink: its URI's server
+            timeout=sink.timeout if sink else timeout,
+        )
     if sink is None:
         return HttpSender(target, http=http, secrets=secrets, format="binary", timeout=timeout)
     return HttpSender(
@@ -94,4 +104,7 @@ def open_sender(
         max_batch_size=sink.max_batch_size,
         headers=sink.headers,
         timeout=sink.timeout,
+        signing=sink.signing_secret,
+        oauth2=sink.oauth2,
+        tls=sink.tls,
     )

@@ -8,9 +8,10 @@ from typing import cast
 
 from runner import defaults
 from runner._kits.durations import format_duration
-from runner.loader import semantics
+from runner.loader import http_auth_format, semantics
 from runner.loader.document import BridgeDocument, DocPath
 from runner.loader.events_spec import events_spec
+from runner.loader.nats_format import nats_auth
 from runner.model import (
     AwsAuth,
     BackoffPolicy,
@@ -108,6 +109,10 @@ def _sink(doc: BridgeDocument) -> Sink | None:
     headers = semantics.headers(doc, (*_SINK, "headers"))
     timeout = semantics.duration(doc, (*_SINK, "timeout"), defaults.SINK_TIMEOUT)
     in_flight = doc.get((*_SINK, "maxInFlight"))
+    auth = nats_auth(doc, (*_SINK, "auth"), target)
+    signing = http_auth_format.signing_secret(doc, (*_SINK, "signing"), target)
+    oauth2 = http_auth_format.oauth2(doc, (*_SINK, "oauth2"), target, headers)
+    tls = http_auth_format.tls(doc, (*_SINK, "tls"), target)
     if target is None:
         return None
     return Sink(
@@ -117,6 +122,10 @@ def _sink(doc: BridgeDocument) -> Sink | None:
         headers=frozen_map(headers),
         timeout=timeout,
         max_in_flight=in_flight if isinstance(in_flight, int) else defaults.MAX_IN_FLIGHT,
+        nats_auth=auth,
+        signing_secret=signing,
+        oauth2=oauth2,
+        tls=tls,
     )
 
 

@@ -25,6 +25,7 @@ from runner import defaults
 from runner._kits.durations import format_duration, parse_duration
 from runner.loader.arn import IAM_ROLE_ARN, parse_pool_arn, parse_sink_arn
 from runner.loader.document import BridgeDocument, DocPath
+from runner.loader.nats_uri import is_nats_uri, nats_target
 from runner.model import (
     STATE_FILE_NAME,
     AwsAuth,
@@ -236,8 +237,14 @@ def target(doc: BridgeDocument, path: DocPath) -> Target | None:
     if text is not None and text.startswith("arn:"):
         return _aws_target(doc, path, text)
     for name in aws_fields:
+        if name == "auth" and text is not None and is_nats_uri(text):
+            continue  # a NATS sink's own auth (runner.loader.nats_format)
         doc.error(
-            (*path[:-1], name), "applies to AWS sinks only (a uri that is an ARN)", at_key=True
+            (*path[:-1], name),
+            "applies to AWS sinks only (a uri that is an ARN)"
+            if name == "endpoint"
+            else "applies to AWS sinks (a uri that is an ARN) and nats:// sinks only",
+            at_key=True,
         )
     if text is None:
         return None
@@ -255,17 +262,21 @@ def target(doc: BridgeDocument, path: DocPath) -> Target | None:
         return Target(url) if url else None
     if scheme == "file":
         return _file_target(doc, path, text)
+    if scheme == "nats":
+        return nats_target(doc, path, text)
     if not scheme:
         doc.error(
             path,
-            "must be an absolute http:// or https:// URL, file:relative/path.jsonl, or an "
-            "SQS, SNS, EventBridge or Kinesis ARN",
+            "must be an absolute http:// or https:// URL, nats://HOST:PORT/SUBJECT, "
+            "file:relative/path.jsonl, or an SQS, SNS, EventBridge or Kinesis ARN",
         )
     else:
         doc.value_error(
             path,
-            f"unsupported scheme {scheme!r}: use http://, https://, file:path.jsonl or an ARN",
-            without_value="unsupported scheme: use http://, https://, file:path.jsonl or an ARN",
+            f"unsupported scheme {scheme!r}: use http://, https://, nats://, file:path.jsonl "
+            "or an ARN",
+            without_value="unsupported scheme: use http://, https://, nats://, file:path.jsonl "
+            "or an ARN",
         )
     return None
 

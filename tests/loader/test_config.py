@@ -261,7 +261,7 @@ def test_secret_value_taken_from_env_is_not_a_plain_text_warning() -> None:
                     5,
                     "spec.sink.fromat",
                     "unknown field 'fromat' (allowed: uri, format, maxBatchSize, maxInFlight, "
-                    "headers, timeout, endpoint, auth)",
+                    "headers, timeout, endpoint, auth, signing, oauth2, tls)",
                     "error",
                 ),
             ],
@@ -402,7 +402,8 @@ def test_secret_value_taken_from_env_is_not_a_plain_text_warning() -> None:
                     8,
                     10,
                     "spec.sink.uri",
-                    "unsupported scheme 'ftp': use http://, https://, file:path.jsonl or an ARN",
+                    "unsupported scheme 'ftp': use http://, https://, nats://, file:path.jsonl "
+                    "or an ARN",
                     "error",
                 ),
                 (
@@ -510,8 +511,8 @@ def test_every_fixture_is_covered() -> None:
         ("    uri: http://h:99999/\n", "is not a valid URI"),
         (
             "    uri: events.example.com\n",
-            "must be an absolute http:// or https:// URL, file:relative/path.jsonl, or an SQS, "
-            "SNS, EventBridge or Kinesis ARN",
+            "must be an absolute http:// or https:// URL, nats://HOST:PORT/SUBJECT, "
+            "file:relative/path.jsonl, or an SQS, SNS, EventBridge or Kinesis ARN",
         ),
         (
             "    uri: arn:aws:s3:::bucket\n",
@@ -892,7 +893,7 @@ def test_variables_in_fields_of_a_fixed_form_give_the_values_of_the_environment(
         (
             "      endpoint: http://127.0.0.1:5000\n  sink: {uri: 'x${BRIDGE_VAR_V}://h/'}\n",
             "spec.sink.uri",
-            "unsupported scheme: use http://, https://, file:path.jsonl or an ARN",
+            "unsupported scheme: use http://, https://, nats://, file:path.jsonl or an ARN",
         ),
     ],
 )

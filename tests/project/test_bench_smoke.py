@@ -138,3 +138,9 @@ def test_aws_sinks_bench_quick() -> None:
     assert out.startswith("aws sinks: 200 events, median of 1 run(s) each")
     for sink in ("sqs", "kinesis"):
         assert re.search(rf"^{sink} +\d+ +\d+ +\d+\.\d\dx$", out, re.M)
+
+
+def test_nats_sink_bench_quick() -> None:
+    out = run_bench("natssink.py", timeout=120)
+    for mode in ("jetstream", "core"):
+        assert re.search(rf"^{mode} +100 +[\d,]+ +[\d,]+ +\d+\.\d\dx$", out, re.M), out

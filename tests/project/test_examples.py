@@ -103,11 +103,12 @@ def _document_fields(data: Any, prefix: str = "") -> set[str]:
 
 
 def test_complete_example_spells_out_every_field_of_the_bridge_schema() -> None:
-    """complete.yaml has an http(s) sink: the fields only an AWS sink takes (endpoint, auth)
-    are spelled out by the AWS examples instead."""
+    """complete.yaml has an http(s) sink: the fields only an AWS or NATS sink takes
+    (endpoint, auth) are spelled out by the AWS examples and nats.yaml instead."""
     documented = _document_fields(yaml.safe_load((BRIDGES / "complete.yaml").read_text()))
     for name in AWS_EXAMPLES:
         documented |= _document_fields(yaml.safe_load((BRIDGES / name).read_text()))
+    documented |= _document_fields(yaml.safe_load((BRIDGES / "nats.yaml").read_text()))
     missing = _schema_fields(load_schema("bridge")) - documented
     assert missing == set()
 
