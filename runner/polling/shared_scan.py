@@ -22,10 +22,15 @@ newcomer does not wait for the others' interval: a scan starts `JOIN_WINDOW` aft
 (bridges started together by one reconcile join the same scan).
 
 Each page goes to every subscriber's queue at once; the subscriber's own task diffs and
-commits it (in worker threads) while the scan reads on, so a slow subscriber never holds the
-scan back. One that falls `MAX_PAGES_BEHIND` pages behind drops out of this scan (its scan
-is incomplete, it deletes no one, and it joins the next one), which bounds memory; one whose
-commit fails has an incomplete scan, and the others are not touched. A subscriber still
+commits it (in worker threads) while the scan reads on. A slow *sink* never holds the scan
+back: its events wait in its bridge's outbox. Slow *commits* do, within bounds: when a
+subscriber has `MAX_PAGES_BEHIND` pages waiting, the scan waits for it to take one (which
+bounds memory). Dropping it instead would be worse: a bridge whose commits are a little
+slower than the pages arrive (a large pool, many bridges on one pool, all diffing on two
+cores) would drop out of every scan and never complete one. A subscriber that takes no page
+for `STALL_TIMEOUT` while the scan waits drops out of this scan (its scan is incomplete, it
+deletes no one, and it joins the next one); one whose commit fails has an incomplete scan,
+and the others are not touched. A subscriber still
 finishing one scan when the next starts joins the one after. Leaving (`follow` cancelled)
 waits for the subscriber's commit in flight, never for the scan; the last one to leave stops
 the pool's scans.
@@ -54,8 +59,12 @@ log = logging.getLogger(__name__)
 # Seconds between a newcomer joining and the scan it waits for: bridges started by one
 # reconcile (or one `run --once`) join the same scan instead of one scan each.
 JOIN_WINDOW = 0.25
-# Pages a subscriber may have waiting before it drops out of the scan (60 users a page).
+# Pages a subscriber may have waiting before the scan waits for it (60 users a page).
 MAX_PAGES_BEHIND = 100
+# Seconds a subscriber may take no page while the scan waits for it, before it drops out of
+# the scan: far longer than any healthy commit of a chunk (600 users), short enough that a
+# stuck state file does not hold the pool's other bridges for long.
+STALL_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +272,8 @@ class PoolScan:
         async def fan_out(users: list[dict[str, Any]]) -> None:
             for feed in feeds:
                 feed.offer(users)
+            for feed in feeds:  # the segment reads on once no subscriber is too far behind
+                await feed.caught_up()
 
         scan = await self.pool.scan(segments=segments, on_page=fan_out)
         for feed in feeds:
@@ -298,20 +309,32 @@ class _Feed:
         self._pages: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue()
         self._failure: BridgeRunnerError | None = None
         self._scan: ScanResult | None = None
+        self._took = asyncio.Event()  # set as it takes a page (or ends)
         member.feed = self
         poller = member.poller
         self.task = asyncio.create_task(self._run(), name=f"scan-feed:{poller.bridge.id}")
         # An idle subscriber may be what the next scan waits for.
         self.task.add_done_callback(lambda _: done.set())
+        self.task.add_done_callback(lambda _: self._took.set())
 
     def offer(self, users: list[dict[str, Any]]) -> None:
-        """A page of the scan; never waits."""
+        """A page of the scan; never waits (`caught_up` is the wait)."""
         if self._failure is not None or self.task.done():  # out of this scan, or left
             return
-        if self._pages.qsize() >= MAX_PAGES_BEHIND:
-            self._drop_out()
-            return
         self._pages.put_nowait(users)
+
+    async def caught_up(self) -> None:
+        """Until fewer than `MAX_PAGES_BEHIND` pages wait here; a subscriber that takes none
+        for `STALL_TIMEOUT` meanwhile drops out of the scan."""
+        while self._failure is None and not self.task.done():
+            if self._pages.qsize() < MAX_PAGES_BEHIND:
+                return
+            self._took.clear()
+            try:
+                await asyncio.wait_for(self._took.wait(), STALL_TIMEOUT)
+            except TimeoutError:
+                if self._failure is None and self._pages.qsize() >= MAX_PAGES_BEHIND:
+                    self._drop_out()
 
     def end(self, scan: ScanResult) -> None:
         self._scan = scan
@@ -325,8 +348,9 @@ class _Feed:
 
     def _drop_out(self) -> None:
         self._failure = TemporaryError(
-            f"this bridge's commits fell {plural(MAX_PAGES_BEHIND, 'page')} behind the "
-            "pool's shared scan; it reads the pool again with the next scan",
+            f"this bridge's commits took no page of the pool's shared scan for "
+            f"{STALL_TIMEOUT:g}s with {plural(MAX_PAGES_BEHIND, 'page')} waiting; it reads "
+            "the pool again with the next scan",
             reason="FellBehind",
         )
         while not self._pages.empty():  # free the pages it will not use
@@ -343,6 +367,7 @@ class _Feed:
             self.member.done(FAILED_POLL)
             return
         while (page := await self._pages.get()) is not None:
+            self._took.set()
             if self._failure is None:
                 try:
                     await opened.stream.add_page(page)
