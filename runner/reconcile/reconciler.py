@@ -9,6 +9,12 @@ moved bridge's state carried to its new id — then write the status files
 `runner.reconcile.workers`'. One bad file never touches another: each file is loaded,
 started and reported on its own.
 
+Status work is proportional to change (`runner.reconcile.statusfiles.StatusBook`): after a
+reconcile, only the statuses whose inputs moved are rendered; in between, `refresh_statuses`
+waits for a bridge's counters to change, lets a burst settle for `STATUS_COALESCE` seconds
+and renders those bridges, and every `STATUS_SWEEP` seconds checks all of them (a condition
+that changed alone, a status file deleted or replaced).
+
 Every collaborator is injected: the directory reader (and through it the loader), the worker
 factory, the outbox, the clock, the status writer; `runner.app` wires the production ones.
 """
@@ -17,11 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from runner._kits.aio import sleep_or_wake
 from runner.errors import StateError
 from runner.loader.digest import move_key
 from runner.model import LoadResult
@@ -52,6 +59,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STOP_TIMEOUT = 10.0  # seconds a stopping worker gets before it is cancelled
 DEFAULT_STATE_RETENTION = 7 * 24 * 3600.0  # seconds a removed bridge's checkpoint is kept
+STATUS_COALESCE = 0.2  # seconds a change waits for others before the statuses are rendered
+STATUS_SWEEP = 10.0  # seconds between checks of every status, changed or not
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +106,8 @@ class Reconciler:
         self._revision: str | None = None
         self.documents: dict[str, dict[str, object]] = {}  # last rendered status, by id
         self._readiness: dict[str, BridgeReadiness] = {}  # what `documents` were rendered from
+        self._book = statusfiles.StatusBook()
+        self.renders = 0  # status documents rendered since start (the tests count them)
         self._lock = asyncio.Lock()  # one reconcile or status write at a time
         self.reconciles = 0
 
@@ -155,7 +166,8 @@ class Reconciler:
                 # for --state-retention).
                 await asyncio.to_thread(self.status_writer.remove, path)
             self.reconciles += 1
-            await self._write_statuses()
+            self._book.take_marked()  # every bridge is checked now
+            await self._write_statuses(list(self._files))
             try:
                 await self._expire_state()
             except StateError as exc:
@@ -191,7 +203,7 @@ class Reconciler:
         if action.kind in (ActionKind.STOP, ActionKind.RESTART):
             await self._stop(action.bridge_id)
         if action.kind in (ActionKind.START, ActionKind.RESTART) and action.bridge is not None:
-            self.workers.start(action.bridge)
+            self._book.track(action.bridge_id, self.workers.start(action.bridge))
 
     async def _stop(self, bridge_id: str) -> None:
         if not await self.workers.stop(bridge_id):
@@ -219,31 +231,74 @@ class Reconciler:
 
     # -- status files --------------------------------------------------------------------
 
-    async def write_statuses(self) -> int:
-        """Write the status of every selected bridge file (only those that changed are written).
+    async def write_statuses(self, *, sweep: bool = True) -> int:
+        """Write the status of the selected bridges that changed; how many were written.
 
-        Serialised with `reconcile`, so that a status rendered before a file was removed is
-        never written after its removal (which would bring the status file back)."""
+        `sweep`: check every bridge (its inputs, and that its status file is still there);
+        else only those whose counters moved since the last write. Serialised with
+        `reconcile`, so that a status rendered before a file was removed is never written
+        after its removal (which would bring the status file back)."""
         async with self._lock:
-            return await self._write_statuses()
+            marked = self._book.take_marked()  # before the checks: later marks are news
+            if not sweep:
+                return await self._write_statuses(marked)
+            files = dict(self._files)
+            gone = await asyncio.to_thread(
+                statusfiles.missing_files, self.status_writer, files, files
+            )
+            self._book.invalidate(gone)
+            return await self._write_statuses(files)
 
-    async def _write_statuses(self) -> int:
+    async def refresh_statuses(self, stop: asyncio.Event) -> None:
+        """Until `stop`: write the statuses of the bridges that changed, a burst of changes
+        coalesced into one pass, and sweep every bridge every `STATUS_SWEEP` seconds."""
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + STATUS_SWEEP
+        while not stop.is_set():
+            await sleep_or_wake(max(0.0, next_sweep - loop.time()), self._book.changed, stop)
+            if stop.is_set():
+                return
+            sweep = loop.time() >= next_sweep
+            if not sweep and await sleep_or_wake(STATUS_COALESCE, stop):
+                return
+            try:
+                await self.write_statuses(sweep=sweep)
+            except Exception:
+                log.exception("writing status files failed")
+            if sweep:
+                next_sweep = loop.time() + STATUS_SWEEP
+
+    async def _write_statuses(self, candidates: Iterable[str]) -> int:
         files = dict(self._files)
-        previous = await asyncio.to_thread(statusfiles.read_previous, self.status_writer, files)
         running = self.running
-        self._readiness = statusfiles.decide_all(files, running)
-        self.documents = statusfiles.render_documents(
+        stale = self._book.stale(files, running, self._revision, candidates)
+        gone = [bridge_id for bridge_id in self._readiness if bridge_id not in files]
+        self._book.forget(gone)
+        for bridge_id in gone:
+            self._readiness.pop(bridge_id, None)
+            self.documents.pop(bridge_id, None)
+        if not stale:
+            return 0
+        previous = await asyncio.to_thread(
+            statusfiles.read_previous, self.status_writer, files, stale
+        )
+        readiness = statusfiles.decide_all(files, running, stale)
+        documents = statusfiles.render_documents(
             files,
             running,
-            self._readiness,
+            readiness,
             root=self.root,
             revision=self._revision,
             run=self.run,
             previous=previous,
             now=self._clock.now(),
         )
+        self._readiness.update(readiness)
+        self.documents.update(documents)
+        self.renders += len(documents)
+        self._book.rendered(stale)
         return await asyncio.to_thread(
-            statusfiles.write_documents, self.status_writer, files, self.documents
+            statusfiles.write_documents, self.status_writer, files, documents
         )
 
     def readiness(self) -> Mapping[str, BridgeReadiness]:
