@@ -25,7 +25,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from runner._kits.aio import sleep_or_wake
@@ -61,6 +61,7 @@ DEFAULT_STOP_TIMEOUT = 10.0  # seconds a stopping worker gets before it is cance
 DEFAULT_STATE_RETENTION = 7 * 24 * 3600.0  # seconds a removed bridge's checkpoint is kept
 STATUS_COALESCE = 0.2  # seconds a change waits for others before the statuses are rendered
 STATUS_SWEEP = 10.0  # seconds between checks of every status, changed or not
+TOUCH_EVERY = 3600.0  # seconds between two "last seen" stamps of a bridge that keeps running
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +105,24 @@ class Reconciler:
         self.run = run or RunIdentity.current()
         self._files: dict[str, FileState] = {}  # every selected bridge file on disk, by id
         self._revision: str | None = None
-        self.documents: dict[str, dict[str, object]] = {}  # last rendered status, by id
-        self._readiness: dict[str, BridgeReadiness] = {}  # what `documents` were rendered from
-        self._book = statusfiles.StatusBook()
-        self.renders = 0  # status documents rendered since start (the tests count them)
+        self._statuses = statusfiles.StatusFiles(
+            self.status_writer, root=self.root, run=self.run, now=clock.now
+        )
+        self._book = self._statuses.book
+        self._touched_at: datetime | None = None  # when every running bridge was last touched
+        self._untouched: set[str] = set()  # bridges started since then
         self._lock = asyncio.Lock()  # one reconcile or status write at a time
         self.reconciles = 0
+
+    @property
+    def documents(self) -> Mapping[str, dict[str, object]]:
+        """The status documents as last rendered, by bridge id."""
+        return self._statuses.documents
+
+    @property
+    def renders(self) -> int:
+        """Status documents rendered since start (only those whose inputs moved)."""
+        return self._statuses.renders
 
     @property
     def running(self) -> dict[str, RunningWorker]:
@@ -138,11 +151,13 @@ class Reconciler:
         look exactly like their files being deleted."""
         async with self._lock:
             try:
-                states = await asyncio.to_thread(self._directory.read)
+                # On the status files' threads: the default pool may be queued up with
+                # the pollers' state work, and an edit must not wait behind it.
+                states = await self._statuses.off_loop(self._directory.read)
             except OSError as exc:
                 log.warning("cannot read %s (%s); keeping what runs", self.root, exc)
                 return Plan(())
-            self._revision = await asyncio.to_thread(self._revision_of, self.root)
+            self._revision = await self._statuses.off_loop(self._revision_of, self.root)
             desired: dict[str, DesiredBridge] = {}
             for bridge_id, state in states.items():
                 result = state.result
@@ -156,6 +171,7 @@ class Reconciler:
             removed = [st.path for bid, st in self._files.items() if bid not in states]
             self._files = {bid: st for bid, st in states.items() if desired[bid].selected}
             moves = self._moves(plan)
+            first = not self.running  # a start: no poller runs yet
             for action in plan.actions:  # stops come first: a moved bridge's old id is free
                 if action.bridge_id in moves and action.kind is ActionKind.START:
                     old_id = moves[action.bridge_id]
@@ -164,10 +180,12 @@ class Reconciler:
             for path in removed:
                 # The bridge's file is gone: so goes its status file (its state is kept
                 # for --state-retention).
-                await asyncio.to_thread(self.status_writer.remove, path)
+                await self._statuses.off_loop(self.status_writer.remove, path)
             self.reconciles += 1
             self._book.take_marked()  # every bridge is checked now
-            await self._write_statuses(list(self._files))
+            # Nothing above yields to the loop after the first workers started (a first
+            # start has no stops, moves or removals): their tasks have not run yet.
+            await self._write_statuses(list(self._files), before_pollers=first)
             try:
                 await self._expire_state()
             except StateError as exc:
@@ -204,6 +222,7 @@ class Reconciler:
             await self._stop(action.bridge_id)
         if action.kind in (ActionKind.START, ActionKind.RESTART) and action.bridge is not None:
             self._book.track(action.bridge_id, self.workers.start(action.bridge))
+            self._untouched.add(action.bridge_id)
 
     async def _stop(self, bridge_id: str) -> None:
         if not await self.workers.stop(bridge_id):
@@ -243,10 +262,7 @@ class Reconciler:
             if not sweep:
                 return await self._write_statuses(marked)
             files = dict(self._files)
-            gone = await asyncio.to_thread(
-                statusfiles.missing_files, self.status_writer, files, files
-            )
-            self._book.invalidate(gone)
+            self._book.invalidate(await self._statuses.missing(files))
             return await self._write_statuses(files)
 
     async def refresh_statuses(self, stop: asyncio.Event) -> None:
@@ -268,51 +284,37 @@ class Reconciler:
             if sweep:
                 next_sweep = loop.time() + STATUS_SWEEP
 
-    async def _write_statuses(self, candidates: Iterable[str]) -> int:
+    async def _write_statuses(
+        self, candidates: Iterable[str], *, before_pollers: bool = False
+    ) -> int:
         files = dict(self._files)
-        running = self.running
-        stale = self._book.stale(files, running, self._revision, candidates)
-        gone = [bridge_id for bridge_id in self._readiness if bridge_id not in files]
-        self._book.forget(gone)
-        for bridge_id in gone:
-            self._readiness.pop(bridge_id, None)
-            self.documents.pop(bridge_id, None)
-        if not stale:
-            return 0
-        previous = await asyncio.to_thread(
-            statusfiles.read_previous, self.status_writer, files, stale
-        )
-        readiness = statusfiles.decide_all(files, running, stale)
-        documents = statusfiles.render_documents(
-            files,
-            running,
-            readiness,
-            root=self.root,
-            revision=self._revision,
-            run=self.run,
-            previous=previous,
-            now=self._clock.now(),
-        )
-        self._readiness.update(readiness)
-        self.documents.update(documents)
-        self.renders += len(documents)
-        self._book.rendered(stale)
-        return await asyncio.to_thread(
-            statusfiles.write_documents, self.status_writer, files, documents
+        return await self._statuses.write(
+            files, self.running, self._revision, candidates, before_pollers=before_pollers
         )
 
     def readiness(self) -> Mapping[str, BridgeReadiness]:
         """The readiness of every selected bridge as last decided (the status files show the
         same), by id: what `run --once`, `/readyz` and the metrics report."""
-        return dict(self._readiness)
+        return dict(self._statuses.readiness)
 
     # -- state retention -----------------------------------------------------------------
 
     async def _expire_state(self) -> None:
         now = self._clock.now()
+        # Touching every running bridge on every reconcile (each edit) was one state commit
+        # per bridge per edit; its "last seen" only has to be recent on the scale of
+        # --state-retention, so all are touched once per TOUCH_EVERY (at most), the newly
+        # started at once.
+        every = timedelta(seconds=min(TOUCH_EVERY, self.settings.state_retention / 10))
+        if self._touched_at is None or now - self._touched_at >= every:
+            touch, self._touched_at = list(self.running), now
+        else:
+            touch = [bridge_id for bridge_id in self._untouched if bridge_id in self.running]
+        self._untouched.clear()
         await asyncio.to_thread(
             expire_state,
             self._outbox,
+            touch=touch,
             running=list(self.running),
             files=set(self._files),
             horizon=now - timedelta(seconds=self.settings.state_retention),

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from runner.reconcile.directory import FileState
 from runner.reconcile.workers import RunningWorker
@@ -38,6 +40,12 @@ from runner.status.writer import StatusWriter
 
 Documents = dict[str, dict[str, object]]
 RenderKey = tuple[object, ...]
+T = TypeVar("T")
+
+# Status file I/O runs on threads of its own, not asyncio's default pool: there it would
+# queue behind every poller's state work (thousands of jobs as a big runner starts). Writes
+# go in parallel, as each waits for its fsync.
+IO_THREADS = 4
 
 
 def render_key(state: FileState, item: RunningWorker | None, revision: str | None) -> RenderKey:
@@ -240,3 +248,106 @@ def _render(
         runner=run.to_status(),
         now=now,
     )
+
+
+class StatusFiles:
+    """The status files of one reconciler: what they were last rendered from, rendering and
+    writing those that moved, on its own threads. The reconciler serialises the calls."""
+
+    def __init__(
+        self, writer: StatusWriter, *, root: Path, run: RunIdentity, now: Callable[[], datetime]
+    ) -> None:
+        self.writer = writer
+        self.book = StatusBook()
+        self.readiness: dict[str, BridgeReadiness] = {}  # as last decided, by bridge id
+        self.documents: Documents = {}  # as last rendered, by bridge id
+        self.renders = 0  # documents rendered since start
+        self._root = root
+        self._run = run
+        self._now = now
+        self._io = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="status-files")
+
+    async def off_loop(self, call: Callable[..., T], *args: object) -> T:
+        """`call(*args)` on the status files' threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._io, call, *args)
+
+    async def missing(self, files: Mapping[str, FileState]) -> list[str]:
+        """The bridges whose status file is not the one last written (see `missing_files`)."""
+        parts = _split(list(files), IO_THREADS)
+        found = await asyncio.gather(
+            *(self.off_loop(missing_files, self.writer, files, part) for part in parts)
+        )
+        return [bridge_id for part in found for bridge_id in part]
+
+    async def write(
+        self,
+        files: Mapping[str, FileState],
+        running: Mapping[str, RunningWorker],
+        revision: str | None,
+        candidates: Iterable[str],
+        *,
+        before_pollers: bool = False,
+    ) -> int:
+        """Render and write the statuses of `candidates` whose inputs moved; how many files
+        were written. Bridges no longer in `files` are forgotten.
+
+        `before_pollers`: do it all without yielding to the event loop, the loop thread
+        waiting for the writes. For the first pass of a start, with the new workers' tasks
+        created but not yet run: their first polls would otherwise fight the writes for the
+        GIL, and thousands of status files would take many seconds instead of one or two. At
+        that point nothing else runs that the wait could hold up."""
+        gone = [bridge_id for bridge_id in self.readiness if bridge_id not in files]
+        self.book.forget(gone)
+        for bridge_id in gone:
+            self.readiness.pop(bridge_id, None)
+            self.documents.pop(bridge_id, None)
+        stale = self.book.stale(files, running, revision, candidates)
+        if not stale:
+            return 0
+        if before_pollers:
+            previous = read_previous(self.writer, files, stale)
+        else:
+            previous = await self.off_loop(read_previous, self.writer, files, stale)
+        documents = self._render(files, running, revision, stale, previous)
+        parts = [
+            {bridge_id: documents[bridge_id] for bridge_id in part}
+            for part in _split(list(documents), IO_THREADS)
+        ]
+        if before_pollers:
+            pending = [self._io.submit(write_documents, self.writer, files, p) for p in parts]
+            return sum(future.result() for future in pending)
+        written = await asyncio.gather(
+            *(self.off_loop(write_documents, self.writer, files, part) for part in parts)
+        )
+        return sum(written)
+
+    def _render(
+        self,
+        files: Mapping[str, FileState],
+        running: Mapping[str, RunningWorker],
+        revision: str | None,
+        stale: Mapping[str, RenderKey],
+        previous: Mapping[str, Mapping[str, object] | None],
+    ) -> Documents:
+        readiness = decide_all(files, running, stale)
+        documents = render_documents(
+            files,
+            running,
+            readiness,
+            root=self._root,
+            revision=revision,
+            run=self._run,
+            previous=previous,
+            now=self._now(),
+        )
+        self.readiness.update(readiness)
+        self.documents.update(documents)
+        self.renders += len(documents)
+        self.book.rendered(stale)
+        return documents
+
+
+def _split(items: list[str], parts: int) -> list[list[str]]:
+    """`items` in at most `parts` slices of about equal size (none empty)."""
+    size = max(1, -(-len(items) // parts))
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.peers.moto_server import CognitoAdmin, PoolInfo
 
@@ -131,3 +133,16 @@ def test_diffcommit_bench_quick_runs() -> None:
         ours, ours_cpu, bare, ratio = line[len(case) :].split()[:4]
         assert float(ours) > 0 and float(ours_cpu) > 0 and float(bare) > 0
         assert ratio.endswith("x") and float(ratio.rstrip("x")) > 0
+
+
+@pytest.mark.slow  # ~45 s (two emulators, two runners): over the default suite's budget
+def test_manybridges_bench_quick() -> None:
+    out = run_bench("manybridges.py", timeout=300)
+    for where in ("one pool", "30 pools"):
+        assert f"\n30 bridges on {where}:\n" in out, out
+    assert re.search(r"^  ListUsers requests, first round +30 ", out, re.M), out
+    assert re.search(r"^  idle CPU \(% of a core\) +\d+\.\d\d +bare asyncio \d+\.\d\d", out, re.M)
+    assert re.search(
+        r"^  edit -> applied, median \(s\) +\d+\.\d{3} +max \d+\.\d{3} over 3$", out, re.M
+    )
+    assert re.search(r"KB per bridge$", out, re.M), out
