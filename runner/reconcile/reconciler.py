@@ -143,7 +143,7 @@ class Reconciler:
     # -- the step ------------------------------------------------------------------------
 
     async def reconcile(self) -> Plan:
-        """Bring the running workers in line with the directory, then write every status.
+        """Bring the running workers in line with the directory, then the statuses that moved.
 
         If the directory cannot be listed (a folder removed while it was read, as a checkout
         does; a path too long), nothing changes: the bridges keep running as they are and the
