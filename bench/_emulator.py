@@ -119,6 +119,23 @@ def _fast_list_users() -> Callable[..., tuple[list[Any], str | None]]:
     return list_users
 
 
+def install_one_signing_key() -> None:
+    """moto builds every pool's JWT signing key from the same file, recovering its RSA primes
+    each time: ~0.5 s a pool, an hour for the 5,000 pools of bench/manybridges.py. Build it
+    once (this process only; the benches never sign tokens)."""
+    rsa_key = cognito_models.jwk.RSAKey
+    original = rsa_key.import_key
+    built: dict[str, Any] = {}
+
+    def import_key(value: Any, *args: Any, **kwargs: Any) -> Any:
+        key = json.dumps([value, args, kwargs], sort_keys=True, default=str)
+        if key not in built:
+            built[key] = original(value, *args, **kwargs)
+        return built[key]
+
+    rsa_key.import_key = staticmethod(import_key)
+
+
 def install_fast_list() -> None:
     cognito_models.CognitoIdpBackend.list_users = _fast_list_users()  # type: ignore[method-assign]
 
@@ -161,6 +178,7 @@ def start(
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
     if fast_list:
         install_fast_list()
+    install_one_signing_key()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -4,8 +4,8 @@ the reconciler and the endpoints, and run until stopped (or, with `once`, for on
     ready = run_bridges(RunnerSettings(root=..., state_dir=..., secrets_dir=...))
 
 The forever-loop is thin (STYLE habit 1): wait for a change batch from the watcher (or the
-periodic resync), then call `Reconciler.reconcile()`. Status files are refreshed every
-`STATUS_INTERVAL` seconds in between, written only when their content changed. Signal
+periodic resync), then call `Reconciler.reconcile()`. In between, `Reconciler.refresh_statuses`
+renders the statuses of the bridges that changed, written only when their content did. Signal
 handlers only set the stop flag; shutdown then stops every worker within its deadline.
 The run is published for `status` (`runner.status.runrecord`): a record in the bridges
 directory, written before the first reconcile, refreshed every `HEARTBEAT_SECONDS` and marked
@@ -59,7 +59,6 @@ from runner.status.runrecord import HEARTBEAT_SECONDS, RunIdentity, RunRecordWri
 
 log = logging.getLogger("runner")
 
-STATUS_INTERVAL = 2.0  # seconds between status refreshes while running
 DEFAULT_RESYNC_INTERVAL = 60.0  # seconds between full re-reads of the directory
 
 
@@ -214,7 +213,7 @@ async def _forever(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    statuses = asyncio.create_task(_refresh_statuses(reconciler, stop), name="status-writer")
+    statuses = asyncio.create_task(reconciler.refresh_statuses(stop), name="status-writer")
     heartbeat = asyncio.create_task(_heartbeat(reconciler, record, stop), name="heartbeat")
     log.info("watching %s", settings.root)
     try:
@@ -246,14 +245,6 @@ async def _forever(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         log.info("stopped")
-
-
-async def _refresh_statuses(reconciler: Reconciler, stop: asyncio.Event) -> None:
-    while not await sleep_or_wake(STATUS_INTERVAL, stop):
-        try:
-            await reconciler.write_statuses()
-        except Exception:
-            log.exception("writing status files failed")
 
 
 async def _heartbeat(reconciler: Reconciler, record: RunRecordWriter, stop: asyncio.Event) -> None:

@@ -118,9 +118,12 @@ def _walk(
             continue
         if not is_dir and not (entry.is_file() and is_bridge_file_name(entry.name)):
             continue
-        real = Path(os.path.realpath(entry.path)) if entry.is_symlink() else real_dir / entry.name
-        if not real.is_relative_to(real_root):
-            continue
+        if entry.is_symlink():
+            real = Path(os.path.realpath(entry.path))
+            if not real.is_relative_to(real_root):
+                continue
+        else:  # inside `real_dir`, itself inside the root: no need to ask pathlib
+            real = real_dir / entry.name
         if is_dir:
             if real not in visited_dirs:
                 visited_dirs.add(real)

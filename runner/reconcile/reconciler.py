@@ -9,6 +9,12 @@ moved bridge's state carried to its new id — then write the status files
 `runner.reconcile.workers`'. One bad file never touches another: each file is loaded,
 started and reported on its own.
 
+Status work is proportional to change (`runner.reconcile.statusfiles.StatusBook`): after a
+reconcile, only the statuses whose inputs moved are rendered; in between, `refresh_statuses`
+waits for a bridge's counters to change, lets a burst settle for `STATUS_COALESCE` seconds
+and renders those bridges, and every `STATUS_SWEEP` seconds checks all of them (a condition
+that changed alone, a status file deleted or replaced).
+
 Every collaborator is injected: the directory reader (and through it the loader), the worker
 factory, the outbox, the clock, the status writer; `runner.app` wires the production ones.
 """
@@ -17,11 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from runner._kits.aio import sleep_or_wake
 from runner.errors import StateError
 from runner.loader.digest import move_key
 from runner.model import LoadResult
@@ -52,6 +59,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STOP_TIMEOUT = 10.0  # seconds a stopping worker gets before it is cancelled
 DEFAULT_STATE_RETENTION = 7 * 24 * 3600.0  # seconds a removed bridge's checkpoint is kept
+STATUS_COALESCE = 0.2  # seconds a change waits for others before the statuses are rendered
+STATUS_SWEEP = 10.0  # seconds between checks of every status, changed or not
+TOUCH_EVERY = 3600.0  # seconds between two "last seen" stamps of a bridge that keeps running
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +105,24 @@ class Reconciler:
         self.run = run or RunIdentity.current()
         self._files: dict[str, FileState] = {}  # every selected bridge file on disk, by id
         self._revision: str | None = None
-        self.documents: dict[str, dict[str, object]] = {}  # last rendered status, by id
-        self._readiness: dict[str, BridgeReadiness] = {}  # what `documents` were rendered from
+        self._statuses = statusfiles.StatusFiles(
+            self.status_writer, root=self.root, run=self.run, now=clock.now
+        )
+        self._book = self._statuses.book
+        self._touched_at: datetime | None = None  # when every running bridge was last touched
+        self._untouched: set[str] = set()  # bridges started since then
         self._lock = asyncio.Lock()  # one reconcile or status write at a time
         self.reconciles = 0
+
+    @property
+    def documents(self) -> Mapping[str, dict[str, object]]:
+        """The status documents as last rendered, by bridge id."""
+        return self._statuses.documents
+
+    @property
+    def renders(self) -> int:
+        """Status documents rendered since start (only those whose inputs moved)."""
+        return self._statuses.renders
 
     @property
     def running(self) -> dict[str, RunningWorker]:
@@ -119,7 +143,7 @@ class Reconciler:
     # -- the step ------------------------------------------------------------------------
 
     async def reconcile(self) -> Plan:
-        """Bring the running workers in line with the directory, then write every status.
+        """Bring the running workers in line with the directory, then the statuses that moved.
 
         If the directory cannot be listed (a folder removed while it was read, as a checkout
         does; a path too long), nothing changes: the bridges keep running as they are and the
@@ -127,11 +151,13 @@ class Reconciler:
         look exactly like their files being deleted."""
         async with self._lock:
             try:
-                states = await asyncio.to_thread(self._directory.read)
+                # On the status files' threads: the default pool may be queued up with
+                # the pollers' state work, and an edit must not wait behind it.
+                states = await self._statuses.off_loop(self._directory.read)
             except OSError as exc:
                 log.warning("cannot read %s (%s); keeping what runs", self.root, exc)
                 return Plan(())
-            self._revision = await asyncio.to_thread(self._revision_of, self.root)
+            self._revision = await self._statuses.off_loop(self._revision_of, self.root)
             desired: dict[str, DesiredBridge] = {}
             for bridge_id, state in states.items():
                 result = state.result
@@ -145,6 +171,7 @@ class Reconciler:
             removed = [st.path for bid, st in self._files.items() if bid not in states]
             self._files = {bid: st for bid, st in states.items() if desired[bid].selected}
             moves = self._moves(plan)
+            first = not self.running  # a start: no poller runs yet
             for action in plan.actions:  # stops come first: a moved bridge's old id is free
                 if action.bridge_id in moves and action.kind is ActionKind.START:
                     old_id = moves[action.bridge_id]
@@ -153,9 +180,12 @@ class Reconciler:
             for path in removed:
                 # The bridge's file is gone: so goes its status file (its state is kept
                 # for --state-retention).
-                await asyncio.to_thread(self.status_writer.remove, path)
+                await self._statuses.off_loop(self.status_writer.remove, path)
             self.reconciles += 1
-            await self._write_statuses()
+            self._book.take_marked()  # every bridge is checked now
+            # Nothing above yields to the loop after the first workers started (a first
+            # start has no stops, moves or removals): their tasks have not run yet.
+            await self._write_statuses(list(self._files), before_pollers=first)
             try:
                 await self._expire_state()
             except StateError as exc:
@@ -191,7 +221,8 @@ class Reconciler:
         if action.kind in (ActionKind.STOP, ActionKind.RESTART):
             await self._stop(action.bridge_id)
         if action.kind in (ActionKind.START, ActionKind.RESTART) and action.bridge is not None:
-            self.workers.start(action.bridge)
+            self._book.track(action.bridge_id, self.workers.start(action.bridge))
+            self._untouched.add(action.bridge_id)
 
     async def _stop(self, bridge_id: str) -> None:
         if not await self.workers.stop(bridge_id):
@@ -219,45 +250,71 @@ class Reconciler:
 
     # -- status files --------------------------------------------------------------------
 
-    async def write_statuses(self) -> int:
-        """Write the status of every selected bridge file (only those that changed are written).
+    async def write_statuses(self, *, sweep: bool = True) -> int:
+        """Write the status of the selected bridges that changed; how many were written.
 
-        Serialised with `reconcile`, so that a status rendered before a file was removed is
-        never written after its removal (which would bring the status file back)."""
+        `sweep`: check every bridge (its inputs, and that its status file is still there);
+        else only those whose counters moved since the last write. Serialised with
+        `reconcile`, so that a status rendered before a file was removed is never written
+        after its removal (which would bring the status file back)."""
         async with self._lock:
-            return await self._write_statuses()
+            marked = self._book.take_marked()  # before the checks: later marks are news
+            if not sweep:
+                return await self._write_statuses(marked)
+            files = dict(self._files)
+            self._book.invalidate(await self._statuses.missing(files))
+            return await self._write_statuses(files)
 
-    async def _write_statuses(self) -> int:
+    async def refresh_statuses(self, stop: asyncio.Event) -> None:
+        """Until `stop`: write the statuses of the bridges that changed, a burst of changes
+        coalesced into one pass, and sweep every bridge every `STATUS_SWEEP` seconds."""
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + STATUS_SWEEP
+        while not stop.is_set():
+            await sleep_or_wake(max(0.0, next_sweep - loop.time()), self._book.changed, stop)
+            if stop.is_set():
+                return
+            sweep = loop.time() >= next_sweep
+            if not sweep and await sleep_or_wake(STATUS_COALESCE, stop):
+                return
+            try:
+                await self.write_statuses(sweep=sweep)
+            except Exception:
+                log.exception("writing status files failed")
+            if sweep:
+                next_sweep = loop.time() + STATUS_SWEEP
+
+    async def _write_statuses(
+        self, candidates: Iterable[str], *, before_pollers: bool = False
+    ) -> int:
         files = dict(self._files)
-        previous = await asyncio.to_thread(statusfiles.read_previous, self.status_writer, files)
-        running = self.running
-        self._readiness = statusfiles.decide_all(files, running)
-        self.documents = statusfiles.render_documents(
-            files,
-            running,
-            self._readiness,
-            root=self.root,
-            revision=self._revision,
-            run=self.run,
-            previous=previous,
-            now=self._clock.now(),
-        )
-        return await asyncio.to_thread(
-            statusfiles.write_documents, self.status_writer, files, self.documents
+        return await self._statuses.write(
+            files, self.running, self._revision, candidates, before_pollers=before_pollers
         )
 
     def readiness(self) -> Mapping[str, BridgeReadiness]:
         """The readiness of every selected bridge as last decided (the status files show the
         same), by id: what `run --once`, `/readyz` and the metrics report."""
-        return dict(self._readiness)
+        return dict(self._statuses.readiness)
 
     # -- state retention -----------------------------------------------------------------
 
     async def _expire_state(self) -> None:
         now = self._clock.now()
+        # Touching every running bridge on every reconcile (each edit) was one state commit
+        # per bridge per edit; its "last seen" only has to be recent on the scale of
+        # --state-retention, so all are touched once per TOUCH_EVERY (at most), the newly
+        # started at once.
+        every = timedelta(seconds=min(TOUCH_EVERY, self.settings.state_retention / 10))
+        if self._touched_at is None or now - self._touched_at >= every:
+            touch, self._touched_at = list(self.running), now
+        else:
+            touch = [bridge_id for bridge_id in self._untouched if bridge_id in self.running]
+        self._untouched.clear()
         await asyncio.to_thread(
             expire_state,
             self._outbox,
+            touch=touch,
             running=list(self.running),
             files=set(self._files),
             horizon=now - timedelta(seconds=self.settings.state_retention),

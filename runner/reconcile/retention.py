@@ -55,6 +55,7 @@ def expire_state(
     outbox: Outbox,
     *,
     running: Collection[str],
+    touch: Collection[str] | None = None,
     files: Collection[str],
     horizon: datetime,
     state_dir: Path,
@@ -62,9 +63,9 @@ def expire_state(
 ) -> None:
     """Forget the checkpoints of bridges gone for longer than --state-retention.
 
-    `running` are marked as seen `now`; a bridge that runs or still has a (selected) file is
-    never forgotten; any other last seen before `horizon` is."""
-    for bridge_id in running:
+    `touch` (default: all of `running`) are marked as seen `now`; a bridge that runs or
+    still has a (selected) file is never forgotten; any other last seen before `horizon` is."""
+    for bridge_id in running if touch is None else touch:
         outbox.touch(bridge_id, now)
     for bridge_id in outbox.bridge_ids():
         if bridge_id in running or bridge_id in files:

@@ -19,6 +19,12 @@ Each field has one writer:
                               `Deliverer.refresh_gauges` (as a drain starts and ends, before
                               a retry wait, and when `BridgeWorker.refresh_counts` asks)
 
+**Change tracking**: every assignment to a field (`pages_read += 1` included) bumps the
+counters' `version` and calls the listener given to `listen`, if any: that is how the
+reconciler knows which bridges' status files to render again (only those whose counters
+moved) without a hook in the poller or the deliverer. The listener must be cheap (it runs on
+every mutation) and must not touch the counters.
+
 They never hold secret values: `last_error` strings are built from status codes,
 exception class names and messages that never include resolved secrets.
 
@@ -34,6 +40,7 @@ least half a second, for an event loop that wakes a sleeper late.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -57,8 +64,31 @@ def _seconds(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
+class ChangeTracked:
+    """Counts the assignments to its instances' attributes (`version`) and tells a listener."""
+
+    _version = 0
+    _listener: Callable[[], None] | None = None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        object.__setattr__(self, "_version", self._version + 1)
+        listener = self._listener
+        if listener is not None:
+            listener()
+
+    @property
+    def version(self) -> int:
+        """Moves on every change of a field (never goes back)."""
+        return self._version
+
+    def listen(self, listener: Callable[[], None] | None) -> None:
+        """Call `listener()` after every change from now on (None: stop telling anyone)."""
+        object.__setattr__(self, "_listener", listener)
+
+
 @dataclass
-class SourceCounters:
+class SourceCounters(ChangeTracked):
     last_poll_time: datetime | None = None
     last_successful_poll_time: datetime | None = None
     users_tracked: int = 0
@@ -128,7 +158,7 @@ class SourceCounters:
 
 
 @dataclass
-class SinkCounters:
+class SinkCounters(ChangeTracked):
     delivered: int = 0
     pending: int = 0
     retried: int = 0

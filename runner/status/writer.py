@@ -2,6 +2,7 @@
 
     StatusWriter.write(file, doc)     atomic, only when the content changed (updatedAt aside)
     StatusWriter.remove(file)         when the bridge file is deleted
+    StatusWriter.intact(file)         the file written last is still there (one lstat)
     StatusWriter.previous(file)       the document written before (kept, or read after a restart)
     status_path_for(file)             `signups.yaml` -> `signups.status.json`
     write_atomically(path, data)      temp file, fsync, rename
@@ -105,6 +106,14 @@ class StatusWriter:
         self._inodes[path] = _identity(path)
         self._documents[path] = dict(document)
         return True
+
+    def intact(self, bridge_file: Path) -> bool:
+        """Whether the status file this writer last wrote for the bridge is still there, the
+        same file (not deleted, nothing else renamed or swapped in its place). False when it
+        has written none. One `lstat`: call it off the event loop."""
+        path = status_path_for(bridge_file)
+        known = self._inodes.get(path)
+        return known is not None and _identity(path) == known
 
     def remove(self, bridge_file: Path) -> bool:
         """Remove the bridge's status file (its bridge file is gone). True if one was removed."""

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.peers.moto_server import CognitoAdmin, PoolInfo
 
@@ -144,3 +146,16 @@ def test_nats_sink_bench_quick() -> None:
     out = run_bench("natssink.py", timeout=120)
     for mode in ("jetstream", "core"):
         assert re.search(rf"^{mode} +100 +[\d,]+ +[\d,]+ +\d+\.\d\dx$", out, re.M), out
+
+
+@pytest.mark.slow  # ~45 s (two emulators, two runners): over the default suite's budget
+def test_manybridges_bench_quick() -> None:
+    out = run_bench("manybridges.py", timeout=300)
+    for where in ("one pool", "30 pools"):
+        assert f"\n30 bridges on {where}:\n" in out, out
+    assert re.search(r"^  ListUsers requests, first round +30 ", out, re.M), out
+    assert re.search(r"^  idle CPU \(% of a core\) +\d+\.\d\d +bare asyncio \d+\.\d\d", out, re.M)
+    assert re.search(
+        r"^  edit -> applied, median \(s\) +\d+\.\d{3} +max \d+\.\d{3} over 3$", out, re.M
+    )
+    assert re.search(r"KB per bridge$", out, re.M), out
