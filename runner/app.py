@@ -29,7 +29,7 @@ from typing import cast
 import httpx
 
 from runner import defaults
-from runner._kits.aio import sleep_or_wake
+from runner._kits.aio import set_on_signals, sleep_or_wake
 from runner._kits.wording import plural
 from runner.delivery.lanes import http_client
 from runner.delivery.nats_sink import close_all as close_nats_connections
@@ -210,9 +210,16 @@ async def _forever(
     reconciler: Reconciler, settings: RunnerSettings, record: RunRecordWriter
 ) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    with set_on_signals(stop, (signal.SIGTERM, signal.SIGINT)):
+        await _watch_and_reconcile(reconciler, settings, record, stop)
+
+
+async def _watch_and_reconcile(
+    reconciler: Reconciler,
+    settings: RunnerSettings,
+    record: RunRecordWriter,
+    stop: asyncio.Event,
+) -> None:
     statuses = asyncio.create_task(reconciler.refresh_statuses(stop), name="status-writer")
     heartbeat = asyncio.create_task(_heartbeat(reconciler, record, stop), name="heartbeat")
     log.info("watching %s", settings.root)
@@ -242,8 +249,6 @@ async def _forever(
         await statuses
         await heartbeat
         await reconciler.shutdown()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
         log.info("stopped")
 
 

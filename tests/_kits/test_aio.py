@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 
 import pytest
 
 from runner._kits.aio import sleep_or_wake, stop_within
+from tests.conftest import ROOT
 
 
 async def _sleep_or_wake_runs_out_when_no_event_is_set() -> None:
@@ -125,3 +128,44 @@ def test_stop_within_raises_what_ended_the_task() -> None:
 
 def test_stop_within_never_lets_the_task_outlive_a_cancelled_owner() -> None:
     asyncio.run(_stop_within_never_lets_the_task_outlive_a_cancelled_owner())
+
+
+SIGNAL_WITH_A_FULL_SELF_PIPE = """
+import asyncio, os, signal, threading
+from runner._kits.aio import set_on_signals
+
+async def main():
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    with set_on_signals(stop, [signal.SIGTERM]):
+        def fill():  # thread completions, as thousands of bridges make them
+            for _ in range(300_000):
+                loop.call_soon_threadsafe(lambda: None)
+        def busy():  # the loop is busy while the self-pipe fills, then SIGTERM comes
+            filler = threading.Thread(target=fill)
+            filler.start()
+            filler.join()
+            os.kill(os.getpid(), signal.SIGTERM)
+        loop.call_soon(busy)
+        try:
+            await asyncio.wait_for(stop.wait(), 20)
+            print("stopped")
+        except TimeoutError:
+            print("SIGTERM lost")
+    print("handler restored" if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else "not")
+
+asyncio.run(main())
+"""
+
+
+def test_a_signal_sets_the_event_even_when_the_loops_self_pipe_is_full() -> None:
+    # With loop.add_signal_handler, this SIGTERM is lost: asyncio cannot write the signal's
+    # byte to its full self-pipe (seen with 5,000 bridges, and in this script).
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_WITH_A_FULL_SELF_PIPE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.stdout.split("\n")[:2] == ["stopped", "handler restored"], done.stderr

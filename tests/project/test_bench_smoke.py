@@ -153,6 +153,7 @@ def test_manybridges_bench_quick() -> None:
     out = run_bench("manybridges.py", timeout=300)
     for where in ("one pool", "30 pools"):
         assert f"\n30 bridges on {where}:\n" in out, out
+    assert re.search(r"^  ListUsers requests, first round +1 ", out, re.M), out  # shared
     assert re.search(r"^  ListUsers requests, first round +30 ", out, re.M), out
     assert re.search(r"^  idle CPU \(% of a core\) +\d+\.\d\d +bare asyncio \d+\.\d\d", out, re.M)
     assert re.search(
