@@ -35,26 +35,18 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from runner.aws import error_codes as aws_codes
 from runner.aws.botocore_logs import scrub
 from runner.delivery.texts import exception_text
 from runner.errors import SecretError, SinkMisconfigured, SinkRejected, SinkUnavailable
 
-THROTTLED_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "RequestLimitExceeded",
-        "ProvisionedThroughputExceededException",
-        "KMSThrottlingException",
-        "KMS.ThrottlingException",
-        "SlowDown",
-        "LimitExceededException",
-    }
-)
+# Beside the codes every service shares: the streams' and keys' own throttling.
+THROTTLED_CODES = aws_codes.THROTTLED_CODES | {
+    "ProvisionedThroughputExceededException",
+    "KMSThrottlingException",
+    "KMS.ThrottlingException",
+    "LimitExceededException",
+}
 SERVICE_ERROR_CODES = frozenset(
     {
         "InternalFailure",
@@ -68,21 +60,7 @@ SERVICE_ERROR_CODES = frozenset(
         "KMS.KMSInternalException",
     }
 )
-INVALID_CREDENTIALS_CODES = frozenset(
-    {
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "InvalidSignatureException",
-        "SignatureDoesNotMatch",
-        "IncompleteSignature",
-        "InvalidAccessKeyId",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "MissingAuthenticationToken",
-        "InvalidSecurity",
-        "AuthFailure",
-    }
-)
+INVALID_CREDENTIALS_CODES = aws_codes.INVALID_CREDENTIALS_CODES
 _MAX_MESSAGE = 200
 
 

@@ -25,35 +25,12 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 
+from runner.aws import error_codes as aws_codes
 from runner.aws.botocore_logs import scrub
 from runner.errors import BridgeRunnerError, SecretError, SourceRejected, SourceUnavailable
 
-THROTTLED_CODES = frozenset(
-    {
-        "TooManyRequestsException",
-        "ThrottlingException",
-        "Throttling",
-        "ThrottledException",
-        "RequestThrottledException",
-        "RequestLimitExceeded",
-        "SlowDown",
-    }
-)
-INVALID_CREDENTIALS_CODES = frozenset(
-    {
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "InvalidSignatureException",
-        "SignatureDoesNotMatch",
-        "IncompleteSignature",
-        "InvalidAccessKeyId",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "MissingAuthenticationToken",
-        "MissingAuthenticationTokenException",
-        "AuthFailure",
-    }
-)
+THROTTLED_CODES = aws_codes.THROTTLED_CODES
+INVALID_CREDENTIALS_CODES = aws_codes.INVALID_CREDENTIALS_CODES
 ACCESS_DENIED_CODES = frozenset(
     {"AccessDeniedException", "AccessDenied", "NotAuthorizedException", "UnauthorizedOperation"}
 )
