@@ -54,6 +54,9 @@ class StatusWriter:
         # status path -> (device, inode) of the file written: another file there (a git-sync
         # swap, a link committed in its place) is replaced even if the content is unchanged.
         self._inodes: dict[Path, tuple[int, int] | None] = {}
+        # Per bridge file, its status file as a string and what was written there: what the
+        # idle sweep checks, thousands of times a minute, without building a Path each time.
+        self._last_written: dict[Path, tuple[str, tuple[int, int] | None]] = {}
         self._documents: dict[Path, dict[str, Any]] = {}
         self._unwritable: set[Path] = set()  # directories already logged as unwritable
 
@@ -104,6 +107,7 @@ class StatusWriter:
         self._unwritable.discard(path.parent)
         self._written[path] = comparable
         self._inodes[path] = _identity(path)
+        self._last_written[bridge_file] = (str(path), self._inodes[path])
         self._documents[path] = dict(document)
         return True
 
@@ -111,15 +115,15 @@ class StatusWriter:
         """Whether the status file this writer last wrote for the bridge is still there, the
         same file (not deleted, nothing else renamed or swapped in its place). False when it
         has written none. One `lstat`: call it off the event loop."""
-        path = status_path_for(bridge_file)
-        known = self._inodes.get(path)
-        return known is not None and _identity(path) == known
+        last = self._last_written.get(bridge_file)
+        return last is not None and last[1] is not None and _identity(last[0]) == last[1]
 
     def remove(self, bridge_file: Path) -> bool:
         """Remove the bridge's status file (its bridge file is gone). True if one was removed."""
         path = status_path_for(bridge_file)
         self._written.pop(path, None)
         self._inodes.pop(path, None)
+        self._last_written.pop(bridge_file, None)
         self._documents.pop(path, None)
         try:
             path.unlink()
@@ -141,7 +145,7 @@ class StatusWriter:
         )
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def _identity(path: Path | str) -> tuple[int, int] | None:
     """(device, inode) of `path` itself (a link is not followed), None when there is none."""
     try:
         st = os.lstat(path)
