@@ -46,6 +46,9 @@ T = TypeVar("T")
 # queue behind every poller's state work (thousands of jobs as a big runner starts). Writes
 # go in parallel, as each waits for its fsync.
 IO_THREADS = 4
+# A sweep checks one in this many status files, in turn: each is checked every this many
+# sweeps (60 s at the reconciler's 10 s).
+FILE_CHECK_EVERY = 6
 
 
 def render_key(state: FileState, item: RunningWorker | None, revision: str | None) -> RenderKey:
@@ -266,14 +269,20 @@ class StatusFiles:
         self._run = run
         self._now = now
         self._io = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="status-files")
+        self._check_turn = 0  # which share of the status files the next sweep checks
 
     async def off_loop(self, call: Callable[..., T], *args: object) -> T:
         """`call(*args)` on the status files' threads."""
         return await asyncio.get_running_loop().run_in_executor(self._io, call, *args)
 
     async def missing(self, files: Mapping[str, FileState]) -> list[str]:
-        """The bridges whose status file is not the one last written (see `missing_files`)."""
-        parts = _split(list(files), IO_THREADS)
+        """Of one `FILE_CHECK_EVERY`-th of the bridges, in turn, those whose status file is
+        not the one last written (see `missing_files`): each file is checked every
+        `FILE_CHECK_EVERY` sweeps. Checking all 10,000 files every sweep (10 s) was most of
+        an idle runner's CPU; a status file is lost only by hand (a git-sync swap comes with
+        a new revision, which renders every status anyway)."""
+        turn, self._check_turn = self._check_turn, (self._check_turn + 1) % FILE_CHECK_EVERY
+        parts = _split(list(files)[turn::FILE_CHECK_EVERY], IO_THREADS)
         found = await asyncio.gather(
             *(self.off_loop(missing_files, self.writer, files, part) for part in parts)
         )
