@@ -90,10 +90,12 @@ def _describe_event(headers: dict[str, str], body: bytes) -> str:
     data = event.get_data()
     username = data.get("Username", "?") if isinstance(data, dict) else "?"
     change = event.get_extension("changetype")
-    details = ""
+    # What changed, as consumers read it (the changedattributes extension of updated events).
+    changed = event.get_extension("changedattributes")
+    details = f" changed={changed}" if changed else ""
     if isinstance(data, dict) and "Attributes" in data:
         attrs = {a["Name"]: a["Value"] for a in data["Attributes"] if a["Name"] != "sub"}
-        details = f" enabled={data.get('Enabled')} attributes={json.dumps(attrs)}"
+        details += f" enabled={data.get('Enabled')} attributes={json.dumps(attrs)}"
     return f"{change:<8} {username:<8} type={event.get_type()} id={event.get_id()[:12]}…{details}"
 
 

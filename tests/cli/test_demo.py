@@ -76,6 +76,10 @@ def test_demo_shows_events_and_cleans_up() -> None:
         ("updated", f"type={SYNC_TRIGGER}"),
         ("deleted", f"type={USER_DELETED}"),
     }
+    # An update says what changed, as the changedattributes extension tells consumers.
+    changed = {tuple(line.split()[1:3]): line for line in sink_lines if "updated" in line}
+    assert " changed=email " in changed[("updated", "alice")]
+    assert " changed=Enabled " in changed[("updated", "bob")]
     # The quiet seconds say what the demo waits for; which wait depends on how long the
     # scripted changes took, and either must say it.
     waiting = re.search(r"^\[demo\] +all changes made; (.*); Ctrl-C to stop$", out, re.MULTILINE)
