@@ -5,13 +5,13 @@ the first, and a lane is given back whatever the request's end (read, dropped, f
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import httpx
 import pytest
 
 from runner.delivery.lanes import LaneTransport
 from tests.delivery.overlap_sink import OverlapSink
+from tests.peers.ports import refused_port
 
 
 def test_requests_in_flight_together_go_to_different_lanes() -> None:
@@ -41,15 +41,13 @@ def test_requests_in_flight_together_go_to_different_lanes() -> None:
 
 
 def test_a_failed_request_gives_its_lane_back() -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]  # nothing listens here once the socket is closed
     transport = LaneTransport(2)
 
-    async def main() -> None:
+    async def main(port: int) -> None:
         async with httpx.AsyncClient(transport=transport) as http:
             with pytest.raises(httpx.ConnectError):
                 await http.post(f"http://127.0.0.1:{port}/events", content=b"{}")
 
-    asyncio.run(main())
+    with refused_port() as port:
+        asyncio.run(main(port))
     assert transport._busy == [0, 0]

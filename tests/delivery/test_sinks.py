@@ -8,7 +8,6 @@ import asyncio
 import base64
 import json
 import logging
-import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -36,6 +35,7 @@ from runner.delivery.texts import knative_error_extensions, safe_uri, status_tex
 from runner.model import HeaderValue, OutboxEvent, SecretRef, Sink, Target
 from runner.secrets.resolver import SecretResolver
 from runner.state.storedjson import StoredJson
+from tests.peers.ports import refused_port
 from tests.peers.sink_server import Reply, SinkServer, parse_request
 
 ARN = "arn:aws:cognito-idp:us-west-2:043455440429:userpool/us-west-2_fak3p001B"
@@ -435,12 +435,9 @@ def test_retry_after_is_parsed_from_the_response(sink_server: SinkServer) -> Non
 
 
 def test_connection_refused_is_retryable() -> None:
-    with socket.socket() as probe:  # a port that was free a moment ago, now closed
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    target = Target(f"http://127.0.0.1:{port}/")
-
-    outcome = send(target, [outbox_event(1)], sink=Sink(target))
+    with refused_port() as port:
+        target = Target(f"http://127.0.0.1:{port}/")
+        outcome = send(target, [outbox_event(1)], sink=Sink(target))
 
     assert outcome.kind == "retryable" and outcome.reason == "SinkUnreachable"
     assert outcome.status_code is None

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 import logging
-import socket
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -23,6 +22,7 @@ from runner.sources.cognito.client import CognitoClients, CognitoPool, CognitoSe
 from runner.sources.cognito.scan import ScanResult
 from tests.peers.cognito_proxy import CognitoProxy
 from tests.peers.moto_server import CognitoAdmin, MotoServer, PoolInfo
+from tests.peers.ports import refused_port
 
 ACCESS_KEY_ID = "AKIATESTKEYID0000042"
 SECRET_ACCESS_KEY = "test-secret-access-key-do-not-log-0042"
@@ -369,11 +369,8 @@ def test_describe_maps_aws_errors_to_reasons(
 def test_describe_on_a_closed_port_says_endpoint_unreachable(
     clients: CognitoClients, cognito_pool: Callable[..., PoolInfo]
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    source = source_for(cognito_pool(), f"http://127.0.0.1:{port}")
-    with pytest.raises(SourceUnavailable) as caught:
+    with refused_port() as port, pytest.raises(SourceUnavailable) as caught:
+        source = source_for(cognito_pool(), f"http://127.0.0.1:{port}")
         asyncio.run(clients.pool(source).describe())
     assert caught.value.reason == "EndpointUnreachable"
 
