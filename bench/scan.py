@@ -9,7 +9,13 @@
    committed to a real SQLite outbox, then the sweep), beside a bare boto3 ListUsers
    paginator over the same pool in the same run, alternating. The budget is set out of the
    way (1e6 requests/s): this part measures overhead, not pacing. Target (issue 11): ratio
-   <= 1.0.
+   <= 1.0, with the emulator in a process of its own (`_emulator.py --fast-list`, as the
+   end-to-end benches run it), as Cognito is: not sharing this process's GIL, and answering
+   a filtered page in O(page) rather than moto's O(pool). Shown beside it, the same with
+   moto's server in this process (the set-up of before): there every page moto serves takes
+   the GIL from the poll, and each of the 16 segments' filtered pages walks the whole pool,
+   so the figure says as much about moto as about the runner (1.15 to 1.29 on a quiet
+   machine, for the code of 80b2ceb and of today alike).
 
 2. Budget. Through the fault proxy adding 100 ms per request and enforcing 30 requests/s
    (TooManyRequestsException above it), with a 25 requests/s budget: a segmented scan
@@ -34,6 +40,7 @@ from pathlib import Path
 
 import boto3
 from _cognito import AUTH, CREDENTIALS, max_in_window, moto_admin  # adds the root to sys.path
+from _e2e import Emulator
 from botocore.config import Config
 
 from runner.model import Bridge, Sink, Target
@@ -70,9 +77,32 @@ def make_poller(
     return Poller(bridge, outbox=outbox, pool=clients.pool(bridge.source)), outbox
 
 
-def bench_overhead(admin: CognitoAdmin, endpoint: str, users: int, runs: int) -> bool:
-    pool = admin.create_pool("bench-overhead")
-    admin.seed_users(pool, users)
+def bench_overhead(users: int, runs: int) -> bool:
+    """Part 1 against the emulator in its own process (the target), then in this one."""
+    emulator = Emulator({"overhead": users}, "--fast-list")
+    try:
+        info = emulator.pools["overhead"]
+        _, _, _, region, account, _ = info["arn"].split(":", 5)
+        pool = PoolInfo(info["id"], info["arn"], account, region, "overhead")
+        print(f"1. full scan of {users} users, median of {runs}, emulator in its own process")
+        ratio = overhead(pool, emulator.endpoint, users, runs)
+    finally:
+        emulator.stop()
+    ok = ratio <= 1.0
+    print(f"   ratio {ratio:.3f}  (target <= 1.0: {'ok' if ok else 'MISSED'})")
+    with moto_admin() as (endpoint, admin):
+        pool = admin.create_pool("bench-overhead")
+        try:
+            admin.seed_users(pool, users)
+            print("   moto's server in this process instead (sharing the GIL; O(pool) a page):")
+            ratio_here = overhead(pool, endpoint, users, runs)
+        finally:
+            admin.delete_pool(pool.id)
+    print(f"   ratio {ratio_here:.3f}  (no target: moto's own work is in it)")
+    return ok
+
+
+def overhead(pool: PoolInfo, endpoint: str, users: int, runs: int) -> float:
     bare_client = boto3.client(
         "cognito-idp",
         region_name=pool.region,
@@ -118,17 +148,12 @@ def bench_overhead(admin: CognitoAdmin, endpoint: str, users: int, runs: int) ->
         outbox.close()
         shutil.rmtree(state_dir, ignore_errors=True)
         bare_client.close()
-        admin.delete_pool(pool.id)
 
     bare_s, ours_s = statistics.median(bare_times), statistics.median(our_times)
-    ratio = ours_s / bare_s
     what = f"poll ({poller.segments()} seg.)"
-    print(f"1. full scan of {users} users, median of {runs}")
     print(f"   bare boto3 paginator     {bare_s:7.3f} s  ({users / bare_s:8.0f} users/s)")
     print(f"   runner {what:<17} {ours_s:7.3f} s  ({users / ours_s:8.0f} users/s)")
-    ok = ratio <= 1.0
-    print(f"   ratio {ratio:.3f}  (target <= 1.0: {'ok' if ok else 'MISSED'})")
-    return ok
+    return ours_s / bare_s
 
 
 def timed_scan(pool: CognitoPool, segments: int) -> ScanResult:
@@ -199,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     users, runs = (600, 1) if args.quick else (5000, 5)
 
+    ok = bench_overhead(users, runs)
     with moto_admin() as (endpoint, admin):
-        ok = bench_overhead(admin, endpoint, users, runs)
         ok = bench_budget(admin, endpoint, users, runs) and ok
     return 0 if ok or args.quick else 1
 
