@@ -236,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
     say = _Printer(sys.stdout)
     deadline = time.monotonic() + args.duration
     interrupted = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    previous = signal.signal(signal.SIGINT, lambda *_: _set_from_a_thread(interrupted))
     emulator, endpoint = _start_emulator()
     sink = _start_sink(say)
     runner: subprocess.Popen[str] | None = None
@@ -385,6 +385,14 @@ def _waiting_message(duration: float, *, duration_over: bool) -> str:
             f"the runner keeps polling until {format_duration(duration)} have passed (--duration)"
         )
     return f"all changes made; {waiting}; Ctrl-C to stop"
+
+
+def _set_from_a_thread(event: threading.Event) -> None:
+    """Set `event` from a signal handler. The handler runs in the main thread between two
+    bytecodes, which may be inside `event.wait()` while it holds the event's own lock (not
+    reentrant): setting it there would wait for that lock forever. A short-lived thread
+    sets it as soon as the main thread lets go."""
+    threading.Thread(target=event.set, name="ctrl-c", daemon=True).start()
 
 
 def _wait(until: float, interrupted: threading.Event) -> None:

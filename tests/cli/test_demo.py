@@ -10,8 +10,11 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+from runner.cli import demo
 
 SYNC_TRIGGER = "com.amazon.cognito-idp.sync_trigger"
 USER_DELETED = "com.amazon.cognito-idp.user_deleted"
@@ -177,3 +180,25 @@ def test_ctrl_c_while_it_waits_stops_the_demo_and_cleans_up() -> None:
     assert out.endswith("[demo]   stopped; everything it started is gone\n")
     workdir = re.search(r"working directory (\S+)", "".join(seen))
     assert workdir and not Path(workdir.group(1)).exists()
+
+
+def _holding_the_events_lock(handler: Callable[[threading.Event], object]) -> bool:
+    """Whether `handler`, called where a Ctrl-C would land inside `Event.wait()` (the
+    thread holding the event's own lock, for a few bytecodes), returns and the event ends
+    up set. Run in a daemon thread, so that a handler that waits forever leaves it behind."""
+    event = threading.Event()
+    returned = threading.Event()
+
+    def land_inside_wait() -> None:
+        with event._cond:  # what Event.wait holds around its waiting
+            handler(event)
+        returned.set()
+
+    threading.Thread(target=land_inside_wait, daemon=True).start()
+    return returned.wait(2) and event.wait(2)
+
+
+def test_ctrl_c_landing_inside_the_wait_for_it_still_stops_the_demo() -> None:
+    assert _holding_the_events_lock(demo._set_from_a_thread)
+    # Setting the event in the handler itself, as the demo once did, waits forever.
+    assert not _holding_the_events_lock(threading.Event.set)
