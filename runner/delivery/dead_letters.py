@@ -123,11 +123,11 @@ class GivingUp:
         """Dead-letter (or park) each of `events`, in order; False if stopped first."""
         await self._marks.flush()  # keep the outbox's story in order: delivered before given up
         error = str(failure)
+        if self._dead_letter is None:
+            await self.park(events, error)  # one transaction for the unit, not one an event
+            return True
+        extensions = knative_error_extensions(self._sink_uri, outcome_of(failure))
         for ev in events:
-            if self._dead_letter is None:
-                await self.park([ev], error)
-                continue
-            extensions = knative_error_extensions(self._sink_uri, outcome_of(failure))
             result = await send_dead_letter(self._dead_letter, ev, extensions, self._retry(stop))
             if result is None:
                 return False
